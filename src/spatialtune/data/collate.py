@@ -1,0 +1,134 @@
+"""Batches on TRL's vision-language collator, with the checks TRL does not make.
+
+TRL's `DataCollatorForVisionLanguageModeling` with `assistant_only_loss=True` renders each chat through the
+processor with a training variant of the official template and labels exactly the assistant turns. We add:
+images opened from paths (errors name the record), the image-placeholder count check, a guard so truncation
+never cuts image tokens, and extra columns carried into the batch for add-ons. We never bypass the processor,
+so `mm_token_type_ids` (which Qwen3-VL needs for M-RoPE) always comes from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Sequence
+
+from PIL import Image
+from trl.chat_template_utils import get_training_chat_template
+from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
+
+from ..geometry import ResizePolicy
+
+IMAGE_PAD = "<|image_pad|>"
+
+
+class BatchError(ValueError):
+    """A row that cannot be batched, named by its id and source line."""
+
+
+def training_chat_template(processor) -> str | None:
+    """TRL's training variant of the processor's template (generation markers), or None if it already has them."""
+    return get_training_chat_template(processor)
+
+
+def open_images(row: dict[str, Any]) -> list[Image.Image]:
+    """Open a row's images as RGB; a missing or corrupt file raises naming the record."""
+    images = []
+    for i, path in enumerate(row["images"]):
+        try:
+            with Image.open(path) as im:
+                images.append(im.convert("RGB"))
+        except Exception as e:
+            raise BatchError(f"{row.get('source', '?')}: record {row.get('id')!r}: field 'images[{i}]': cannot read {path}: {e}") from None
+    return images
+
+
+@dataclass(frozen=True)
+class SequenceLayout:
+    """Where a row's tokens fall once images are expanded: total length and end of the last image's tokens."""
+
+    length: int
+    image_end: int
+    image_placeholders: int
+
+
+def sequence_layout(row: dict[str, Any], processor, chat_template: str | None = None) -> SequenceLayout:
+    """Token layout of a row without processing pixels: template text tokens + visual tokens per image size."""
+    text = processor.apply_chat_template(row["messages"], chat_template=chat_template, tokenize=False)
+    ids = processor.tokenizer(text, add_special_tokens=False)["input_ids"]
+    pad_id = processor.tokenizer.convert_tokens_to_ids(IMAGE_PAD)
+    policy = ResizePolicy.from_processor(processor)
+    per_image = []
+    for w, h in row["image_sizes"]:
+        rw, rh = policy.resized_size(w, h)
+        per_image.append((rw // policy.factor) * (rh // policy.factor))
+    position, image_end, seen = 0, 0, 0
+    for token in ids:
+        if token == pad_id:
+            position += per_image[seen] if seen < len(per_image) else 1
+            seen += 1
+            image_end = position
+        else:
+            position += 1
+    return SequenceLayout(length=position, image_end=image_end, image_placeholders=seen)
+
+
+@dataclass
+class FitReport:
+    """What `fit_rows` kept and skipped (skips are counted and reported, never silent)."""
+
+    kept: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (id, reason)
+
+
+def fit_rows(
+    rows: Sequence[dict[str, Any]],
+    processor,
+    max_length: int | None,
+    on_truncated_image: Literal["error", "skip"] = "error",
+    chat_template: str | None = None,
+) -> FitReport:
+    """Check each row's image placeholders and that truncation to `max_length` never cuts an image's tokens.
+
+    Text after the last image may be truncated (TRL keeps the start). A row whose image tokens would be cut
+    raises a BatchError naming it, or with `on_truncated_image="skip"` is skipped and reported.
+    """
+    report = FitReport()
+    for row in rows:
+        layout = sequence_layout(row, processor, chat_template)
+        where = f"{row.get('source', '?')}: record {row['id']!r}"
+        if layout.image_placeholders != len(row["images"]):
+            raise BatchError(f"{where}: field 'messages': the chat template rendered {layout.image_placeholders} image placeholder(s) for {len(row['images'])} image(s)")
+        if max_length is not None and layout.image_end > max_length:
+            reason = f"image tokens end at {layout.image_end} > max_length {max_length}"
+            if on_truncated_image == "error":
+                raise BatchError(f"{where}: field 'images': {reason}; raise max_length, lower max_pixels, or set on_truncated_image=skip")
+            report.skipped.append((row["id"], reason))
+            continue
+        report.kept.append(row)
+    return report
+
+
+class SpatialCollator:
+    """TRL's vision-language collator with assistant-only labels, fed from spatial rows.
+
+    `keep_columns` are copied into the batch as Python lists (e.g. `boxes` for a box-aware module); leave it
+    empty when the model's forward does not take them.
+    """
+
+    def __init__(self, processor, max_length: int | None = None, keep_columns: Sequence[str] = ()):
+        self.processor = processor
+        self.keep_columns = tuple(keep_columns)
+        self.chat_template = training_chat_template(processor)
+        self.trl_collator = DataCollatorForVisionLanguageModeling(
+            processor=processor,
+            max_length=max_length,
+            assistant_only_loss=True,
+            chat_template=self.chat_template,
+        )
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        examples = [{"messages": row["messages"], "images": open_images(row)} for row in rows]
+        batch = self.trl_collator(examples)
+        for column in self.keep_columns:
+            batch[column] = [row[column] for row in rows]
+        return batch

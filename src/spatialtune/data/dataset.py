@@ -1,0 +1,54 @@
+"""A JSONL spatial dataset → rendered TRL rows for one model family (validation first, skips reported)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ..geometry import Convention
+from ..records import RecordError, scan_records
+from .collate import FitReport, fit_rows
+from .render import GeometryRenderer, record_to_row
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be used, with every bad record listed."""
+
+    def __init__(self, path: str | Path, errors: list[RecordError]):
+        self.errors = errors
+        shown = "\n".join(f"  {e}" for e in errors[:20])
+        more = f"\n  … and {len(errors) - 20} more" if len(errors) > 20 else ""
+        super().__init__(f"{path}: {len(errors)} bad record(s):\n{shown}{more}")
+
+
+@dataclass
+class PreparedRows:
+    """Rows ready for the collator, and what was skipped on the way (id, reason)."""
+
+    rows: list[dict[str, Any]]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def prepare_rows(
+    path: str | Path,
+    processor,
+    convention: Convention,
+    *,
+    image_root: str | Path | None = None,
+    max_samples: int | None = None,
+    max_length: int | None = None,
+    on_truncated_image: Literal["error", "skip"] = "error",
+    chat_template: str | None = None,
+) -> PreparedRows:
+    """Validate every record, render geometry for the model's convention, and guard truncation."""
+    records, errors = scan_records(path, image_root)
+    if errors:
+        raise DatasetError(path, errors)
+    if max_samples is not None:
+        records = records[:max_samples]
+    renderer = GeometryRenderer.for_processor(processor, convention)
+    report: FitReport = fit_rows(
+        [record_to_row(r, renderer) for r in records], processor, max_length, on_truncated_image, chat_template
+    )
+    return PreparedRows(report.kept, report.skipped)

@@ -1,0 +1,83 @@
+"""Record → TRL row: geometry placeholders rendered by the model family's convention, images by path.
+
+A TRL row is what TRL's vision-language collator consumes (`messages` with `{"type": "image"}` parts, `images`)
+plus the record's structured columns, kept for later add-ons (rewards, box-aware modules, metrics).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ..geometry import Convention, ImageFrame, ResizePolicy, pixel_to_model
+from ..records import GEOMETRY_PLACEHOLDER, SpatialRecord
+
+
+def format_coords(values: list) -> str:
+    """The text form of a box or point, as Qwen-VL models read and write it: `[x1, y1, x2, y2]`."""
+    return "[" + ", ".join(str(v) for v in values) + "]"
+
+
+@dataclass(frozen=True)
+class GeometryRenderer:
+    """Renders `{box:N}` / `{point:N}` placeholders in a record's text for one model family and pixel budget."""
+
+    convention: Convention
+    policy: ResizePolicy | None = None  # needed for qwen25_abs (absolute pixels of the resized image)
+
+    @classmethod
+    def for_processor(cls, processor, convention: Convention) -> "GeometryRenderer":
+        """A renderer that resizes images exactly as `processor` does."""
+        return cls(convention, ResizePolicy.from_processor(processor))
+
+    def frame(self, record: SpatialRecord, image: int) -> ImageFrame:
+        """The coordinate frame of image `image` of a media-checked record."""
+        if not record.image_sizes:
+            raise ValueError(f"record {record.id!r}: image sizes unknown; load it with check_images=True")
+        width, height = record.image_sizes[image]
+        return ImageFrame.of(width, height, self.policy)
+
+    def render_text(self, text: str, record: SpatialRecord) -> str:
+        """Replace every geometry placeholder in `text` with coordinates in the model's frame."""
+
+        def replace(match) -> str:
+            kind, index = match.group(1), int(match.group(2))
+            item = record.boxes[index] if kind == "box" else record.points[index]
+            coords = item.bbox_pixel if kind == "box" else item.xy_pixel
+            return format_coords(pixel_to_model(coords, self.frame(record, item.image), self.convention))
+
+        return GEOMETRY_PLACEHOLDER.sub(replace, text)
+
+    def render_messages(self, record: SpatialRecord) -> list[dict[str, Any]]:
+        """The record's messages in structured form with every text rendered (the record is not modified)."""
+        rendered = []
+        for message in record.messages:
+            content = message.get("content")
+            if isinstance(content, str):
+                content = [{"type": "text", "text": content}]
+            parts = [
+                {"type": "text", "text": self.render_text(p["text"], record)} if p.get("type") == "text" else {"type": "image"}
+                for p in content or []
+            ]
+            rendered.append({**message, "content": parts})
+        return rendered
+
+
+def record_to_row(record: SpatialRecord, renderer: GeometryRenderer) -> dict[str, Any]:
+    """A TRL-ready row: rendered messages, image paths, and the structured ground truth in the pixel frame."""
+    return {
+        "id": record.id,
+        "task": record.task,
+        "source": f"{record.source[0]}:{record.source[1]}",
+        "messages": renderer.render_messages(record),
+        "images": [str(p) for p in record.images],
+        "image_sizes": [list(s) for s in record.image_sizes],
+        "boxes": [{"bbox": list(b.bbox_pixel), "image": b.image, "label": b.label} for b in record.boxes],
+        "points": [{"point": list(p.xy_pixel), "image": p.image, "label": p.label} for p in record.points],
+        "masks": [{"path": str(m.path), "image": m.image, "label": m.label} for m in record.masks],
+        # Free-form values travel as JSON text so that every row of a datasets.Dataset has one schema.
+        "answer": json.dumps(record.answer),
+        "choices": record.choices or [],
+        "meta": json.dumps(record.meta),
+    }

@@ -1,0 +1,99 @@
+"""What trains: LoRA adapters through PEFT, and freezing of vision tower / merger / language model by config."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from peft import LoraConfig, PeftModel, get_peft_model
+from torch import nn
+from transformers import PreTrainedModel
+
+LANGUAGE_LINEAR = "language-linear"  # every nn.Linear inside the language model (not the LM head, not vision)
+
+
+@dataclass
+class LoraSettings:
+    """LoRA hyper-parameters; `target_modules` is `language-linear`, a PEFT regex, or a list of module names."""
+
+    r: int = 64
+    alpha: int = 128
+    dropout: float = 0.05
+    target_modules: str | list[str] = LANGUAGE_LINEAR
+
+
+@dataclass
+class FreezeSettings:
+    """Which parts of a Qwen-VL model stay fixed (the sources train with the vision tower frozen)."""
+
+    vision_tower: bool = True
+    merger: bool = False
+    language_model: bool = False
+
+
+@dataclass
+class AdapterSettings:
+    """LoRA (None = full fine-tuning of whatever is not frozen) and freezing."""
+
+    lora: LoraSettings | None = None
+    freeze: FreezeSettings = field(default_factory=FreezeSettings)
+
+
+def _part_of(param_name: str) -> str:
+    """Which part a parameter belongs to: `merger` (incl. Qwen3-VL deepstack mergers), `vision_tower` or `language_model`."""
+    if ".visual." in f".{param_name}":
+        return "merger" if "merger" in param_name else "vision_tower"
+    return "language_model"
+
+
+def language_linear_pattern(model: PreTrainedModel) -> str:
+    """A PEFT regex matching every nn.Linear of the language model, from the model's own module tree."""
+    names = {
+        name.rsplit(".", 1)[-1]
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear) and ".language_model." in f".{name}."
+    }
+    if not names:
+        raise ValueError(f"{type(model).__name__} has no `language_model` submodule with linear layers; set lora.target_modules")
+    return rf".*\.language_model\..*\.({'|'.join(sorted(names))})"
+
+
+def apply_adapters(model: PreTrainedModel, settings: AdapterSettings) -> PreTrainedModel | PeftModel:
+    """Freeze parts and/or wrap in LoRA; returns the model to train."""
+    frozen = {part for part in ("vision_tower", "merger", "language_model") if getattr(settings.freeze, part)}
+    if settings.lora is None:
+        for name, param in model.named_parameters():
+            param.requires_grad_(_part_of(name) not in frozen)
+        return model
+    targets = settings.lora.target_modules
+    # Vision parts that are not frozen train fully next to the adapters (and are saved with them).
+    visual = model.model.visual if hasattr(model, "model") and hasattr(model.model, "visual") else None
+    modules_to_save = []
+    if visual is not None and "vision_tower" not in frozen:
+        modules_to_save.append("visual")
+    elif visual is not None and "merger" not in frozen:
+        # PEFT wraps whole modules, not ModuleLists: name each Qwen3-VL deepstack merger on its own.
+        modules_to_save += sorted(
+            name for name, module in visual.named_modules() if name.split(".")[-1].startswith("merger")
+            or (name.startswith("deepstack_merger_list.") and name.count(".") == 1)
+        )
+    config = LoraConfig(
+        r=settings.lora.r,
+        lora_alpha=settings.lora.alpha,
+        lora_dropout=settings.lora.dropout,
+        target_modules=language_linear_pattern(model) if targets == LANGUAGE_LINEAR else targets,
+        modules_to_save=modules_to_save or None,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+def trainable_summary(model: nn.Module) -> dict[str, int]:
+    """Trainable and total parameter counts per part, counted from the built model."""
+    counts: dict[str, int] = {}
+    for name, param in model.named_parameters():
+        part = "lora" if "lora_" in name else _part_of(name)
+        counts[f"{part}/total"] = counts.get(f"{part}/total", 0) + param.numel()
+        if param.requires_grad:
+            counts[f"{part}/trainable"] = counts.get(f"{part}/trainable", 0) + param.numel()
+    return counts

@@ -1,0 +1,128 @@
+"""One loader for embedded tiny defaults, local checkpoints and hub ids (offline-safe via the HF cache)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+import torch
+from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor, PreTrainedModel, ProcessorMixin
+
+from ..geometry import Convention, convention_for_model_type
+from .tiny import TINY_MODELS, build_tiny
+
+
+class UnknownModelError(ValueError):
+    """A model name that is neither an embedded default, a local checkpoint, nor a cached/reachable hub id."""
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """What the rest of the toolkit needs to know about a model: its type and coordinate convention."""
+
+    model_type: str
+    convention: Convention
+
+
+@dataclass
+class LoadedModel:
+    """A model, its processor (tokenizer + image processor + chat template) and its family."""
+
+    model: PreTrainedModel
+    processor: ProcessorMixin
+    family: ModelFamily
+    name_or_path: str
+
+
+def known_model_names() -> list[str]:
+    """Names `--model` accepts besides local paths and hub ids."""
+    return sorted(TINY_MODELS)
+
+
+def _unknown(name: str, cause: Exception) -> UnknownModelError:
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    return UnknownModelError(
+        f"unknown model {name!r}: not an embedded default ({', '.join(known_model_names())}), not a local "
+        f"checkpoint folder, and not a hub id {'in the local Hugging Face cache (HF_HUB_OFFLINE=1)' if offline else 'that could be loaded'}"
+        f" [{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}]"
+    )
+
+
+def set_pixel_budget(processor: ProcessorMixin, min_pixels: int | None, max_pixels: int | None) -> None:
+    """Override the image processor's pixel budget (Qwen-VL `size = {shortest_edge, longest_edge}` in pixels)."""
+    if min_pixels is None and max_pixels is None:
+        return
+    ip = processor.image_processor
+    low = int(min_pixels) if min_pixels is not None else int(ip.size["shortest_edge"])
+    high = int(max_pixels) if max_pixels is not None else int(ip.size["longest_edge"])
+    if low > high:
+        raise ValueError(f"min_pixels {low} > max_pixels {high}")
+    ip.size = {"shortest_edge": low, "longest_edge": high}
+
+
+def family_of(config) -> ModelFamily:
+    """The family of a transformers config (unknown architectures fall back to the [0, 1] convention)."""
+    return ModelFamily(config.model_type, convention_for_model_type(config.model_type))
+
+
+def load_processor(name_or_path: str, min_pixels: int | None = None, max_pixels: int | None = None) -> tuple[ProcessorMixin, ModelFamily]:
+    """The processor and family of a model, without loading weights (for data checks and rendering)."""
+    if name_or_path in TINY_MODELS:
+        model, processor = build_tiny(name_or_path)
+        config = model.config
+    else:
+        try:
+            config = AutoConfig.from_pretrained(name_or_path)
+            processor = AutoProcessor.from_pretrained(name_or_path)
+        except (OSError, ValueError) as e:
+            raise _unknown(name_or_path, e) from None
+    set_pixel_budget(processor, min_pixels, max_pixels)
+    return processor, family_of(config)
+
+
+def load_model(
+    name_or_path: str,
+    *,
+    dtype: str = "auto",
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
+    attn_implementation: str | None = None,
+    seed: int = 0,
+) -> LoadedModel:
+    """Load a tiny default by name, or a checkpoint (local folder or hub id) with its own tokenizer and template."""
+    if name_or_path in TINY_MODELS:
+        model, processor = build_tiny(name_or_path, seed=seed)
+    else:
+        try:
+            processor = AutoProcessor.from_pretrained(name_or_path)
+            kwargs = {"dtype": dtype if dtype == "auto" else getattr(torch, dtype)}
+            if attn_implementation:
+                kwargs["attn_implementation"] = attn_implementation
+            model = AutoModelForImageTextToText.from_pretrained(name_or_path, **kwargs)
+        except (OSError, ValueError) as e:
+            raise _unknown(name_or_path, e) from None
+    set_pixel_budget(processor, min_pixels, max_pixels)
+    return LoadedModel(model, processor, family_of(model.config), name_or_path)
+
+
+@dataclass
+class ModelConfig:
+    """Which model to load and how (typed section of every recipe config)."""
+
+    name: str = "tiny-qwen3-vl"  # embedded default, local checkpoint folder or hub id
+    dtype: str = "auto"
+    min_pixels: int | None = None  # processor pixel budget; None keeps the model's own
+    max_pixels: int | None = None
+    attn_implementation: str | None = None
+    seed: int = 0  # weights of the embedded defaults
+
+
+def load_model_from_config(config: ModelConfig) -> LoadedModel:
+    """`load_model` driven by a ModelConfig."""
+    return load_model(
+        config.name,
+        dtype=config.dtype,
+        min_pixels=config.min_pixels,
+        max_pixels=config.max_pixels,
+        attn_implementation=config.attn_implementation,
+        seed=config.seed,
+    )

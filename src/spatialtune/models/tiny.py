@@ -1,0 +1,154 @@
+"""Embedded defaults: the real Qwen2.5-VL / Qwen3-VL architectures at toy size, random weights, offline.
+
+They exist so that every code path (collation, SFT, generation, eval) runs on a laptop CPU and in CI.
+The vocabulary is the first `TINY_BPE_RANKS` ranks of the real Qwen BPE plus the real special tokens:
+the embedding and LM head of the full 151,936-row vocabulary would dominate CPU time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+import torch
+from transformers import (
+    AutoTokenizer,
+    PreTrainedModel,
+    ProcessorMixin,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
+    Qwen2_5_VLProcessor,
+    Qwen3VLConfig,
+    Qwen3VLForConditionalGeneration,
+    Qwen3VLProcessor,
+)
+from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
+from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
+
+TINY_BPE_RANKS = 4000
+TINY_TOKENIZER_DIR = Path(__file__).parent / "assets" / "tiny_qwen_tokenizer"
+TINY_VOCAB_ROWS = 4096  # embedding rows: tokenizer size rounded up, as the real models pad 151,669 to 151,936
+TINY_SEED = 0
+
+# Shared toy sizes: 4 vision + 4 language layers, hidden 128 (head_dim 32, so M-RoPE sections sum to 16).
+_TEXT = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2)
+_VISION = dict(depth=4, hidden_size=64, intermediate_size=128, num_heads=4, out_hidden_size=128, spatial_merge_size=2)
+
+
+def official_chat_template(family: str) -> str:
+    """The official chat template of a Qwen-VL family, as TRL ships it (`trl/chat_templates/*.jinja`)."""
+    return (resources.files("trl") / "chat_templates" / f"{family}.jinja").read_text()
+
+
+def tiny_tokenizer():
+    """The embedded small-vocabulary tokenizer with the real Qwen special-token strings."""
+    return AutoTokenizer.from_pretrained(str(TINY_TOKENIZER_DIR))
+
+
+def _special_ids(tokenizer) -> dict[str, int]:
+    """Vision token ids read from the tokenizer (never hard-coded)."""
+    ids = tokenizer.convert_tokens_to_ids
+    return dict(
+        image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"),
+        vision_end_token_id=ids("<|vision_end|>"),
+    )
+
+
+def _text_token_ids(tokenizer) -> dict[str, int | None]:
+    """End/pad ids of the language model, read from the tokenizer (Qwen chat models have no BOS)."""
+    return dict(bos_token_id=None, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+
+
+def _image_processor(patch_size: int, mean: tuple, std: tuple) -> Qwen2VLImageProcessor:
+    """A Qwen-VL image processor with a small pixel budget: 2×2 to 8×8 merged visual tokens."""
+    token_px = patch_size * 2
+    return Qwen2VLImageProcessor(
+        size={"shortest_edge": token_px * token_px * 4, "longest_edge": token_px * token_px * 64},
+        patch_size=patch_size,
+        merge_size=2,
+        temporal_patch_size=2,
+        image_mean=list(mean),
+        image_std=list(std),
+    )
+
+
+def _build_qwen2_5_vl(tokenizer) -> tuple[PreTrainedModel, ProcessorMixin]:
+    config = Qwen2_5_VLConfig(
+        text_config=dict(
+            **_TEXT,
+            **_text_token_ids(tokenizer),
+            vocab_size=TINY_VOCAB_ROWS,
+            max_position_embeddings=4096,
+            rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": [4, 6, 6]},
+        ),
+        vision_config=dict(**_VISION, patch_size=14, window_size=56, fullatt_block_indexes=[1, 3]),
+        tie_word_embeddings=True,
+        **_special_ids(tokenizer),
+    )
+    processor = Qwen2_5_VLProcessor(
+        image_processor=_image_processor(14, (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)),
+        video_processor=Qwen2VLVideoProcessor(),
+        tokenizer=tokenizer,
+        chat_template=official_chat_template("qwen2_5_vl"),
+    )
+    return Qwen2_5_VLForConditionalGeneration(config), processor
+
+
+def _build_qwen3_vl(tokenizer) -> tuple[PreTrainedModel, ProcessorMixin]:
+    config = Qwen3VLConfig(
+        text_config=dict(
+            **_TEXT,
+            **_text_token_ids(tokenizer),
+            head_dim=32,
+            vocab_size=TINY_VOCAB_ROWS,
+            max_position_embeddings=4096,
+            rope_parameters={
+                "rope_type": "default",
+                "rope_theta": 5_000_000.0,
+                "mrope_section": [6, 5, 5],
+                "mrope_interleaved": True,
+            },
+        ),
+        vision_config=dict(**_VISION, patch_size=16, num_position_embeddings=256, deepstack_visual_indexes=[1, 2]),
+        tie_word_embeddings=True,
+        **_special_ids(tokenizer),
+    )
+    processor = Qwen3VLProcessor(
+        image_processor=_image_processor(16, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+        video_processor=Qwen3VLVideoProcessor(),
+        tokenizer=tokenizer,
+        chat_template=official_chat_template("qwen3_vl"),
+    )
+    return Qwen3VLForConditionalGeneration(config), processor
+
+
+@dataclass(frozen=True)
+class TinySpec:
+    """An embedded default: its name, what it is, and how to build it."""
+
+    name: str
+    description: str
+    build: Callable[[object], tuple[PreTrainedModel, ProcessorMixin]]
+
+
+TINY_MODELS: dict[str, TinySpec] = {
+    spec.name: spec
+    for spec in (
+        TinySpec("tiny-qwen2.5-vl", "Qwen2.5-VL architecture, 4+4 layers, hidden 128, random init", _build_qwen2_5_vl),
+        TinySpec("tiny-qwen3-vl", "Qwen3-VL architecture, 4+4 layers, hidden 128, random init", _build_qwen3_vl),
+    )
+}
+
+
+def build_tiny(name: str, seed: int = TINY_SEED) -> tuple[PreTrainedModel, ProcessorMixin]:
+    """Build an embedded tiny model and its processor; the same seed gives the same weights."""
+    torch.manual_seed(seed)
+    model, processor = TINY_MODELS[name].build(tiny_tokenizer())
+    model.generation_config.pad_token_id = processor.tokenizer.pad_token_id
+    model.generation_config.eos_token_id = processor.tokenizer.eos_token_id
+    return model, processor

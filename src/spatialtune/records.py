@@ -1,0 +1,287 @@
+"""The spatial record: one JSONL line = one sample, with geometry in ONE frame (pixels of the original image).
+
+```json
+{"id": "s1", "task": "grounding",
+ "messages": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Where is the cup?"}]},
+              {"role": "assistant", "content": [{"type": "text", "text": "{box:0}"}]}],
+ "images": ["img/0001.png"],
+ "boxes": [{"bbox": [10, 20, 110, 90], "image": 0, "label": "cup"}],
+ "points": [{"point": [60, 55], "image": 0}], "masks": [{"path": "img/0001_mask.png", "image": 0}],
+ "answer": "...", "choices": ["A", "B"], "meta": {}}
+```
+
+Text that shows geometry to a model is written as placeholders — `{box:N}`, `{point:N}` — and rendered
+from these fields at load time by the model family's convention (see `spatialtune.data.render`).
+Relative image/mask paths resolve against `image_root` if given, else the dataset file's folder.
+Every validation error names the file, the line and the field.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+ROLES = ("system", "user", "assistant", "tool")
+GEOMETRY_PLACEHOLDER = re.compile(r"\{(box|point):(\d+)\}")
+
+
+class RecordError(ValueError):
+    """A record that cannot be used, located by file, line and field."""
+
+    def __init__(self, file: str | Path, line: int, field: str, message: str):
+        self.file, self.line, self.field, self.message = str(file), line, field, message
+        super().__init__(f"{self.file}:{line}: field '{field}': {message}")
+
+
+@dataclass(frozen=True)
+class Box:
+    """A box [x1, y1, x2, y2] in pixels of image `image` of its record."""
+
+    bbox_pixel: tuple[float, float, float, float]
+    image: int = 0
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class Point:
+    """A point [x, y] in pixels of image `image` of its record."""
+
+    xy_pixel: tuple[float, float]
+    image: int = 0
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class Mask:
+    """A binary mask image (non-zero = inside) aligned with image `image` of its record."""
+
+    path: Path
+    image: int = 0
+    label: str = ""
+
+
+@dataclass
+class SpatialRecord:
+    """One sample: a chat, its images, and structured ground truth in the pixel frame."""
+
+    id: str
+    task: str
+    messages: list[dict[str, Any]]
+    images: list[Path] = field(default_factory=list)
+    boxes: list[Box] = field(default_factory=list)
+    points: list[Point] = field(default_factory=list)
+    masks: list[Mask] = field(default_factory=list)
+    answer: Any = None
+    choices: list[str] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    image_sizes: list[tuple[int, int]] = field(default_factory=list)  # (width, height), filled by `check_media`
+    source: tuple[str, int] = ("<memory>", 0)  # (file, line) for error messages
+
+    def error(self, field_name: str, message: str) -> RecordError:
+        """A RecordError located at this record's file and line."""
+        return RecordError(self.source[0], self.source[1], field_name, message)
+
+    def image_placeholder_count(self) -> int:
+        """Number of `{"type": "image"}` parts across all messages."""
+        return sum(
+            1
+            for m in self.messages
+            if isinstance(m.get("content"), list)
+            for part in m["content"]
+            if part.get("type") == "image"
+        )
+
+
+def _resolve(path: str, base_dir: Path) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else base_dir / p
+
+
+def _numbers(value: Any, n: int, err, field_name: str) -> tuple[float, ...]:
+    if not isinstance(value, (list, tuple)) or len(value) != n or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+    ):
+        raise err(field_name, f"expected a list of {n} numbers, got {json.dumps(value)[:80]}")
+    return tuple(float(v) for v in value)
+
+
+def _geometry_items(obj: dict, key: str, coord_key: str, n: int, err) -> list[tuple[tuple[float, ...], int, str]]:
+    """Parse `boxes`/`points`: each a bare coordinate list (image 0) or {coord_key: [...], "image": i, "label": s}."""
+    items = obj.get(key) or []
+    if not isinstance(items, list):
+        raise err(key, "expected a list")
+    parsed = []
+    for i, item in enumerate(items):
+        where = f"{key}[{i}]"
+        if isinstance(item, dict):
+            coords = _numbers(item.get(coord_key), n, err, f"{where}.{coord_key}")
+            image = item.get("image", 0)
+            label = item.get("label") or ""
+        else:
+            coords, image, label = _numbers(item, n, err, where), 0, ""
+        if not isinstance(image, int) or isinstance(image, bool):
+            raise err(f"{where}.image", f"expected an image index, got {image!r}")
+        parsed.append((coords, image, str(label)))
+    return parsed
+
+
+def _check_messages(messages: Any, err) -> None:
+    if not isinstance(messages, list) or not messages:
+        raise err("messages", "expected a non-empty list of {role, content} messages")
+    for i, m in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(m, dict) or m.get("role") not in ROLES:
+            raise err(f"{where}.role", f"expected one of {ROLES}, got {m.get('role') if isinstance(m, dict) else m!r}")
+        content = m.get("content")
+        if isinstance(content, str) or (content is None and m.get("tool_calls")):
+            continue
+        if not isinstance(content, list):
+            raise err(f"{where}.content", "expected a string or a list of {type: image|text} parts")
+        for j, part in enumerate(content):
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "text" and isinstance(part.get("text"), str):
+                continue
+            if kind != "image":
+                raise err(f"{where}.content[{j}]", f"expected {{'type': 'image'}} or {{'type': 'text', 'text': str}}, got {part!r}")
+
+
+def _message_texts(messages: list[dict]) -> list[tuple[str, str]]:
+    """(field path, text) of every text in the messages."""
+    out = []
+    for i, m in enumerate(messages):
+        content = m.get("content")
+        if isinstance(content, str):
+            out.append((f"messages[{i}].content", content))
+        elif isinstance(content, list):
+            out += [(f"messages[{i}].content[{j}].text", p["text"]) for j, p in enumerate(content) if p.get("type") == "text"]
+    return out
+
+
+def parse_record(obj: Any, *, file: str | Path = "<memory>", line: int = 0, base_dir: Path | None = None) -> SpatialRecord:
+    """Validate the structure of one decoded JSON record (no file IO) and build a SpatialRecord."""
+    err = lambda f, msg: RecordError(file, line, f, msg)  # noqa: E731
+    if not isinstance(obj, dict):
+        raise err("<record>", f"expected a JSON object, got {type(obj).__name__}")
+    for key in ("id", "task"):
+        if not isinstance(obj.get(key), (str, int)) or isinstance(obj.get(key), bool) or obj.get(key) == "":
+            raise err(key, "required: a non-empty string")
+    _check_messages(obj.get("messages"), err)
+    images = obj.get("images") or []
+    if not isinstance(images, list) or not all(isinstance(p, str) and p for p in images):
+        raise err("images", "expected a list of image paths")
+    base_dir = base_dir or Path(".")
+    boxes = [Box(c, im, lb) for c, im, lb in _geometry_items(obj, "boxes", "bbox", 4, err)]  # type: ignore[arg-type]
+    points = [Point(c, im, lb) for c, im, lb in _geometry_items(obj, "points", "point", 2, err)]  # type: ignore[arg-type]
+    masks = []
+    for i, item in enumerate(obj.get("masks") or []):
+        item = {"path": item} if isinstance(item, str) else item
+        if not isinstance(item, dict) or not isinstance(item.get("path"), str):
+            raise err(f"masks[{i}]", "expected a path or {path, image, label}")
+        masks.append(Mask(_resolve(item["path"], base_dir), int(item.get("image", 0)), str(item.get("label") or "")))
+    choices = obj.get("choices")
+    if choices is not None and not (isinstance(choices, list) and all(isinstance(c, str) for c in choices)):
+        raise err("choices", "expected a list of strings")
+    meta = obj.get("meta") or {}
+    if not isinstance(meta, dict):
+        raise err("meta", "expected an object")
+    record = SpatialRecord(
+        id=str(obj["id"]),
+        task=str(obj["task"]),
+        messages=obj["messages"],
+        images=[_resolve(p, base_dir) for p in images],
+        boxes=boxes,
+        points=points,
+        masks=masks,
+        answer=obj.get("answer"),
+        choices=choices,
+        meta=meta,
+        source=(str(file), line),
+    )
+    n_placeholders = record.image_placeholder_count()
+    if n_placeholders != len(images):
+        raise err(
+            "messages",
+            f"{n_placeholders} image placeholder(s) but {len(images)} image(s) in 'images': "
+            'put one {"type": "image"} part where each image goes',
+        )
+    for kind, items in (("boxes", boxes), ("points", points), ("masks", masks)):
+        for i, item in enumerate(items):
+            if not 0 <= item.image < len(images):
+                raise err(f"{kind}[{i}].image", f"image index {item.image} but the record has {len(images)} image(s)")
+    for where, text in _message_texts(record.messages):
+        for kind, index in GEOMETRY_PLACEHOLDER.findall(text):
+            available = len(boxes if kind == "box" else points)
+            if int(index) >= available:
+                raise err(where, f"placeholder {{{kind}:{index}}} but the record has {available} {kind}(es)")
+    return record
+
+
+def _open_image_size(path: Path, err, field_name: str) -> tuple[int, int]:
+    if not path.is_file():
+        raise err(field_name, f"image not found: {path}")
+    try:
+        with Image.open(path) as im:
+            im.load()  # decodes fully: a truncated or corrupt file fails here, not mid-training
+            return im.size
+    except Exception as e:  # PIL raises many types for bad files
+        raise err(field_name, f"cannot read image {path}: {e}") from None
+
+
+def check_media(record: SpatialRecord) -> SpatialRecord:
+    """Open every image and mask; check boxes and points lie inside their image. Fills `image_sizes`."""
+    sizes = [_open_image_size(p, record.error, f"images[{i}]") for i, p in enumerate(record.images)]
+    for i, box in enumerate(record.boxes):
+        w, h = sizes[box.image]
+        x1, y1, x2, y2 = box.bbox_pixel
+        if not (0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h):
+            raise record.error(f"boxes[{i}].bbox", f"{list(box.bbox_pixel)} is not inside image {box.image} ({w}×{h}) with x1 < x2, y1 < y2")
+    for i, point in enumerate(record.points):
+        w, h = sizes[point.image]
+        x, y = point.xy_pixel
+        if not (0 <= x <= w and 0 <= y <= h):
+            raise record.error(f"points[{i}].point", f"{list(point.xy_pixel)} is outside image {point.image} ({w}×{h})")
+    for i, mask in enumerate(record.masks):
+        mw, mh = _open_image_size(mask.path, record.error, f"masks[{i}].path")
+        if (mw, mh) != sizes[mask.image]:
+            raise record.error(f"masks[{i}].path", f"mask is {mw}×{mh} but image {mask.image} is {sizes[mask.image][0]}×{sizes[mask.image][1]}")
+    record.image_sizes = sizes
+    return record
+
+
+def scan_records(path: str | Path, image_root: str | Path | None = None, check_images: bool = True) -> tuple[list[SpatialRecord], list[RecordError]]:
+    """Read a JSONL file, returning the good records and one RecordError per bad line (all of them)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"dataset file not found: {path}")
+    base_dir = Path(image_root) if image_root else path.parent
+    records, errors, seen = [], [], {}
+    with path.open(encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise RecordError(path, line_no, "<json>", f"malformed JSON: {e.msg} at column {e.colno}") from None
+                record = parse_record(obj, file=path, line=line_no, base_dir=base_dir)
+                if record.id in seen:
+                    raise record.error("id", f"duplicate id {record.id!r} (first on line {seen[record.id]})")
+                seen[record.id] = line_no
+                records.append(check_media(record) if check_images else record)
+            except RecordError as e:
+                errors.append(e)
+    return records, errors
+
+
+def read_records(path: str | Path, image_root: str | Path | None = None, check_images: bool = True) -> list[SpatialRecord]:
+    """Read and validate a JSONL dataset; raise the first RecordError (use `scan_records` to collect all)."""
+    records, errors = scan_records(path, image_root, check_images)
+    if errors:
+        raise errors[0]
+    return records

@@ -1,0 +1,140 @@
+"""Assistant-only labels from TRL's collator, token by token, on the official templates with the real tokenizer."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import pytest
+import torch
+from PIL import Image
+from transformers import Qwen2_5_VLProcessor, Qwen3VLProcessor
+from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
+from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
+
+from spatialtune.data.collate import BatchError, SpatialCollator, fit_rows, sequence_layout
+from spatialtune.models.tiny import official_chat_template
+
+from helpers import FIXTURES, draw_scene
+
+REAL_SPECIAL_IDS = {  # shared/fixtures/README.md
+    "<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645, "<|box_start|>": 151648,
+    "<|box_end|>": 151649, "<|vision_start|>": 151652, "<|vision_end|>": 151653, "<|image_pad|>": 151655,
+    "<tool_call>": 151657, "</tool_call>": 151658, "<tool_response>": 151665, "<think>": 151667, "</think>": 151668,
+}
+
+
+def _real_processor(family: str, tokenizer):
+    """Real Qwen-VL processor classes with the released image-processor settings and the official template."""
+    if family == "qwen2_5_vl":
+        image_processor = Qwen2VLImageProcessor(
+            patch_size=14, merge_size=2, size={"shortest_edge": 3136, "longest_edge": 12845056},
+            image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711],
+        )
+        return Qwen2_5_VLProcessor(image_processor=image_processor, video_processor=Qwen2VLVideoProcessor(), tokenizer=tokenizer,
+                                   chat_template=(FIXTURES / "qwen2_5_vl_chat_template.jinja").read_text())
+    image_processor = Qwen2VLImageProcessor(
+        patch_size=16, merge_size=2, size={"shortest_edge": 65536, "longest_edge": 16777216},
+        image_mean=[0.5] * 3, image_std=[0.5] * 3,
+    )
+    return Qwen3VLProcessor(image_processor=image_processor, video_processor=Qwen3VLVideoProcessor(), tokenizer=tokenizer, chat_template=official_chat_template("qwen3_vl"))
+
+
+def _text(t):
+    return {"type": "text", "text": t}
+
+
+def _row(tmp_path, messages, n_images):
+    paths = [str(draw_scene(tmp_path / f"img{i}.png", size=(64 + 32 * i, 64))) for i in range(n_images)]
+    return {"id": "x", "source": "test:1", "messages": messages, "images": paths, "image_sizes": [[64 + 32 * i, 64] for i in range(n_images)]}
+
+
+CHATS = {
+    "single_turn": ([{"role": "user", "content": [{"type": "image"}, _text("Where is the cup?")]},
+                     {"role": "assistant", "content": [_text("On the left, at [12, 40, 88, 120].")]}], 1),
+    "system_prompt": ([{"role": "system", "content": [_text("You are a spatial expert.")]},
+                       {"role": "user", "content": [{"type": "image"}, _text("Is the cat above the dog?")]},
+                       {"role": "assistant", "content": [_text("Yes.")]}], 1),
+    "multi_turn_two_images": ([{"role": "user", "content": [{"type": "image"}, _text("What is left?")]},
+                               {"role": "assistant", "content": [_text("A red square.")]},
+                               {"role": "user", "content": [{"type": "image"}, _text("And in this view?")]},
+                               {"role": "assistant", "content": [_text("<tool_call>\n{\"name\": \"crop\"}\n</tool_call>")]}], 2),
+}
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
+@pytest.mark.parametrize("chat", sorted(CHATS))
+def test_labels_cover_exactly_the_assistant_turns(family, chat, real_qwen_tokenizer, tmp_path):
+    messages, n_images = CHATS[chat]
+    processor = _real_processor(family, real_qwen_tokenizer)
+    batch = SpatialCollator(processor)([_row(tmp_path, messages, n_images)])
+    ids, labels = batch["input_ids"][0], batch["labels"][0]
+
+    # Expected: each assistant text followed by <|im_end|>\n, right after "<|im_start|>assistant\n".
+    tok = real_qwen_tokenizer
+    header = tok("<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
+    expected_positions, expected_ids = [], []
+    starts = [i + len(header) for i in range(len(ids) - len(header) + 1) if ids[i : i + len(header)].tolist() == header]
+    answers = [m["content"][0]["text"] for m in messages if m["role"] == "assistant"]
+    assert len(starts) == len(answers)
+    for start, answer in zip(starts, answers):
+        target = tok(answer + "<|im_end|>\n", add_special_tokens=False)["input_ids"]
+        assert ids[start : start + len(target)].tolist() == target
+        expected_positions += list(range(start, start + len(target)))
+        expected_ids += target
+
+    labelled = torch.nonzero(labels != -100).flatten().tolist()
+    assert labelled == expected_positions
+    assert labels[labelled].tolist() == expected_ids
+    assert not (labels == REAL_SPECIAL_IDS["<|image_pad|>"]).any()
+    assert int((ids == REAL_SPECIAL_IDS["<|image_pad|>"]).sum()) == int(batch["image_grid_thw"].prod(-1).sum() // 4)
+    assert "mm_token_type_ids" in batch
+
+
+def test_real_tokenizer_matches_the_released_ids(real_qwen_tokenizer):
+    assert real_qwen_tokenizer("Hello world", add_special_tokens=False)["input_ids"] == [9707, 1879]
+    for token, token_id in REAL_SPECIAL_IDS.items():
+        assert real_qwen_tokenizer.convert_tokens_to_ids(token) == token_id
+
+
+def test_trl_ships_the_official_qwen2_5_vl_template_byte_for_byte():
+    shipped = (resources.files("trl") / "chat_templates" / "qwen2_5_vl.jinja").read_bytes()
+    assert shipped == (FIXTURES / "qwen2_5_vl_chat_template.jinja").read_bytes()
+
+
+def test_keep_columns_travel_into_the_batch(tmp_path, real_qwen_tokenizer):
+    messages, n = CHATS["single_turn"]
+    row = {**_row(tmp_path, messages, n), "boxes": [{"bbox": [1, 2, 3, 4], "image": 0, "label": ""}]}
+    batch = SpatialCollator(_real_processor("qwen2_5_vl", real_qwen_tokenizer), keep_columns=["boxes"])([row])
+    assert batch["boxes"] == [row["boxes"]]
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
+def test_sequence_layout_predicts_the_collated_length(family, tmp_path, real_qwen_tokenizer):
+    messages, n = CHATS["multi_turn_two_images"]
+    processor = _real_processor(family, real_qwen_tokenizer)
+    collator = SpatialCollator(processor)
+    row = _row(tmp_path, messages, n)
+    layout = sequence_layout(row, processor, collator.chat_template)
+    assert layout.length == collator([row])["input_ids"].shape[1]
+    assert layout.image_placeholders == 2
+
+
+def test_truncation_that_would_cut_image_tokens_is_an_error_naming_the_record(tmp_path, real_qwen_tokenizer):
+    messages, n = CHATS["multi_turn_two_images"]
+    processor = _real_processor("qwen2_5_vl", real_qwen_tokenizer)
+    row = _row(tmp_path, messages, n)
+    end = sequence_layout(row, processor).image_end
+    with pytest.raises(BatchError, match=r"test:1: record 'x': field 'images'"):
+        fit_rows([row], processor, max_length=end - 1)
+    report = fit_rows([row], processor, max_length=end - 1, on_truncated_image="skip")
+    assert report.kept == [] and report.skipped[0][0] == "x"
+    assert fit_rows([row], processor, max_length=end).kept == [row]  # text after the images may be cut
+
+
+def test_a_corrupt_image_at_batch_time_names_the_record(tmp_path, real_qwen_tokenizer):
+    messages, n = CHATS["single_turn"]
+    row = _row(tmp_path, messages, n)
+    (tmp_path / "img0.png").write_bytes(b"not a png")
+    with pytest.raises(BatchError, match=r"record 'x': field 'images\[0\]'"):
+        SpatialCollator(_real_processor("qwen2_5_vl", real_qwen_tokenizer))([row])
