@@ -61,10 +61,12 @@ def data_check(
         _fail(str(e))
         return
     console.print(f"[green]OK[/] {report.records} valid record(s) in {report.path}; model {report.model} (coordinates: {report.convention})")
-    table = Table("id", "images", "image tokens", "tokens", "labelled", "labelled text")
+    table = Table("id", "images", "image tokens", "tokens", "labelled tokens")
     for s in report.batch:
-        table.add_row(s.id, str(s.images), str(s.image_tokens), str(s.tokens), str(s.labelled_tokens), repr(s.labelled_text))
+        table.add_row(s.id, str(s.images), str(s.image_tokens), str(s.tokens), str(s.labelled_tokens))
     console.print(table)
+    for s in report.batch:
+        console.print(f"labelled text of {s.id}: {s.labelled_text!r}", highlight=False, soft_wrap=True)
     console.print("batch: " + ", ".join(f"{k} {list(v)}" for k, v in report.batch_keys.items()))
 
 

@@ -19,7 +19,7 @@ class DatasetError(ValueError):
         self.errors = errors
         shown = "\n".join(f"  {e}" for e in errors[:20])
         more = f"\n  … and {len(errors) - 20} more" if len(errors) > 20 else ""
-        super().__init__(f"{path}: {len(errors)} bad record(s):\n{shown}{more}")
+        super().__init__(f"{path} has {len(errors)} bad record(s):\n{shown}{more}")
 
 
 @dataclass

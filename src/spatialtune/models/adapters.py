@@ -58,6 +58,17 @@ def language_linear_pattern(model: PreTrainedModel) -> str:
     return rf".*\.language_model\..*\.({'|'.join(sorted(names))})"
 
 
+def _vision_modules_to_save(visual: nn.Module, frozen: set[str]) -> list[str]:
+    """Names of the unfrozen vision submodules for PEFT's `modules_to_save` (ModuleLists expanded: PEFT wraps modules)."""
+    names = []
+    for name, child in visual.named_children():
+        if _part_of(f"visual.{name}") in frozen or not any(True for _ in child.parameters()):
+            continue
+        items = [f"{name}.{i}" for i in range(len(child))] if isinstance(child, nn.ModuleList) else [name]
+        names += [f"visual.{item}" for item in items]
+    return names
+
+
 def apply_adapters(model: PreTrainedModel, settings: AdapterSettings) -> PreTrainedModel | PeftModel:
     """Freeze parts and/or wrap in LoRA; returns the model to train."""
     frozen = {part for part in ("vision_tower", "merger", "language_model") if getattr(settings.freeze, part)}
@@ -67,16 +78,8 @@ def apply_adapters(model: PreTrainedModel, settings: AdapterSettings) -> PreTrai
         return model
     targets = settings.lora.target_modules
     # Vision parts that are not frozen train fully next to the adapters (and are saved with them).
-    visual = model.model.visual if hasattr(model, "model") and hasattr(model.model, "visual") else None
-    modules_to_save = []
-    if visual is not None and "vision_tower" not in frozen:
-        modules_to_save.append("visual")
-    elif visual is not None and "merger" not in frozen:
-        # PEFT wraps whole modules, not ModuleLists: name each Qwen3-VL deepstack merger on its own.
-        modules_to_save += sorted(
-            name for name, module in visual.named_modules() if name.split(".")[-1].startswith("merger")
-            or (name.startswith("deepstack_merger_list.") and name.count(".") == 1)
-        )
+    visual = getattr(getattr(model, "model", None), "visual", None)
+    modules_to_save = _vision_modules_to_save(visual, frozen) if visual is not None else []
     config = LoraConfig(
         r=settings.lora.r,
         lora_alpha=settings.lora.alpha,

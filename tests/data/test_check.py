@@ -1,0 +1,66 @@
+"""`spatialtune data check`: one clear message per bad input, a batch summary on a good file."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import grounding_record
+from typer.testing import CliRunner
+
+from spatialtune.cli import app
+
+runner = CliRunner()
+
+
+def _check(path, *extra):
+    return runner.invoke(app, ["data", "check", str(path), *extra])
+
+
+def _bad_cases(tmp_path):
+    """(records, expected line, expected field) for each kind of bad input; the bad record is on line 2."""
+    good = grounding_record("ok")
+    (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    two_placeholders = grounding_record("bad")
+    two_placeholders["messages"][0]["content"].insert(0, {"type": "image"})
+    return {
+        "malformed_json": ([good, '{"id": "bad", "task": '], "<json>"),
+        "missing_image": ([good, grounding_record("bad", image="nope.png")], "images[0]"),
+        "corrupt_image": ([good, grounding_record("bad", image="corrupt.png")], "images[0]"),
+        "box_outside_image": ([good, grounding_record("bad", bbox=(10, 30, 200, 80))], "boxes[0].bbox"),
+        "more_placeholders_than_images": ([good, two_placeholders], "messages"),
+    }
+
+
+@pytest.mark.parametrize("case", ["malformed_json", "missing_image", "corrupt_image", "box_outside_image", "more_placeholders_than_images"])
+def test_bad_input_exits_non_zero_naming_file_line_and_field(case, tmp_path, write_dataset):
+    records, field = _bad_cases(tmp_path)[case]
+    path = write_dataset(records)
+    result = _check(path)
+    assert result.exit_code != 0
+    output = " ".join(result.output.split())  # rich may wrap long lines
+    assert f"{path}:2: field '{field}'" in output
+    assert output.count(f"{path}:") == 1  # one message, for the one bad record
+
+
+def test_unknown_model_lists_the_known_names(write_dataset):
+    result = _check(write_dataset([grounding_record()]), "--model", "tiny-qwen9-vl")
+    assert result.exit_code != 0
+    output = " ".join(result.output.split())
+    assert "unknown model 'tiny-qwen9-vl'" in output
+    assert "tiny-qwen2.5-vl" in output and "tiny-qwen3-vl" in output
+
+
+@pytest.mark.parametrize("model, rendered", [("tiny-qwen3-vl", "[63, 250, 375, 667]"), ("tiny-qwen2.5-vl", "[11, 28, 63, 75]")])
+def test_good_file_exits_zero_with_the_batch_summary(model, rendered, write_dataset):
+    path = write_dataset([grounding_record("r0"), grounding_record("r1")])
+    result = _check(path, "--model", model, "--batch-size", "2")
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "OK 2 valid record(s)" in output
+    assert "r0" in output and "r1" in output and "pixel_values" in output
+    assert rendered in output  # the box, rendered in the family's convention, is the labelled answer
+
+
+def test_image_tokens_cut_by_max_length_fail_the_check(write_dataset):
+    result = _check(write_dataset([grounding_record()]), "--max-length", "8")
+    assert result.exit_code != 0
+    assert "field 'images'" in " ".join(result.output.split())

