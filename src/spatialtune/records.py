@@ -110,22 +110,30 @@ def _numbers(value: Any, n: int, err, field_name: str) -> tuple[float, ...]:
     return tuple(float(v) for v in value)
 
 
-def _geometry_items(obj: dict, key: str, coord_key: str, n: int, err) -> list[tuple[tuple[float, ...], int, str]]:
-    """Parse `boxes`/`points`: each a bare coordinate list (image 0) or {coord_key: [...], "image": i, "label": s}."""
+def _image_index(item: dict, where: str, err) -> int:
+    image = item.get("image", 0)
+    if not isinstance(image, int) or isinstance(image, bool):
+        raise err(f"{where}.image", f"expected an image index, got {image!r}")
+    return image
+
+
+def _list_field(obj: dict, key: str, err) -> list:
     items = obj.get(key) or []
     if not isinstance(items, list):
         raise err(key, "expected a list")
+    return items
+
+
+def _geometry_items(obj: dict, key: str, coord_key: str, n: int, err) -> list[tuple[tuple[float, ...], int, str]]:
+    """Parse `boxes`/`points`: each a bare coordinate list (image 0) or {coord_key: [...], "image": i, "label": s}."""
     parsed = []
-    for i, item in enumerate(items):
+    for i, item in enumerate(_list_field(obj, key, err)):
         where = f"{key}[{i}]"
         if isinstance(item, dict):
             coords = _numbers(item.get(coord_key), n, err, f"{where}.{coord_key}")
-            image = item.get("image", 0)
-            label = item.get("label") or ""
+            image, label = _image_index(item, where, err), item.get("label") or ""
         else:
             coords, image, label = _numbers(item, n, err, where), 0, ""
-        if not isinstance(image, int) or isinstance(image, bool):
-            raise err(f"{where}.image", f"expected an image index, got {image!r}")
         parsed.append((coords, image, str(label)))
     return parsed
 
@@ -178,11 +186,12 @@ def parse_record(obj: Any, *, file: str | Path = "<memory>", line: int = 0, base
     boxes = [Box(c, im, lb) for c, im, lb in _geometry_items(obj, "boxes", "bbox", 4, err)]  # type: ignore[arg-type]
     points = [Point(c, im, lb) for c, im, lb in _geometry_items(obj, "points", "point", 2, err)]  # type: ignore[arg-type]
     masks = []
-    for i, item in enumerate(obj.get("masks") or []):
+    for i, item in enumerate(_list_field(obj, "masks", err)):
         item = {"path": item} if isinstance(item, str) else item
         if not isinstance(item, dict) or not isinstance(item.get("path"), str):
             raise err(f"masks[{i}]", "expected a path or {path, image, label}")
-        masks.append(Mask(_resolve(item["path"], base_dir), int(item.get("image", 0)), str(item.get("label") or "")))
+        image = _image_index(item, f"masks[{i}]", err)
+        masks.append(Mask(_resolve(item["path"], base_dir), image, str(item.get("label") or "")))
     choices = obj.get("choices")
     if choices is not None and not (isinstance(choices, list) and all(isinstance(c, str) for c in choices)):
         raise err("choices", "expected a list of strings")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from helpers import grounding_record
 from typer.testing import CliRunner
 
+from helpers import grounding_record
 from spatialtune.cli import app
 
 runner = CliRunner()

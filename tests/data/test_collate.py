@@ -6,16 +6,14 @@ from importlib import resources
 
 import pytest
 import torch
-from PIL import Image
 from transformers import Qwen2_5_VLProcessor, Qwen3VLProcessor
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
 from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
 
+from helpers import FIXTURES, draw_scene
 from spatialtune.data.collate import BatchError, SpatialCollator, fit_rows, sequence_layout
 from spatialtune.models.tiny import official_chat_template
-
-from helpers import FIXTURES, draw_scene
 
 REAL_SPECIAL_IDS = {  # shared/fixtures/README.md
     "<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645, "<|box_start|>": 151648,
