@@ -23,6 +23,17 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Errors caused by the user's input: printed as one clear message, exit code 1, no traceback."""
+    from .config import ConfigError
+    from .data.collate import BatchError
+    from .data.dataset import DatasetError
+    from .models.loading import UnknownModelError
+    from .records import RecordError
+
+    return (ConfigError, BatchError, DatasetError, UnknownModelError, RecordError, FileNotFoundError)
+
+
 def _fail(message: str) -> None:
     err_console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
     raise typer.Exit(1)
@@ -51,13 +62,10 @@ def data_check(
 ) -> None:
     """Validate every record and render one batch through the processor and TRL collator."""
     from .data.check import check_file
-    from .data.collate import BatchError
-    from .data.dataset import DatasetError
-    from .models.loading import UnknownModelError
 
     try:
         report = check_file(file, model, batch_size, image_root, max_length, min_pixels, max_pixels)
-    except (DatasetError, BatchError, UnknownModelError, FileNotFoundError, ValueError) as e:
+    except (*_user_errors(), ValueError) as e:
         _fail(str(e))
         return
     console.print(f"[green]OK[/] {report.records} valid record(s) in {report.path}; model {report.model} (coordinates: {report.convention})")
@@ -76,15 +84,14 @@ def train_sft(
     config: Path = typer.Argument(..., help="YAML recipe config."),
 ) -> None:
     """Supervised fine-tuning; extra `key=value` arguments override the config (dotted for nesting)."""
-    from .config import ConfigError, load_config
+    from .config import load_config
     from .train.sft import SFTRecipeConfig, run_sft
 
     try:
-        cfg = load_config(SFTRecipeConfig, config, list(ctx.args))
-    except ConfigError as e:
+        result = run_sft(load_config(SFTRecipeConfig, config, list(ctx.args)))
+    except _user_errors() as e:
         _fail(str(e))
         return
-    result = run_sft(cfg)
     console.print(f"[green]done[/] step {result.global_step}, loss {result.train_loss:.4f} → {result.output_dir}")
 
 
@@ -101,8 +108,12 @@ def eval_generate(
     from .eval.generate import generate_batch
     from .models.loading import load_model
 
-    loaded = load_model(model)
-    rows = prepare_rows(data, loaded.processor, loaded.family.convention, max_samples=max_samples).rows
+    try:
+        loaded = load_model(model)
+        rows = prepare_rows(data, loaded.processor, loaded.family.convention, max_samples=max_samples).rows
+    except _user_errors() as e:
+        _fail(str(e))
+        return
     table = Table("id", "output")
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]

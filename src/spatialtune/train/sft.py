@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import yaml
 from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
@@ -85,8 +86,6 @@ def run_sft(config: SFTRecipeConfig) -> SFTResult:
     """Train one SFT run and save the model (or adapter) with its processor in `training.output_dir`."""
     output_dir = Path(config.training.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    import yaml
-
     atomic_write_text(output_dir / "config.yaml", yaml.safe_dump(to_dict(config), sort_keys=False))
 
     # 1. Model, processor, and what trains.
