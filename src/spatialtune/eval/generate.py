@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from trl.data_utils import prepare_multimodal_messages
 
 from ..data.collate import open_images
 
@@ -16,15 +17,6 @@ def prompt_messages(row: dict[str, Any]) -> list[dict[str, Any]]:
     return messages[:last]
 
 
-def _with_images(messages: list[dict[str, Any]], images: list) -> list[dict[str, Any]]:
-    """Fill `{"type": "image"}` parts, in order, with opened images (as the processor's template expects)."""
-    it = iter(images)
-    return [
-        {**m, "content": [{**p, "image": next(it)} if p.get("type") == "image" else p for p in m["content"]]}
-        for m in messages
-    ]
-
-
 @torch.inference_mode()
 def generate_batch(model, processor, rows: list[dict[str, Any]], max_new_tokens: int = 64) -> list[str]:
     """Greedy answers for a batch of rows; decoded without special tokens (tool-call tags survive)."""
@@ -32,7 +24,7 @@ def generate_batch(model, processor, rows: list[dict[str, Any]], max_new_tokens:
     for row in rows:
         prompt = prompt_messages(row)
         n_images = sum(1 for m in prompt for p in m["content"] if p.get("type") == "image")
-        chats.append(_with_images(prompt, open_images(row)[:n_images]))
+        chats.append(prepare_multimodal_messages(prompt, images=open_images(row)[:n_images]))  # TRL fills the image parts
     inputs = processor.apply_chat_template(
         chats,
         add_generation_prompt=True,
