@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 quickstart: $(VENV)/.installed
-	$(VENV)/bin/spatialtune smoke --output-dir runs/smoke
+	$(VENV)/bin/spatialtune quickstart --output-dir runs/quickstart
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_help_lists_the_groups_and_what_exists():
     output = runner.invoke(app, ["--help"]).output
-    for group in ("data", "train", "eval", "smoke", "models"):
+    for group in ("data", "train", "eval", "smoke", "models", "quickstart"):
         assert group in output
     assert "check" in runner.invoke(app, ["data", "--help"]).output
     assert "sft" in runner.invoke(app, ["train", "--help"]).output
@@ -29,10 +29,42 @@ def test_models_lists_the_embedded_defaults():
 def test_train_sft_runs_the_shipped_tiny_config_with_overrides(tmp_path):
     result = runner.invoke(app, [
         "train", "sft", str(REPO / "configs" / "sft_tiny_cpu.yaml"),
-        f"data.train_file={sample_dataset()}", f"training.output_dir={tmp_path}", "training.max_steps=1",
+        f"data.train_file={sample_dataset()}", f"run.dir={tmp_path}", "training.max_steps=1", "data.tasks=null", "--no-progress",
     ])
     assert result.exit_code == 0, result.output
-    assert "step 1" in result.output and (tmp_path / "model.safetensors").is_file()
+    assert "step 1" in result.output and (tmp_path / "model" / "model.safetensors").is_file()
+
+
+def test_train_sft_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
+    (tmp_path / "config.yaml").write_text("model: {}\n")
+    result = runner.invoke(app, ["train", "sft", "--resume", str(tmp_path)])
+    assert result.exit_code == 1 and "no complete checkpoint" in result.output
+
+
+def test_train_sft_needs_a_config_or_resume():
+    result = runner.invoke(app, ["train", "sft"])
+    assert result.exit_code == 1 and "--resume" in result.output
+
+
+def test_data_build_synthetic_then_eval_scores_every_task(tmp_path):
+    built = runner.invoke(app, ["data", "build", "synthetic", "--output", str(tmp_path / "w"), "--num-samples", "4",
+                                "--test-samples", "2", "--tasks", "counting", "--tasks", "grounding"])
+    assert built.exit_code == 0, built.output
+    assert (tmp_path / "w" / "stats.json").is_file() and "counting" in built.output
+    scored = runner.invoke(app, ["eval", "--model", "tiny-qwen3-vl", "--data", str(tmp_path / "w" / "test.jsonl"),
+                                 "--output-dir", str(tmp_path / "e"), "--max-new-tokens", "4"])
+    assert scored.exit_code == 0, scored.output
+    assert "grounding" in scored.output and (tmp_path / "e" / "metrics.json").is_file()
+
+
+def test_eval_without_its_options_says_what_is_missing():
+    result = runner.invoke(app, ["eval"])
+    assert result.exit_code == 1 and "--model" in result.output
+
+
+def test_eval_with_an_unknown_benchmark_lists_the_known_ones(tmp_path):
+    result = runner.invoke(app, ["eval", "--model", "tiny-qwen3-vl", "--benchmark", "nope", "--data", str(tmp_path), "--output-dir", str(tmp_path / "e")])
+    assert result.exit_code == 1 and "synthetic" in result.output
 
 
 def test_train_sft_rejects_an_unknown_override_key(tmp_path):

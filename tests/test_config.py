@@ -46,12 +46,12 @@ def test_load_config_without_path_gives_defaults():
 def test_load_config_reads_values_from_yaml_file(tmp_path):
     path = write_yaml(
         tmp_path / "run.yaml",
-        {"model": {"name": "tiny-qwen2.5-vl"}, "training": {"max_steps": 3, "output_dir": "runs/x"}},
+        {"model": {"name": "tiny-qwen2.5-vl"}, "training": {"max_steps": 3}, "run": {"dir": "runs/x"}},
     )
     config = load_config(SFTRecipeConfig, path)
     assert config.model.name == "tiny-qwen2.5-vl"
     assert config.training.max_steps == 3
-    assert config.training.output_dir == "runs/x"
+    assert config.run.dir == "runs/x"
 
 
 def test_load_config_keeps_defaults_for_keys_absent_from_file(tmp_path):

@@ -13,9 +13,14 @@ from rich.console import Console
 from rich.table import Table
 
 app = typer.Typer(help="Post-train and measure Qwen-VL models for spatial reasoning.", no_args_is_help=True, add_completion=False)
-data_app = typer.Typer(help="Check spatial datasets (builders arrive with `data build`).", no_args_is_help=True)
+data_app = typer.Typer(help="Build and check spatial datasets.", no_args_is_help=True)
+build_app = typer.Typer(help="Build a dataset: synthetic.", no_args_is_help=True)
+data_app.add_typer(build_app, name="build")
 train_app = typer.Typer(help="Training recipes on TRL: sft.", no_args_is_help=True)
-eval_app = typer.Typer(help="Run models on spatial data: generate.", no_args_is_help=True)
+eval_app = typer.Typer(
+    help="Score a model on a benchmark (`spatialtune eval --model M --benchmark NAME --data FILE --output-dir DIR`), or `generate`.",
+    invoke_without_command=True,
+)
 app.add_typer(data_app, name="data")
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
@@ -26,12 +31,23 @@ err_console = Console(stderr=True)
 def _user_errors() -> tuple[type[Exception], ...]:
     """Errors caused by the user's input: printed as one clear message, exit code 1, no traceback."""
     from .config import ConfigError
+    from .data.builders.synthetic import SyntheticError
     from .data.collate import BatchError
     from .data.dataset import DatasetError
+    from .eval.benchmarks import UnknownBenchmarkError
+    from .eval.runner import EvalError
     from .models.loading import UnknownModelError
     from .records import RecordError
+    from .runs import RunError
 
-    return (ConfigError, BatchError, DatasetError, UnknownModelError, RecordError, FileNotFoundError)
+    return (
+        ConfigError, BatchError, DatasetError, UnknownModelError, RecordError, RunError, SyntheticError,
+        UnknownBenchmarkError, EvalError, _UsageError, FileNotFoundError,
+    )
+
+
+class _UsageError(ValueError):
+    """A command called with arguments that do not fit together."""
 
 
 def _fail(message: str) -> None:
@@ -78,21 +94,102 @@ def data_check(
     console.print("batch: " + ", ".join(f"{k} {list(v)}" for k, v in report.batch_keys.items()))
 
 
-@train_app.command("sft", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def train_sft(
-    ctx: typer.Context,
-    config: Path = typer.Argument(..., help="YAML recipe config."),
+@build_app.command("synthetic")
+def build_synthetic_cmd(
+    output: Path = typer.Option(..., help="Folder to write train.jsonl, test.jsonl, images/, masks/ and stats.json into."),
+    seed: int = typer.Option(0, help="Seed of the whole dataset (train and test use different streams of it)."),
+    num_samples: int = typer.Option(8000, min=0, help="Training samples, spread evenly over the tasks."),
+    test_samples: int = typer.Option(200, min=0, help="Test samples per task."),
+    tasks: Optional[list[str]] = typer.Option(None, help="Tasks to build (repeat the option); default: all."),
+    difficulty: int = typer.Option(0, min=0, max=2, help="0: large objects, no distractors (tiny models); 1, 2: harder."),
+    image_size: int = typer.Option(128, min=64, help="Side of the square images in pixels."),
 ) -> None:
-    """Supervised fine-tuning; extra `key=value` arguments override the config (dotted for nesting)."""
-    from .config import load_config
-    from .train.sft import SFTRecipeConfig, run_sft
+    """A procedural world of coloured shapes with exact ground truth (absolute/pairwise position, counting, occlusion, grounding, pointing)."""
+    from rich.progress import Progress
 
+    from .data.builders.synthetic import TASKS, SyntheticSettings, build_synthetic
+
+    settings = SyntheticSettings(seed, num_samples, test_samples, list(tasks) if tasks else list(TASKS), difficulty, image_size)
     try:
-        result = run_sft(load_config(SFTRecipeConfig, config, list(ctx.args)))
+        with Progress(console=err_console) as bar:
+            job = bar.add_task("building synthetic world", total=None)
+            stats = build_synthetic(output, settings, progress=lambda done, total: bar.update(job, completed=done, total=total))
     except _user_errors() as e:
         _fail(str(e))
         return
-    console.print(f"[green]done[/] step {result.global_step}, loss {result.train_loss:.4f} → {result.output_dir}")
+    table = Table("split", "task", "samples", "labels")
+    for split, tasks_ in stats["labels"].items():
+        for task, labels in tasks_.items():
+            table.add_row(split, task, str(sum(labels.values())), ", ".join(f"{k}: {v}" for k, v in sorted(labels.items())))
+    console.print(table)
+    console.print(f"[green]done[/] {output} (stats.json beside the data)")
+
+
+@train_app.command("sft", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def train_sft(
+    ctx: typer.Context,
+    config: Optional[Path] = typer.Argument(None, help="YAML recipe config (default with --resume: the run's own config.yaml)."),
+    resume: Optional[Path] = typer.Option(None, help="Run folder (its latest checkpoint) or checkpoint-N folder to continue."),
+    max_samples: Optional[int] = typer.Option(None, min=1, help="Train on the first N records only (debugging)."),
+    progress: bool = typer.Option(True, help="Show the rich progress bar."),
+) -> None:
+    """Supervised fine-tuning; extra `key=value` arguments override the config (dotted for nesting)."""
+    from .config import load_config
+    from .runs import CONFIG_FILE, resolve_resume
+    from .train.sft import SFTRecipeConfig, run_sft
+
+    try:
+        overrides = list(ctx.args)
+        checkpoint = None
+        if resume is not None:
+            run_dir, checkpoint = resolve_resume(resume)
+            config = config or run_dir / CONFIG_FILE
+            overrides.append(f"run.dir={run_dir}")
+        if config is None:
+            raise _UsageError("give a CONFIG.yaml, or --resume RUN_DIR")
+        if max_samples is not None:
+            overrides.append(f"data.max_samples={max_samples}")
+        result = run_sft(load_config(SFTRecipeConfig, config, overrides), resume_from=checkpoint, progress=progress)
+    except _user_errors() as e:
+        _fail(str(e))
+        return
+    console.print(f"[green]done[/] step {result.global_step}, loss {result.train_loss:.4f} → {result.model_dir}")
+
+
+@eval_app.callback()
+def eval_run(
+    ctx: typer.Context,
+    model: Optional[str] = typer.Option(None, help="Run folder, checkpoint, local folder, hub id or embedded name."),
+    benchmark: str = typer.Option("synthetic", help="Benchmark name."),
+    data: Optional[Path] = typer.Option(None, help="Benchmark data: a JSONL file or a dataset folder."),
+    output_dir: Optional[Path] = typer.Option(None, help="Where results.jsonl and metrics.json go (a rerun resumes)."),
+    batch_size: int = typer.Option(16, min=1),
+    max_samples: Optional[int] = typer.Option(None, min=1),
+    max_new_tokens: int = typer.Option(32, min=1),
+    image_root: Optional[Path] = typer.Option(None, help="Folder relative image paths resolve against."),
+) -> None:
+    """Score a model on a benchmark: per-sample results.jsonl (resumable) and metrics.json."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if model is None or data is None or output_dir is None:
+        _fail("spatialtune eval needs --model, --data and --output-dir (see --help)")
+    from .eval.runner import run_eval
+    from .models.loading import load_model
+
+    try:
+        result = run_eval(
+            load_model(model), benchmark, data, output_dir,
+            batch_size=batch_size, max_samples=max_samples, max_new_tokens=max_new_tokens, image_root=image_root,
+        )
+    except _user_errors() as e:
+        _fail(str(e))
+        return
+    metrics = result.metrics
+    table = Table("task", "metric", "score", "samples", "unparsable")
+    for task, score in metrics["scores"].items():
+        table.add_row(task, metrics["metric"][task], f"{score:.3f}", str(metrics["counts"][task]), str(metrics["unparsable"][task]))
+    console.print(table)
+    console.print(f"[green]done[/] {metrics['num_samples']} samples, overall {metrics['overall']:.3f} → {result.metrics_path}")
 
 
 @eval_app.command("generate")
@@ -133,10 +230,37 @@ def smoke(
     result = run_smoke(model, output_dir)
     console.print(f"[green]1/4[/] model {model} built")
     console.print(f"[green]2/4[/] data check: {result.check.records} records; batch {result.check.batch_keys}")
-    console.print(f"[green]3/4[/] SFT: {result.sft.global_step} step, loss {result.sft.train_loss:.3f}, saved to {result.sft.output_dir}")
+    console.print(f"[green]3/4[/] SFT: {result.sft.global_step} step, loss {result.sft.train_loss:.3f}, saved to {result.sft.model_dir}")
     for prompt, out in zip(result.prompts, result.outputs):
         console.print(f"[green]4/4[/] generate: {prompt!r} → {out!r}")
     console.print("[bold green]smoke test passed[/]")
+
+
+@app.command("quickstart")
+def quickstart(
+    output_dir: Path = typer.Option(Path("runs/quickstart"), help="Where data, runs, metrics.json and report.html go (a rerun resumes)."),
+    seed: int = typer.Option(0, help="Seed of the data and of the tiny model's weights."),
+    model: str = typer.Option("tiny-qwen3-vl", help="Embedded tiny model to train."),
+    max_steps: Optional[int] = typer.Option(None, min=1, help="Training steps (default: the tuned recipe's)."),
+) -> None:
+    """The learning loop on a CPU: synthetic data → eval → SFT → eval → metrics.json + report.html (about 5 minutes)."""
+    from .quickstart import QuickstartSettings, run_quickstart
+
+    settings = QuickstartSettings(seed=seed, model=model)
+    if max_steps is not None:
+        settings.max_steps = max_steps
+    try:
+        result = run_quickstart(output_dir, settings, say=lambda line: console.print(f"[green]{line}[/]", highlight=False))
+    except _user_errors() as e:
+        _fail(str(e))
+        return
+    m = result.metrics
+    table = Table("task", "chance", "before", "after")
+    for task in m["after"]:
+        chance = m["chance"].get(task)
+        table.add_row(task, "—" if chance is None else f"{chance:.2f}", f"{m['before'][task]:.3f}", f"[bold]{m['after'][task]:.3f}[/]")
+    console.print(table)
+    console.print(f"[bold green]done[/] in {m['minutes']:.1f} min → open {result.report}")
 
 
 def main() -> None:

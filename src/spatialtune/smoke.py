@@ -10,6 +10,7 @@ from .data.check import CheckReport, check_file
 from .data.dataset import prepare_rows
 from .eval.generate import generate_batch
 from .models.loading import ModelConfig, load_model
+from .runs import RunConfig
 from .train.sft import DataConfig, SFTRecipeConfig, SFTResult, TrainingConfig, run_sft
 
 
@@ -34,12 +35,14 @@ def run_smoke(model: str = "tiny-qwen3-vl", output_dir: str | Path = "runs/smoke
     check = check_file(data, model=model, batch_size=2)
     sft = run_sft(
         SFTRecipeConfig(
+            run=RunConfig(dir=str(Path(output_dir) / "sft")),
             model=ModelConfig(name=model),
             data=DataConfig(train_file=str(data)),
-            training=TrainingConfig(output_dir=str(Path(output_dir) / "sft"), max_steps=1, per_device_train_batch_size=2, logging_steps=1),
-        )
+            training=TrainingConfig(max_steps=1, per_device_train_batch_size=2, logging_steps=1),
+        ),
+        progress=False,
     )
-    trained = load_model(str(sft.output_dir))
+    trained = load_model(str(sft.run_dir))
     rows = prepare_rows(data, trained.processor, trained.family.convention).rows[:2]
     outputs = generate_batch(trained.model, trained.processor, rows, max_new_tokens=8)
     prompts = [" | ".join(p["text"] for m in r["messages"] for p in m["content"] if p.get("type") == "text" and m["role"] == "user")[:80] for r in rows]

@@ -15,8 +15,11 @@ from .render import GeometryRenderer, record_to_row
 class DatasetError(ValueError):
     """A dataset that cannot be used, with every bad record listed."""
 
-    def __init__(self, path: str | Path, errors: list[RecordError]):
+    def __init__(self, path: str | Path, errors: list[RecordError], message: str | None = None):
         self.errors = errors
+        if message:
+            super().__init__(f"{path}: {message}")
+            return
         shown = "\n".join(f"  {e}" for e in errors[:20])
         more = f"\n  … and {len(errors) - 20} more" if len(errors) > 20 else ""
         super().__init__(f"{path} has {len(errors)} bad record(s):\n{shown}{more}")
@@ -37,14 +40,20 @@ def prepare_rows(
     *,
     image_root: str | Path | None = None,
     max_samples: int | None = None,
+    tasks: list[str] | None = None,
     max_length: int | None = None,
     on_truncated_image: Literal["error", "skip"] = "error",
     chat_template: str | None = None,
 ) -> PreparedRows:
-    """Validate every record, render geometry for the model's convention, and guard truncation."""
+    """Validate every record, keep `tasks` (all if None) and the first `max_samples`, render geometry, guard truncation."""
     records, errors = scan_records(path, image_root)
     if errors:
         raise DatasetError(path, errors)
+    if tasks is not None:
+        missing = sorted(set(tasks) - {r.task for r in records})
+        if missing:
+            raise DatasetError(path, [], f"no records of task(s) {missing}; the file has {sorted({r.task for r in records})}")
+        records = [r for r in records if r.task in tasks]
     if max_samples is not None:
         records = records[:max_samples]
     renderer = GeometryRenderer.for_processor(processor, convention)

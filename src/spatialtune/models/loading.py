@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+import yaml
+from peft import PeftModel
 from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor, PreTrainedModel, ProcessorMixin
 
 from ..geometry import Convention, convention_for_model_type
+from ..runs import CONFIG_FILE, trained_model_path
 from .tiny import TINY_MODELS, build_tiny
 
 
@@ -89,10 +94,18 @@ def load_model(
     attn_implementation: str | None = None,
     seed: int = 0,
 ) -> LoadedModel:
-    """Load a tiny default by name, or a checkpoint (local folder or hub id) with its own tokenizer and template."""
-    if name_or_path in TINY_MODELS:
-        model, processor = build_tiny(name_or_path, seed=seed)
+    """Load a tiny default by name, a run folder or checkpoint (full or LoRA), or a local folder / hub id.
+
+    A LoRA adapter is loaded onto its base model (the run's `model` config when the run folder is known, else the
+    adapter's `base_model_name_or_path`) and merged, which is what evaluation wants.
+    """
+    source = str(trained_model_path(name_or_path))
+    if (Path(source) / "adapter_config.json").is_file():
+        return _load_adapter(Path(source), dtype, min_pixels, max_pixels, attn_implementation)
+    if source in TINY_MODELS:
+        model, processor = build_tiny(source, seed=seed)
     else:
+        name_or_path = source
         try:
             processor = AutoProcessor.from_pretrained(name_or_path)
             kwargs = {"dtype": dtype if dtype == "auto" else getattr(torch, dtype)}
@@ -103,6 +116,20 @@ def load_model(
             raise _unknown(name_or_path, e) from None
     set_pixel_budget(processor, min_pixels, max_pixels)
     return LoadedModel(model, processor, family_of(model.config), name_or_path)
+
+
+def _load_adapter(path: Path, dtype: str, min_pixels: int | None, max_pixels: int | None, attn_implementation: str | None) -> LoadedModel:
+    """Base model + PEFT adapter from `path`, merged; the processor saved beside the adapter is used."""
+    run_config = next((d / CONFIG_FILE for d in (path, path.parent) if (d / CONFIG_FILE).is_file()), None)
+    if run_config is not None:
+        base = ModelConfig(**{k: v for k, v in (yaml.safe_load(run_config.read_text()).get("model") or {}).items() if k in ModelConfig.__dataclass_fields__})
+    else:
+        base = ModelConfig(name=json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"])
+    loaded = load_model(base.name, dtype=dtype, attn_implementation=attn_implementation, seed=base.seed)
+    model = PeftModel.from_pretrained(loaded.model, str(path)).merge_and_unload()
+    processor = AutoProcessor.from_pretrained(str(path)) if (path / "preprocessor_config.json").is_file() else loaded.processor
+    set_pixel_budget(processor, min_pixels, max_pixels)
+    return LoadedModel(model, processor, family_of(model.config), str(path))
 
 
 @dataclass

@@ -1,0 +1,44 @@
+"""The shipped configs: they load, the real recipes differ only where the model needs it, the tiny one is the quickstart's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from spatialtune.config import load_config, to_dict
+from spatialtune.quickstart import QuickstartSettings, quickstart_recipe
+from spatialtune.train.sft import SFTRecipeConfig
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+REAL = ["sft_qwen2_5_vl_3b.yaml", "sft_qwen2_5_vl_7b.yaml", "sft_qwen3_vl_4b.yaml", "sft_qwen3_vl_8b.yaml"]
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+def test_every_shipped_config_loads(name):
+    load_config(SFTRecipeConfig, CONFIGS / name)
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def test_real_recipes_use_the_sources_lora_settings_and_differ_only_in_the_model():
+    configs = {name: _flat(to_dict(load_config(SFTRecipeConfig, CONFIGS / name))) for name in REAL}
+    for flat in configs.values():
+        assert (flat["adapters.lora.r"], flat["adapters.lora.alpha"]) == (64, 128)
+        assert flat["adapters.lora.target_modules"] == "language-linear" and flat["adapters.freeze.vision_tower"] is True
+    keys = set().union(*configs.values())
+    differing = {k for k in keys if len({repr(c.get(k)) for c in configs.values()}) > 1}
+    assert differing == {"run.name", "model.name", "model.max_pixels"}
+
+
+def test_the_tiny_cpu_config_is_the_quickstart_recipe():
+    shipped = load_config(SFTRecipeConfig, CONFIGS / "sft_tiny_cpu.yaml")
+    recipe = quickstart_recipe(QuickstartSettings(), Path(shipped.data.train_file), Path("unused"))
+    ignore = {"run.name", "run.dir"}
+    a, b = _flat(to_dict(shipped)), _flat(to_dict(recipe))
+    assert {k: v for k, v in a.items() if k not in ignore} == {k: v for k, v in b.items() if k not in ignore}

@@ -1,0 +1,64 @@
+"""Run folders: naming, the latest complete checkpoint for --resume, the model a run folder stands for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from spatialtune.runs import RunConfig, RunError, checkpoints, new_run_dir, resolve_resume, trained_model_path
+
+
+def _run(tmp_path: Path, steps: list[int], complete: bool = True) -> Path:
+    run = tmp_path / "runs" / "sft" / "20260101-000000"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("model: {}\n")
+    for step in steps:
+        (run / f"checkpoint-{step}").mkdir()
+        if complete:
+            (run / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    return run
+
+
+def test_new_run_dirs_are_timestamped_under_the_name_and_never_reused(tmp_path):
+    first = new_run_dir(RunConfig(name="exp", root=str(tmp_path)))
+    second = new_run_dir(RunConfig(name="exp", root=str(tmp_path)))
+    assert first.parent == second.parent == tmp_path / "exp" and first != second
+
+
+def test_an_explicit_dir_is_used_as_is(tmp_path):
+    assert new_run_dir(RunConfig(dir=str(tmp_path / "here"))) == tmp_path / "here"
+
+
+def test_resume_from_a_run_folder_takes_the_latest_complete_checkpoint(tmp_path):
+    run = _run(tmp_path, [5, 20, 100])
+    (run / "checkpoint-300").mkdir()  # killed while saving: no trainer_state.json
+    assert resolve_resume(run) == (run, run / "checkpoint-100")
+    assert [p.name for p in checkpoints(run)] == ["checkpoint-5", "checkpoint-20", "checkpoint-100"]
+
+
+def test_resume_from_a_checkpoint_folder_uses_its_run(tmp_path):
+    run = _run(tmp_path, [5, 20])
+    assert resolve_resume(run / "checkpoint-5") == (run, run / "checkpoint-5")
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda tmp: tmp / "missing", "no such run folder"),
+        (lambda tmp: _run(tmp, []), "no complete checkpoint"),
+        (lambda tmp: _run(tmp, [3], complete=False) / "checkpoint-3", "incomplete checkpoint"),
+        (lambda tmp: tmp, "not a run folder"),
+    ],
+)
+def test_resume_errors_say_what_is_wrong(tmp_path, make, message):
+    with pytest.raises(RunError, match=message):
+        resolve_resume(make(tmp_path))
+
+
+def test_a_run_folder_stands_for_its_final_model_else_its_latest_checkpoint(tmp_path):
+    run = _run(tmp_path, [10, 20])
+    assert trained_model_path(run) == run / "checkpoint-20"
+    (run / "model").mkdir()
+    assert trained_model_path(run) == run / "model"
+    assert trained_model_path("tiny-qwen3-vl") == Path("tiny-qwen3-vl")
