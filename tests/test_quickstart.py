@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from spatialtune.quickstart import EVAL_TASKS, QuickstartSettings, run_quickstart
+import pytest
+
+from spatialtune.quickstart import EVAL_TASKS, QuickstartError, QuickstartSettings, run_quickstart
 
 
 def _small(**kw) -> QuickstartSettings:
@@ -28,3 +30,9 @@ def test_quickstart_writes_metrics_and_report_and_a_rerun_reuses_every_stage(tmp
     assert (tmp_path / "train" / "model" / "model.safetensors").stat().st_mtime_ns == trained  # not retrained
     assert (tmp_path / "eval_after" / "results.jsonl").read_text() == results_after  # nothing recomputed or duplicated
     assert again.metrics["after"] == metrics["after"]
+
+
+def test_a_folder_made_with_other_settings_is_refused_before_any_work(tmp_path):
+    (tmp_path / "settings.json").write_text(json.dumps({**QuickstartSettings().__dict__, "max_steps": 5}))
+    with pytest.raises(QuickstartError, match="max_steps"):
+        run_quickstart(tmp_path, QuickstartSettings(), say=lambda _: None)

@@ -37,12 +37,13 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from .eval.benchmarks import UnknownBenchmarkError
     from .eval.runner import EvalError
     from .models.loading import UnknownModelError
+    from .quickstart import QuickstartError
     from .records import RecordError
     from .runs import RunError
 
     return (
         ConfigError, BatchError, DatasetError, UnknownModelError, RecordError, RunError, SyntheticError,
-        UnknownBenchmarkError, EvalError, _UsageError, FileNotFoundError,
+        UnknownBenchmarkError, EvalError, QuickstartError, _UsageError, FileNotFoundError,
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -67,6 +67,22 @@ def quickstart_recipe(settings: QuickstartSettings, train_file: Path, run_dir: P
     )
 
 
+class QuickstartError(ValueError):
+    """An output folder that holds a quickstart made with other settings."""
+
+
+def check_same_settings(path: Path, settings: QuickstartSettings) -> None:
+    """Record the settings of a new quickstart; refuse to resume one made with others (its stages would be stale)."""
+    wanted = asdict(settings)
+    if path.is_file():
+        kept = json.loads(path.read_text())
+        changed = sorted(k for k in wanted.keys() | kept.keys() if k != "threads" and wanted.get(k) != kept.get(k))
+        if changed:
+            raise QuickstartError(f"{path.parent} holds a quickstart with other settings ({', '.join(changed)}); use another --output-dir")
+    else:
+        atomic_write_json(path, wanted)
+
+
 class StageClock:
     """Seconds spent per stage, kept in a file so that a resumed quickstart still reports the whole run's time."""
 
@@ -101,6 +117,7 @@ def run_quickstart(output_dir: str | Path, settings: QuickstartSettings | None =
     output_dir.mkdir(parents=True, exist_ok=True)
     if settings.threads:
         torch.set_num_threads(settings.threads)
+    check_same_settings(output_dir / "settings.json", settings)
     stages = StageClock(output_dir / "timing.json")
 
     # 1. Data: train and test splits of the synthetic world (reused when already built with the same settings).

@@ -146,8 +146,9 @@ def run_eval(
     bench = get_benchmark(benchmark) if isinstance(benchmark, str) else benchmark
     output_dir = Path(output_dir)
     paths = {name: output_dir / name for name in (RESULTS, METRICS, RUN, TIMING)}
+    local = Path(loaded.name_or_path)
     run_info = {
-        "model": loaded.name_or_path,
+        "model": str(local.resolve()) if local.exists() else loaded.name_or_path,  # one name however the path was given
         "benchmark": bench.name,
         "data": str(Path(data).resolve()),
         "max_new_tokens": max_new_tokens,

@@ -15,7 +15,7 @@ from typing import Literal
 import yaml
 from datasets import Dataset
 from transformers import TrainerCallback
-from transformers.trainer_callback import ProgressCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from trl import SFTConfig, SFTTrainer
 from trl.trainer.callbacks import RichProgressCallback
 
@@ -174,6 +174,7 @@ def run_sft(
             callbacks=[TrainingLogCallback(run_dir / LOG_FILE), *(callbacks or [])],
         )
         trainer.remove_callback(ProgressCallback)
+        trainer.remove_callback(PrinterCallback)  # logs go to training.log and the rich bar, not raw dicts on stdout
         if progress:
             trainer.add_callback(RichProgressCallback())
         output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
