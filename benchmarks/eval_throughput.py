@@ -9,11 +9,9 @@ Run: python benchmarks/eval_throughput.py [--model tiny-qwen3-vl | RUN_DIR] [--n
 from __future__ import annotations
 
 import argparse
-import json
 import math
+import sys
 import tempfile
-from collections import defaultdict
-from itertools import zip_longest
 from pathlib import Path
 
 import torch
@@ -25,21 +23,10 @@ from spatialtune.eval.runner import run_eval
 from spatialtune.models.loading import load_model
 
 
-def mixed_test_file(data: Path, n: int, out: Path) -> Path:
-    """The first `n` test records taken round-robin over tasks (test.jsonl is grouped by task), as a JSONL file."""
-    by_task: dict[str, list[str]] = defaultdict(list)
-    for line in (data / "test.jsonl").read_text().splitlines():
-        by_task[json.loads(line)["task"]].append(line)
-    mixed = [line for group in zip_longest(*by_task.values()) for line in group if line is not None][:n]
-    out.write_text("\n".join(mixed) + "\n")
-    return out
-
-
 def timed_eval(loaded, data: Path, n: int, batch_size: int, max_new_tokens: int, workdir: Path) -> tuple[float, dict[str, str]]:
-    """Throughput of one complete `run_eval` of `n` mixed-task samples into a fresh folder, and its outputs by id."""
+    """Throughput of one complete `run_eval` of the first `n` test samples (tasks interleaved) into a fresh folder."""
     output = workdir / f"batch{batch_size}"
-    test = mixed_test_file(data, n, workdir / "mixed_test.jsonl")
-    result = run_eval(loaded, "synthetic", test, output, batch_size=batch_size, max_new_tokens=max_new_tokens, image_root=data, progress=False)
+    result = run_eval(loaded, "synthetic", data, output, batch_size=batch_size, max_samples=n, max_new_tokens=max_new_tokens, progress=False)
     assert result.generated == n, f"expected {n} generated samples, got {result.generated}"
     return result.samples_per_second, {r["id"]: r["output"] for r in result.rows}
 
@@ -76,3 +63,5 @@ if __name__ == "__main__":
         print(f"batch 1: {single:.2f} samples/s")
         print(f"ratio batch {args.batch_size} / batch 1: {batched / single:.1f}x")
         print(f"identical outputs: {same}/{len(single_outputs)} ({len(set(single_outputs.values()))} distinct outputs)")
+        if same != len(single_outputs):
+            sys.exit("error: batched outputs differ from batch-1 outputs")

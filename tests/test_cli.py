@@ -78,3 +78,14 @@ def test_smoke_runs_every_stage(tmp_path):
     assert result.exit_code == 0, result.output
     for stage in ("1/4", "2/4", "3/4", "4/4", "smoke test passed"):
         assert stage in result.output
+
+
+def test_train_sft_resume_takes_overrides_without_a_config(tmp_path):
+    first = runner.invoke(app, [
+        "train", "sft", str(REPO / "configs" / "sft_tiny_cpu.yaml"), f"data.train_file={sample_dataset()}", "data.tasks=null",
+        f"run.dir={tmp_path}", "training.max_steps=1", "training.save_steps=1", "training.per_device_train_batch_size=2", "--no-progress",
+    ])
+    assert first.exit_code == 0, first.output
+    resumed = runner.invoke(app, ["train", "sft", "--resume", str(tmp_path), "training.max_steps=2", "--no-progress"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "step 2" in resumed.output and "max_steps: 2" in (tmp_path / "config.yaml").read_text()

@@ -141,6 +141,9 @@ def train_sft(
 
     try:
         overrides = list(ctx.args)
+        if config is not None and "=" in config.name and not config.exists():  # `--resume RUN key=value`: no CONFIG
+            overrides.insert(0, str(config))
+            config = None
         checkpoint = None
         if resume is not None:
             run_dir, checkpoint = resolve_resume(resume)

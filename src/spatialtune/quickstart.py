@@ -71,11 +71,18 @@ class QuickstartError(ValueError):
     """An output folder that holds a quickstart made with other settings."""
 
 
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise QuickstartError(f"{path}: not valid JSON ({e}); delete it or use another --output-dir") from None
+
+
 def check_same_settings(path: Path, settings: QuickstartSettings) -> None:
     """Record the settings of a new quickstart; refuse to resume one made with others (its stages would be stale)."""
     wanted = asdict(settings)
     if path.is_file():
-        kept = json.loads(path.read_text())
+        kept = _read_json(path)
         changed = sorted(k for k in wanted.keys() | kept.keys() if k != "threads" and wanted.get(k) != kept.get(k))
         if changed:
             raise QuickstartError(f"{path.parent} holds a quickstart with other settings ({', '.join(changed)}); use another --output-dir")
@@ -88,7 +95,7 @@ class StageClock:
 
     def __init__(self, path: Path):
         self.path = path
-        self.seconds: dict[str, float] = json.loads(path.read_text()) if path.is_file() else {}
+        self.seconds: dict[str, float] = _read_json(path) if path.is_file() else {}
 
     @contextmanager
     def __call__(self, stage: str):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..data.collate import sequence_layout
@@ -168,7 +169,7 @@ def run_eval(
     loaded.model.eval()
     start = time.perf_counter()
     with _progress(progress) as bar:
-        task = bar.add_task(f"{bench.name} · {loaded.name_or_path}", total=len(rows), completed=len(rows) - len(pending))
+        task = bar.add_task(escape(f"{bench.name} · {loaded.name_or_path}"), total=len(rows), completed=len(rows) - len(pending))
         for first in range(0, len(pending), batch_size):
             batch = pending[first : first + batch_size]
             outputs = generate_batch(loaded.model, loaded.processor, batch, max_new_tokens)
@@ -196,7 +197,7 @@ def run_eval(
     # Metrics come from the file, not from memory, so that a resumed run is scored from exactly what it kept.
     kept = _index_results(paths[RESULTS], read_results(paths[RESULTS]))
     ordered = [kept[row["id"]] for row in rows]
-    metrics = {**bench.aggregate(ordered), "model": loaded.name_or_path}
+    metrics = {**bench.aggregate(ordered), "model": run_info["model"]}
     atomic_write_json(paths[METRICS], metrics)
     rate = len(pending) / seconds if pending and seconds > 0 else 0.0
     timing = {"generated": len(pending), "resumed": len(rows) - len(pending), "seconds": seconds, "samples_per_second": rate, "batch_size": batch_size}

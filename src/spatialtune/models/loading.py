@@ -124,7 +124,10 @@ def _load_adapter(path: Path, dtype: str, min_pixels: int | None, max_pixels: in
     if run_config is not None:
         base = ModelConfig(**{k: v for k, v in (yaml.safe_load(run_config.read_text()).get("model") or {}).items() if k in ModelConfig.__dataclass_fields__})
     else:
-        base = ModelConfig(name=json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"])
+        name = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+        if not name:
+            raise UnknownModelError(f"{path}/adapter_config.json names no base_model_name_or_path, and no run config.yaml is beside it")
+        base = ModelConfig(name=name)
     loaded = load_model(base.name, dtype=dtype, attn_implementation=attn_implementation, seed=base.seed)
     model = PeftModel.from_pretrained(loaded.model, str(path)).merge_and_unload()
     processor = AutoProcessor.from_pretrained(str(path)) if (path / "preprocessor_config.json").is_file() else loaded.processor

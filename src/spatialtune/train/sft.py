@@ -8,11 +8,14 @@ checkpoint-N/ (resumable with optimizer, scheduler and RNG state) and model/ (th
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import yaml
+from accelerate import PartialState
+from accelerate.utils import broadcast_object_list
 from datasets import Dataset
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
@@ -107,9 +110,15 @@ def run_sft(
     progress: bool = True,
 ) -> SFTResult:
     """Train one SFT run (or resume it from a checkpoint) and save the model with its processor in `<run>/model`."""
-    run_dir = new_run_dir(config.run)
-    atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(to_dict(config), sort_keys=False))
-    file_log = log_to_file(run_dir)
+    # 0. One run folder for all processes (made by the main one), its resolved config and log.
+    state = PartialState()
+    shared = [str(new_run_dir(config.run)) if state.is_main_process else None]
+    broadcast_object_list(shared)
+    run_dir = Path(shared[0])
+    file_log = None
+    if state.is_main_process:
+        atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(to_dict(config), sort_keys=False))
+        file_log = log_to_file(run_dir)
     try:
         log.info("run folder %s%s", run_dir, f", resuming from {resume_from}" if resume_from else "")
 
@@ -179,14 +188,21 @@ def run_sft(
             trainer.add_callback(RichProgressCallback())
         output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
 
-        # 4. Save: the model (or LoRA adapter) and the processor it was trained with; the loss history for reports.
-        model_dir = run_dir / MODEL_DIR
-        trainer.save_model(str(model_dir))
-        loaded.processor.save_pretrained(str(model_dir))
-        atomic_write_json(run_dir / "log_history.json", trainer.state.log_history)
+        # 4. Save the model (or LoRA adapter) with its processor into a partial folder, renamed to `model/` when
+        #    complete (a crash never leaves a `model/` that looks finished); the loss history for reports.
+        model_dir, partial = run_dir / MODEL_DIR, run_dir / f"{MODEL_DIR}.partial"
+        trainer.save_model(str(partial))  # every process: sharded/ZeRO weights are gathered here
+        if state.is_main_process:
+            loaded.processor.save_pretrained(str(partial))
+            atomic_write_json(run_dir / "log_history.json", trainer.state.log_history)
+            if model_dir.exists():
+                shutil.rmtree(model_dir)
+            partial.rename(model_dir)
+        state.wait_for_everyone()
         log.info("saved %s after %d steps (train loss %.4f)", model_dir, trainer.state.global_step, output.training_loss)
         return SFTResult(
             run_dir, model_dir, trainer.state.global_step, float(output.training_loss), prepared.skipped, trainable, trainer.state.log_history
         )
     finally:
-        stop_logging_to_file(file_log)
+        if file_log is not None:
+            stop_logging_to_file(file_log)

@@ -97,7 +97,8 @@ def draw_shapes(image: Image.Image, value: Any, colour: tuple[int, int, int], sc
         xy = [c * scale for c in shape]
         if len(xy) == 4:
             x1, y1, x2, y2 = xy
-            draw.rectangle((min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)), outline=colour, width=width)
+            # pixel boxes are [x1, x2) exclusive; PIL's rectangle includes its end point
+            draw.rectangle((min(x1, x2), min(y1, y2), max(max(x1, x2) - 1, min(x1, x2)), max(max(y1, y2) - 1, min(y1, y2))), outline=colour, width=width)
         else:
             x, y = xy
             r = 4 * width

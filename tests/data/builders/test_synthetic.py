@@ -172,3 +172,8 @@ def test_chance_levels():
     assert chance_level("pairwise_left_right") == 0.5
     assert chance_level("counting") == 0.25
     assert chance_level("grounding") is None
+
+
+def test_the_test_split_interleaves_tasks_so_a_prefix_covers_every_task(world):
+    first = _records(world, "test")[: len(TASKS)]
+    assert {r["task"] for r in first} == set(TASKS)
