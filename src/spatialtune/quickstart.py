@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from transformers.utils import logging as hf_logging
 
 from .data.builders.synthetic import SyntheticSettings, build_synthetic, chance_level
 from .eval.runner import run_eval
@@ -125,6 +126,7 @@ def run_quickstart(output_dir: str | Path, settings: QuickstartSettings | None =
     if settings.threads:
         torch.set_num_threads(settings.threads)
     check_same_settings(output_dir / "settings.json", settings)
+    hf_logging.disable_progress_bar()  # one progress display per stage (ours, TRL's), not one per weight shard
     stages = StageClock(output_dir / "timing.json")
 
     # 1. Data: train and test splits of the synthetic world (reused when already built with the same settings).
