@@ -247,7 +247,7 @@ def quickstart(
     model: str = typer.Option("tiny-qwen3-vl", help="Embedded tiny model to train."),
     max_steps: Optional[int] = typer.Option(None, min=1, help="Training steps (default: the tuned recipe's)."),
 ) -> None:
-    """The learning loop on a CPU: synthetic data → eval → SFT → eval → metrics.json + report.html (about 5 minutes)."""
+    """The learning loop on a CPU: synthetic data → eval → SFT → eval → metrics.json + report.html (about 7 minutes on 2 cores)."""
     from .quickstart import QuickstartSettings, run_quickstart
 
     settings = QuickstartSettings(seed=seed, model=model)

@@ -31,7 +31,7 @@ EVAL_TASKS = [*TRAIN_TASKS, "front_behind", "grounding", "pointing"]  # the last
 
 @dataclass
 class QuickstartSettings:
-    """What the quickstart builds, trains and measures (defaults: the tuned CPU recipe, ~5 minutes on 2 cores)."""
+    """What the quickstart builds, trains and measures (defaults: the tuned CPU recipe, ~7 minutes on 2 cores)."""
 
     seed: int = 0
     model: str = "tiny-qwen3-vl"
