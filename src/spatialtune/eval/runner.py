@@ -187,6 +187,7 @@ def run_eval(
                         "score": float(scored.score),
                         "images": row["images"],
                         "mask": scored.mask,
+                        "meta": json.loads(row["meta"]),  # what a benchmark groups by (e.g. CV-Bench's source)
                     }
                 )
             append_results(paths[RESULTS], results)
