@@ -131,7 +131,7 @@ def run_quickstart(output_dir: str | Path, settings: QuickstartSettings | None =
 
     # 1. Data: train and test splits of the synthetic world (reused when already built with the same settings).
     data_dir = output_dir / "data"
-    tasks = sorted(set(settings.train_tasks) | set(settings.eval_tasks), key=lambda t: EVAL_TASKS.index(t) if t in EVAL_TASKS else 99)
+    tasks = list(dict.fromkeys(settings.train_tasks + settings.eval_tasks))  # both lists, in order, once each
     with stages("data"):
         build_synthetic(data_dir, SyntheticSettings(seed=settings.seed, num_samples=settings.train_samples, test_samples=settings.test_samples, tasks=tasks))
     say(f"1/5 data: {data_dir} ({settings.train_samples} train samples, {settings.test_samples} test samples per task)")

@@ -19,6 +19,7 @@ CONFIG_FILE = "config.yaml"
 LOG_FILE = "training.log"
 MODEL_DIR = "model"
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+RUN_LOGGERS = ("spatialtune", "transformers", "trl")  # whose records also go to a run's training.log
 
 
 @dataclass
@@ -106,13 +107,13 @@ def log_to_file(run_dir: Path) -> logging.Handler:
     """Send spatialtune/transformers/TRL log records to the run's `training.log` too; remove the handler when done."""
     handler = logging.FileHandler(run_dir / LOG_FILE, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    for name in ("spatialtune", "transformers", "trl"):
+    for name in RUN_LOGGERS:
         logging.getLogger(name).addHandler(handler)
     return handler
 
 
 def stop_logging_to_file(handler: logging.Handler) -> None:
     """Detach and close a handler made by `log_to_file`."""
-    for name in ("spatialtune", "transformers", "trl"):
+    for name in RUN_LOGGERS:
         logging.getLogger(name).removeHandler(handler)
     handler.close()
