@@ -10,10 +10,12 @@ from typing import Any, TypeVar
 
 import yaml
 
+from .errors import SpatialtuneError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(SpatialtuneError):
     """A config key or value that does not fit the config's dataclass."""
 
 

@@ -17,6 +17,7 @@ import torch
 from transformers.utils import logging as hf_logging
 
 from .data.builders.synthetic import SyntheticSettings, build_synthetic, chance_level
+from .errors import SpatialtuneError
 from .eval.runner import run_eval
 from .io import atomic_write_json
 from .models.adapters import AdapterSettings, FreezeSettings
@@ -68,7 +69,7 @@ def quickstart_recipe(settings: QuickstartSettings, train_file: Path, run_dir: P
     )
 
 
-class QuickstartError(ValueError):
+class QuickstartError(SpatialtuneError):
     """An output folder that holds a quickstart made with other settings."""
 
 

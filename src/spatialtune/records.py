@@ -27,11 +27,13 @@ from typing import Any
 
 from PIL import Image
 
+from .errors import SpatialtuneError
+
 ROLES = ("system", "user", "assistant", "tool")
 GEOMETRY_PLACEHOLDER = re.compile(r"\{(box|point):(\d+)\}")
 
 
-class RecordError(ValueError):
+class RecordError(SpatialtuneError):
     """A record that cannot be used, located by file, line and field."""
 
     def __init__(self, file: str | Path, line: int, field: str, message: str):

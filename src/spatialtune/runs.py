@@ -15,6 +15,8 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from .errors import SpatialtuneError
+
 CONFIG_FILE = "config.yaml"
 LOG_FILE = "training.log"
 MODEL_DIR = "model"
@@ -31,7 +33,7 @@ class RunConfig:
     dir: str | None = None
 
 
-class RunError(ValueError):
+class RunError(SpatialtuneError):
     """A run folder or checkpoint that cannot be resumed or loaded."""
 
 

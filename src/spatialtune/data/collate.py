@@ -16,12 +16,13 @@ from PIL import Image
 from trl.chat_template_utils import get_training_chat_template
 from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
+from ..errors import SpatialtuneError
 from ..geometry import ResizePolicy
 
 IMAGE_PAD = "<|image_pad|>"
 
 
-class BatchError(ValueError):
+class BatchError(SpatialtuneError):
     """A row that cannot be batched, named by its id and source line."""
 
 

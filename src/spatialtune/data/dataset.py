@@ -6,13 +6,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ..errors import SpatialtuneError
 from ..geometry import Convention
 from ..records import RecordError, scan_records
 from .collate import FitReport, fit_rows
 from .render import GeometryRenderer, record_to_row
 
 
-class DatasetError(ValueError):
+class DatasetError(SpatialtuneError):
     """A dataset that cannot be used, with every bad record listed."""
 
     def __init__(self, path: str | Path, errors: list[RecordError], message: str | None = None):

@@ -24,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..data.collate import sequence_layout
 from ..data.render import GeometryRenderer
+from ..errors import SpatialtuneError
 from ..geometry import Convention
 from ..io import atomic_write_bytes, atomic_write_json
 from ..models.loading import LoadedModel
@@ -35,7 +36,7 @@ RESULTS, METRICS, RUN, TIMING = "results.jsonl", "metrics.json", "run.json", "ti
 RUN_IDENTITY = ("model", "benchmark", "options", "data", "max_new_tokens", "tools")  # what must match to resume a folder
 
 
-class EvalError(ValueError):
+class EvalError(SpatialtuneError):
     """An eval that cannot run as asked (incompatible output folder, corrupt results file)."""
 
 

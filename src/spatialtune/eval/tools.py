@@ -20,6 +20,7 @@ from typing import Any
 from PIL import Image
 
 from ..data.render import GeometryRenderer
+from ..errors import SpatialtuneError
 from ..geometry import model_to_pixel
 from ..records import finite_number, last_assistant_index
 from .scoring import row_frame
@@ -66,7 +67,7 @@ def final_answer(output: str) -> str:
     return re.sub(r"<think>.*?(?:</think>|$)", "", output, flags=re.S).strip()
 
 
-class ToolCallError(ValueError):
+class ToolCallError(SpatialtuneError):
     """A tool call that is refused (the message is shown to the model and kept in the results)."""
 
 

@@ -12,12 +12,13 @@ import yaml
 from peft import PeftModel
 from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor, PreTrainedModel, ProcessorMixin
 
+from ..errors import SpatialtuneError
 from ..geometry import Convention, convention_for_model_type
 from ..runs import CONFIG_FILE, trained_model_path
 from .tiny import TINY_MODELS, build_tiny
 
 
-class UnknownModelError(ValueError):
+class UnknownModelError(SpatialtuneError):
     """A model name that is neither an embedded default, a local checkpoint, nor a cached/reachable hub id."""
 
 

@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 from PIL import Image
 
+from ...errors import SpatialtuneError
 from ...io import atomic_write_json, atomic_write_jsonl
 from ...records import RecordError, finite_number, parse_record
 
@@ -44,7 +45,7 @@ STATS_FILE = "stats.json"
 MAX_EXAMPLES = 5  # examples kept per skip reason
 
 
-class BuildError(ValueError):
+class BuildError(SpatialtuneError):
     """Input that makes the whole build impossible (a missing or malformed file), or settings that cannot work."""
 
 

@@ -26,6 +26,7 @@ from typing import Callable
 
 from PIL import Image
 
+from ...errors import SpatialtuneError
 from ...io import atomic_write_json
 from .synthetic_scenes import (  # noqa: F401  (re-exported: the builder's public vocabulary)
     CLASSIFICATION_CHOICES,
@@ -54,7 +55,7 @@ class SyntheticSettings:
     image_size: int = 128
 
 
-class SyntheticError(ValueError):
+class SyntheticError(SpatialtuneError):
     """Settings that cannot produce a dataset."""
 
 

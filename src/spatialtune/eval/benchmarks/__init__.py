@@ -23,10 +23,11 @@ from typing import Any, Callable
 
 from ...config import from_dict
 from ...data.render import GeometryRenderer
+from ...errors import UnknownNameError
 from ...geometry import Convention
 
 
-class UnknownBenchmarkError(ValueError):
+class UnknownBenchmarkError(UnknownNameError):
     """A benchmark name that no module of `spatialtune.eval.benchmarks` registers, or an option it does not have."""
 
 
