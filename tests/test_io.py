@@ -173,3 +173,53 @@ def test_unserialisable_jsonl_row_leaves_existing_file_unchanged(tmp_path):
         atomic_write_jsonl(path, [{"ok": 1}, {"bad": {1, 2}}])
     assert path.read_text() == '{"old": 1}\n'
     assert leftovers(tmp_path) == []
+
+
+def _hold_lock(folder, ready, release):
+    """Child process: hold `folder` until `release` is set (or forever, to be killed)."""
+    from spatialtune.io import folder_lock
+
+    with folder_lock(folder, "test job"):
+        ready.set()
+        release.wait(60)
+
+
+@pytest.fixture
+def held_folder(tmp_path):
+    """A folder held by a live child process; yields (folder, process, release event)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    proc = ctx.Process(target=_hold_lock, args=(tmp_path / "out", ready, release))
+    proc.start()
+    assert ready.wait(60)
+    yield tmp_path / "out", proc, release
+    release.set()
+    proc.join(10)
+    if proc.is_alive():
+        proc.kill()
+
+
+def test_a_second_job_on_a_held_folder_is_refused_naming_the_holder(held_folder):
+    folder, proc, _ = held_folder
+    with pytest.raises(st_io.FolderBusyError, match=rf"in use by test job \(process {proc.pid} on "):
+        with st_io.folder_lock(folder, "second job"):
+            pass
+
+
+def test_a_folder_held_by_a_killed_job_is_taken_over(held_folder):
+    folder, proc, _ = held_folder
+    proc.kill()
+    proc.join(10)
+    with st_io.folder_lock(folder, "rerun") as lock:
+        assert json.loads(lock.read_text())["job"] == "rerun"
+
+
+def test_a_released_folder_can_be_held_again_in_the_same_process(tmp_path):
+    with st_io.folder_lock(tmp_path, "first"):
+        pass
+    with st_io.folder_lock(tmp_path, "second"):
+        with pytest.raises(st_io.FolderBusyError, match="in use by second"):
+            with st_io.folder_lock(tmp_path, "third"):
+                pass

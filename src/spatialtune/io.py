@@ -1,12 +1,18 @@
-"""Atomic file output: a crash never leaves a half-written file under the final name."""
+"""Atomic file output and folder locks: a crash never leaves a half-written file, two jobs never share a folder."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import socket
 import tempfile
+import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
+
+from .errors import SpatialtuneError
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -39,3 +45,49 @@ def atomic_write_json(path: str | Path, obj) -> None:
 def atomic_write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
     """Write one JSON object per line atomically."""
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+LOCK_FILE = ".spatialtune.lock"
+
+
+class FolderBusyError(SpatialtuneError):
+    """A folder that another live job (build, training, evaluation) holds."""
+
+
+def _holder(path: Path) -> str:
+    """Who holds a lock file, as written by `folder_lock` (or a fallback when it cannot be read)."""
+    try:
+        info = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        info = {}
+    if not info:
+        return "another process"
+    return f"{info.get('job', 'a job')} (process {info.get('pid')} on {info.get('host')}, started {info.get('started')})"
+
+
+@contextmanager
+def folder_lock(folder: str | Path, job: str, lock_file: str | Path | None = None) -> Iterator[Path]:
+    """Hold `folder` for one job: a second job is refused at once, naming the holder; a killed holder frees it.
+
+    The lock is an OS file lock (`flock`) on `folder/.spatialtune.lock` (or `lock_file`), so the kernel releases it
+    when the holder exits in any way, SIGKILL included: a rerun after a crash takes the folder over and resumes.
+    """
+    folder = Path(folder)
+    path = Path(lock_file) if lock_file else folder / LOCK_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise FolderBusyError(
+            f"{folder} is in use by {_holder(path)}; wait for that job to finish, stop it, or choose another folder"
+        ) from None
+    info = {"job": job, "pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(info).encode(), 0)
+    try:
+        yield path
+    finally:
+        os.ftruncate(fd, 0)  # a left-over file then reads as free; it is not removed, so no second inode can race
+        os.close(fd)
