@@ -10,7 +10,17 @@ import pytest
 from PIL import Image
 
 from helpers import draw_scene, grounding_record
-from spatialtune.records import Box, Mask, Point, RecordError, check_media, parse_record, read_records, scan_records
+from spatialtune.records import (
+    Box,
+    Mask,
+    Point,
+    RecordError,
+    ReferGroup,
+    check_media,
+    parse_record,
+    read_records,
+    scan_records,
+)
 
 SIZE = (160, 120)  # (width, height) of the scenes drawn below: not square, so width/height mix-ups show
 
@@ -458,3 +468,114 @@ def test_masks_not_a_list_are_reported_on_field_masks():
     obj = grounding_record()
     obj["masks"] = "m.png"
     assert _field_error(obj).field == "masks"
+
+
+# --- unknown top-level keys ---------------------------------------------------------------------------------------
+
+
+def test_a_misspelt_key_is_an_error_naming_it_and_the_closest_known_key():
+    obj = grounding_record()
+    obj["boxs"] = obj.pop("boxes")
+    obj["messages"][1]["content"][0]["text"] = "here"
+    error = _field_error(obj, file="d.jsonl", line=4)
+    assert str(error).startswith("d.jsonl:4: field 'boxs': unknown field (did you mean 'boxes'?)")
+    assert "'meta'" in error.message
+
+
+def test_an_unknown_key_nothing_is_close_to_points_to_meta():
+    error = _field_error({**grounding_record(), "difficulty": 2})
+    assert error.field == "difficulty" and "did you mean" not in error.message and "meta" in error.message
+
+
+def test_hoi_benchmark_fields_may_ride_along_at_the_top_level():
+    obj = {**grounding_record(), "file_name": "a.png", "width": 160, "height": 120, "gt_box_inds": [0, 0], "num_pairs": 1}
+    assert parse_record(obj).boxes == [Box((10.0, 30.0, 60.0, 80.0), 0, "red square")]
+
+
+# --- refer_boxes ----------------------------------------------------------------------------------------------------
+
+
+def test_refer_boxes_as_bare_boxes_are_one_group_each_on_image_0():
+    # the shape hoi-boxes writes: [person, object, interaction] of each pair, one box per referred region
+    obj = {**grounding_record(), "refer_boxes": [[10, 30, 60, 80], [20, 40, 50, 70], [10, 30, 60, 80]]}
+    groups = parse_record(obj).refer_boxes
+    assert groups == [ReferGroup(((10.0, 30.0, 60.0, 80.0),)), ReferGroup(((20.0, 40.0, 50.0, 70.0),)), ReferGroup(((10.0, 30.0, 60.0, 80.0),))]
+
+
+def test_refer_boxes_as_lists_of_boxes_are_groups_on_image_0():
+    # the source pipeline's shape: [[person_box], [object_box], [interaction_box]]
+    obj = {**grounding_record(), "refer_boxes": [[[10, 30, 60, 80]], [[20, 40, 50, 70], [1, 2, 3, 4]]]}
+    assert parse_record(obj).refer_boxes[1] == ReferGroup(((20.0, 40.0, 50.0, 70.0), (1.0, 2.0, 3.0, 4.0)), 0, "")
+
+
+def test_refer_boxes_as_objects_name_their_image_and_label():
+    obj = {**grounding_record(), "refer_boxes": [{"boxes": [[10, 30, 60, 80]], "image": 0, "label": "riding"}]}
+    assert parse_record(obj).refer_boxes == [ReferGroup(((10.0, 30.0, 60.0, 80.0),), 0, "riding")]
+
+
+@pytest.mark.parametrize(
+    "refer_boxes, field",
+    [
+        ([[10, 30, 60]], "refer_boxes[0]"),
+        ([[10, 30, float("nan"), 80]], "refer_boxes[0]"),
+        ([[60, 30, 10, 80]], "refer_boxes[0]"),
+        ([[[10, 30, 60, 80], [5, 5, 5, 9]]], "refer_boxes[0][1]"),
+        ([{"boxes": [], "image": 0}], "refer_boxes[0].boxes"),
+        ([{"boxes": [[10, 30, 60, "80"]]}], "refer_boxes[0].boxes[0]"),
+        ([{"boxes": [[10, 30, 60, 80]], "image": 1}], "refer_boxes[0].image"),
+        (["person"], "refer_boxes[0]"),
+        ({"boxes": []}, "refer_boxes"),
+    ],
+    ids=["three-numbers", "nan", "x1-after-x2", "x1-equals-x2-in-a-group", "empty-group", "string-number", "image-out-of-range",
+         "not-a-box", "not-a-list"],
+)
+def test_a_bad_refer_box_is_reported_on_its_field(refer_boxes, field):
+    assert _field_error({**grounding_record(), "refer_boxes": refer_boxes}).field == field
+
+
+def test_a_refer_box_outside_its_image_is_reported_by_check_media(tmp_path):
+    error = _checked(tmp_path, {**grounding_record(), "refer_boxes": [[10, 30, 60, 80], [100, 50, 170, 90]]})
+    assert error.field == "refer_boxes[1]"
+    assert "is not inside image 0 (160×120)" in error.message
+
+
+# --- chosen / rejected ----------------------------------------------------------------------------------------------
+
+
+def _pair(chosen, rejected) -> dict:
+    return {**grounding_record(), "chosen": chosen, "rejected": rejected}
+
+
+def test_a_string_answer_is_one_assistant_message():
+    record = parse_record(_pair("{box:0}", [{"role": "assistant", "content": "not {box:0}"}]))
+    assert record.chosen == [{"role": "assistant", "content": [{"type": "text", "text": "{box:0}"}]}]
+    assert record.rejected == [{"role": "assistant", "content": "not {box:0}"}]
+
+
+@pytest.mark.parametrize(
+    "chosen, rejected, field",
+    [
+        ("{box:0}", None, "rejected"),
+        (None, "{box:0}", "chosen"),
+        ("", "no", "chosen"),
+        ([{"role": "user", "content": "hi"}], "no", "chosen[0].role"),
+        ([{"role": "assistant", "content": [{"type": "image"}]}], "no", "chosen[0].content[0]"),
+        ("yes", [], "rejected"),
+        ("yes", 3, "rejected"),
+        ("yes", "at {box:1}", "rejected"),
+        ("yes", [{"role": "assistant", "content": [{"type": "text", "text": "at {point:0}"}]}], "rejected[0].content[0].text"),
+    ],
+    ids=["no-rejected", "no-chosen", "empty-string", "user-turn", "image-part", "empty-list", "number", "box-beyond-string",
+         "point-beyond-part"],
+)
+def test_a_bad_preference_pair_is_reported_on_its_field(chosen, rejected, field):
+    obj = {k: v for k, v in _pair(chosen, rejected).items() if v is not None}
+    assert _field_error(obj).field == field
+
+
+def test_a_preference_prompt_must_hold_every_image():
+    obj = _pair("yes", "no")
+    obj["images"] = ["a.png", "a.png"]
+    obj["messages"][1]["content"].insert(0, {"type": "image"})  # the second image sits in the reference answer
+    error = _field_error(obj)
+    assert error.field == "messages" and "preference prompt" in error.message

@@ -81,13 +81,15 @@ def data_check(
 ) -> None:
     """Validate every record and render one batch through the processor and TRL collator."""
     from .data.check import check_file
+    from .models.loading import load_processor
 
     try:
-        report = check_file(file, model, batch_size, image_root, max_length, min_pixels, max_pixels)
+        processor, family = load_processor(model, min_pixels, max_pixels)
+        report = check_file(file, processor, family.convention, batch_size, image_root, max_length)
     except (*_user_errors(), ValueError) as e:
         _fail(str(e))
         return
-    console.print(f"[green]OK[/] {report.records} valid record(s) in {report.path}; model {report.model} (coordinates: {report.convention})")
+    console.print(f"[green]OK[/] {report.records} valid record(s) in {report.path}; model {model} (coordinates: {report.convention})")
     table = Table("id", "images", "image tokens", "tokens", "labelled tokens")
     for s in report.batch:
         table.add_row(s.id, str(s.images), str(s.image_tokens), str(s.tokens), str(s.labelled_tokens))
@@ -95,6 +97,11 @@ def data_check(
     for s in report.batch:
         console.print(f"labelled text of {s.id}: {s.labelled_text!r}", highlight=False, soft_wrap=True)
     console.print("batch: " + ", ".join(f"{k} {list(v)}" for k, v in report.batch_keys.items()))
+    if report.refer_boxes_records:
+        console.print(f"refer_boxes: {report.refer_boxes_groups} group(s) in {report.refer_boxes_records} record(s), inside their images")
+    if report.preference_pairs:
+        shapes = ", ".join(f"{k} {list(v)}" for k, v in report.preference_batch_keys.items())
+        console.print(f"preference pairs: {report.preference_pairs}; first pairs through TRL's preference collator: {shapes}")
 
 
 @build_app.command("synthetic")

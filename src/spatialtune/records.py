@@ -7,11 +7,15 @@
  "images": ["img/0001.png"],
  "boxes": [{"bbox": [10, 20, 110, 90], "image": 0, "label": "cup"}],
  "points": [{"point": [60, 55], "image": 0}], "masks": [{"path": "img/0001_mask.png", "image": 0}],
+ "refer_boxes": [{"boxes": [[10, 20, 110, 90]], "image": 0, "label": "cup"}],
  "answer": "...", "choices": ["A", "B"], "meta": {}}
 ```
 
 Text that shows geometry to a model is written as placeholders — `{box:N}`, `{point:N}` — and rendered
 from these fields at load time by the model family's convention (see `spatialtune.data.render`).
+`refer_boxes` are the boxes spatial linking ties to the referred regions (one group per region, each group on one
+image); `chosen` / `rejected` are the preferred and dispreferred assistant turns of a preference pair, whose prompt is
+`messages` before its last assistant turn. Any other top-level key is an error: free-form data goes in `meta`.
 Relative image/mask paths resolve against `image_root` if given, else the dataset file's folder.
 Every validation error names the file, the line and the field.
 """
@@ -28,9 +32,18 @@ from typing import Any
 from PIL import Image
 
 from .errors import SpatialtuneError
+from .registry import did_you_mean
 
 ROLES = ("system", "user", "assistant", "tool")
 GEOMETRY_PLACEHOLDER = re.compile(r"\{(box|point):(\d+)\}")
+RECORD_KEYS = ("id", "task", "messages", "images", "boxes", "points", "masks", "refer_boxes", "answer", "choices",
+               "chosen", "rejected", "meta")
+# Fields of benchmarks' own row formats that a record may carry beside its own, so that one file is both training data
+# and a benchmark table: hoi-spatial-sft writes the hoi-referring / hoi-grounding fields, and the roomplan benchmark
+# reads a reference `action` / `action_json` (the RoomPlan source pipeline's name). Those benchmarks read them; the
+# record does not carry them.
+BENCHMARK_ROW_KEYS = ("file_name", "width", "height", "person_box_idx", "object_box_idx", "gt_action", "object_category",
+                      "action", "gt_box_inds", "num_pairs", "action_json")
 
 
 class RecordError(SpatialtuneError):
@@ -60,6 +73,15 @@ class Point:
 
 
 @dataclass(frozen=True)
+class ReferGroup:
+    """The pixel boxes [x1, y1, x2, y2] of one referred region (what one `<|box_end|>` links to), on image `image`."""
+
+    boxes_pixel: tuple[tuple[float, float, float, float], ...]
+    image: int = 0
+    label: str = ""
+
+
+@dataclass(frozen=True)
 class Mask:
     """A binary mask image (non-zero = inside) aligned with image `image` of its record."""
 
@@ -79,8 +101,11 @@ class SpatialRecord:
     boxes: list[Box] = field(default_factory=list)
     points: list[Point] = field(default_factory=list)
     masks: list[Mask] = field(default_factory=list)
+    refer_boxes: list[ReferGroup] = field(default_factory=list)
     answer: Any = None
     choices: list[str] | None = None
+    chosen: list[dict[str, Any]] | None = None  # preferred assistant turns of a preference pair
+    rejected: list[dict[str, Any]] | None = None  # dispreferred assistant turns
     meta: dict[str, Any] = field(default_factory=dict)
     image_sizes: list[tuple[int, int]] = field(default_factory=list)  # (width, height), filled by `check_media`
     source: tuple[str, int] = ("<memory>", 0)  # (file, line) for error messages
@@ -91,13 +116,12 @@ class SpatialRecord:
 
     def image_placeholder_count(self) -> int:
         """Number of `{"type": "image"}` parts across all messages."""
-        return sum(
-            1
-            for m in self.messages
-            if isinstance(m.get("content"), list)
-            for part in m["content"]
-            if part.get("type") == "image"
-        )
+        return image_placeholder_count(self.messages)
+
+
+def image_placeholder_count(messages: list[dict[str, Any]]) -> int:
+    """Number of `{"type": "image"}` parts across `messages`."""
+    return sum(1 for m in messages if isinstance(m.get("content"), list) for part in m["content"] if part.get("type") == "image")
 
 
 def _resolve(path: str, base_dir: Path) -> Path:
@@ -157,36 +181,79 @@ def _geometry_items(obj: dict, key: str, coord_key: str, n: int, err) -> list[tu
     return parsed
 
 
-def _check_messages(messages: Any, err) -> None:
+def _check_messages(messages: Any, err, key: str = "messages", roles: tuple[str, ...] = ROLES, images: bool = True) -> None:
     if not isinstance(messages, list) or not messages:
-        raise err("messages", "expected a non-empty list of {role, content} messages")
+        raise err(key, "expected a non-empty list of {role, content} messages")
     for i, m in enumerate(messages):
-        where = f"messages[{i}]"
-        if not isinstance(m, dict) or m.get("role") not in ROLES:
-            raise err(f"{where}.role", f"expected one of {ROLES}, got {m.get('role') if isinstance(m, dict) else m!r}")
+        where = f"{key}[{i}]"
+        if not isinstance(m, dict) or m.get("role") not in roles:
+            raise err(f"{where}.role", f"expected one of {roles}, got {m.get('role') if isinstance(m, dict) else m!r}")
         content = m.get("content")
         if isinstance(content, str) or (content is None and m.get("tool_calls")):
             continue
         if not isinstance(content, list):
-            raise err(f"{where}.content", "expected a string or a list of {type: image|text} parts")
+            raise err(f"{where}.content", "expected a string or a list of {type: image|text} parts" if images else "expected a string or a list of {type: text} parts")
         for j, part in enumerate(content):
             kind = part.get("type") if isinstance(part, dict) else None
             if kind == "text" and isinstance(part.get("text"), str):
                 continue
-            if kind != "image":
-                raise err(f"{where}.content[{j}]", f"expected {{'type': 'image'}} or {{'type': 'text', 'text': str}}, got {part!r}")
+            if kind != "image" or not images:
+                expected = "{'type': 'image'} or {'type': 'text', 'text': str}" if images else "{'type': 'text', 'text': str} (no images here)"
+                raise err(f"{where}.content[{j}]", f"expected {expected}, got {part!r}")
 
 
-def _message_texts(messages: list[dict]) -> list[tuple[str, str]]:
+def _message_texts(messages: list[dict], key: str = "messages") -> list[tuple[str, str]]:
     """(field path, text) of every text in the messages."""
     out = []
     for i, m in enumerate(messages):
         content = m.get("content")
         if isinstance(content, str):
-            out.append((f"messages[{i}].content", content))
+            out.append((f"{key}[{i}].content", content))
         elif isinstance(content, list):
-            out += [(f"messages[{i}].content[{j}].text", p["text"]) for j, p in enumerate(content) if p.get("type") == "text"]
+            out += [(f"{key}[{i}].content[{j}].text", p["text"]) for j, p in enumerate(content) if p.get("type") == "text"]
     return out
+
+
+def _preference_turns(obj: dict, key: str, err) -> tuple[list[dict[str, Any]] | None, list[tuple[str, str]]]:
+    """`chosen` / `rejected`: a string (one assistant text) or a list of assistant messages → (messages, texts)."""
+    value = obj.get(key)
+    if value is None:
+        return None, []
+    if isinstance(value, str) and value:
+        return [{"role": "assistant", "content": [{"type": "text", "text": value}]}], [(key, value)]
+    if isinstance(value, str):
+        raise err(key, "expected a non-empty string or a list of assistant messages")
+    _check_messages(value, err, key, roles=("assistant",), images=False)
+    return value, _message_texts(value, key)
+
+
+def _proper_box(value: Any, err, field_name: str) -> tuple[float, float, float, float]:
+    """Four finite numbers [x1, y1, x2, y2] with x1 < x2 and y1 < y2."""
+    x1, y1, x2, y2 = _numbers(value, 4, err, field_name)
+    if not (all(finite_number(v) for v in (x1, y1, x2, y2)) and x1 < x2 and y1 < y2):
+        raise err(field_name, f"expected finite numbers [x1, y1, x2, y2] with x1 < x2 and y1 < y2, got {json.dumps(value)[:80]}")
+    return x1, y1, x2, y2
+
+
+def _refer_groups(obj: dict, err) -> list[ReferGroup]:
+    """Parse `refer_boxes`: each item a bare box (a group of one on image 0), a list of boxes (a group on image 0), or
+    {"boxes": [box, …], "image": i, "label": s}."""
+    groups = []
+    for i, item in enumerate(_list_field(obj, "refer_boxes", err)):
+        where = f"refer_boxes[{i}]"
+        if isinstance(item, dict):
+            boxes, image, label, boxes_at = item.get("boxes"), _image_index(item, where, err), str(item.get("label") or ""), f"{where}.boxes"
+        elif isinstance(item, list) and item and isinstance(item[0], (list, tuple)):
+            boxes, image, label, boxes_at = item, 0, "", where
+        elif isinstance(item, list):
+            groups.append(ReferGroup((_proper_box(item, err, where),), 0, ""))
+            continue
+        else:
+            raise err(where, f"expected a box [x1, y1, x2, y2], a list of boxes, or {{boxes, image, label}}, got {json.dumps(item)[:80]}")
+        if not isinstance(boxes, list) or not boxes:
+            raise err(boxes_at, "expected a non-empty list of [x1, y1, x2, y2] pixel boxes")
+        groups.append(ReferGroup(tuple(_proper_box(b, err, f"{boxes_at}[{j}]") for j, b in enumerate(boxes)), image, label))
+    return groups
 
 
 def parse_record(obj: Any, *, file: str | Path = "<memory>", line: int = 0, base_dir: Path | None = None) -> SpatialRecord:
@@ -194,6 +261,10 @@ def parse_record(obj: Any, *, file: str | Path = "<memory>", line: int = 0, base
     err = lambda f, msg: RecordError(file, line, f, msg)  # noqa: E731
     if not isinstance(obj, dict):
         raise err("<record>", f"expected a JSON object, got {type(obj).__name__}")
+    for key in obj:
+        if key not in RECORD_KEYS and key not in BENCHMARK_ROW_KEYS:
+            known = RECORD_KEYS + BENCHMARK_ROW_KEYS
+            raise err(str(key), f"unknown field{did_you_mean(str(key), known)}; free-form data goes in 'meta'")
     for key in ("id", "task"):
         if not isinstance(obj.get(key), (str, int)) or isinstance(obj.get(key), bool) or obj.get(key) == "":
             raise err(key, "required: a non-empty string")
@@ -211,9 +282,13 @@ def parse_record(obj: Any, *, file: str | Path = "<memory>", line: int = 0, base
             raise err(f"masks[{i}]", "expected a path or {path, image, label}")
         image = _image_index(item, f"masks[{i}]", err)
         masks.append(Mask(_resolve(item["path"], base_dir), image, str(item.get("label") or "")))
+    refer_boxes = _refer_groups(obj, err)
     choices = obj.get("choices")
     if choices is not None and not (isinstance(choices, list) and all(isinstance(c, str) for c in choices)):
         raise err("choices", "expected a list of strings")
+    (chosen, chosen_texts), (rejected, rejected_texts) = _preference_turns(obj, "chosen", err), _preference_turns(obj, "rejected", err)
+    if (chosen is None) != (rejected is None):
+        raise err("rejected" if chosen is not None else "chosen", "a preference pair needs both 'chosen' and 'rejected'")
     meta = obj.get("meta") or {}
     if not isinstance(meta, dict):
         raise err("meta", "expected an object")
@@ -225,8 +300,11 @@ def parse_record(obj: Any, *, file: str | Path = "<memory>", line: int = 0, base
         boxes=boxes,
         points=points,
         masks=masks,
+        refer_boxes=refer_boxes,
         answer=obj.get("answer"),
         choices=choices,
+        chosen=chosen,
+        rejected=rejected,
         meta=meta,
         source=(str(file), line),
     )
@@ -237,11 +315,15 @@ def parse_record(obj: Any, *, file: str | Path = "<memory>", line: int = 0, base
             f"{n_placeholders} image placeholder(s) but {len(images)} image(s) in 'images': "
             'put one {"type": "image"} part where each image goes',
         )
-    for kind, items in (("boxes", boxes), ("points", points), ("masks", masks)):
+    in_prompt = image_placeholder_count(record.messages[: last_assistant_index(record.messages)])
+    if chosen is not None and in_prompt != len(images):
+        raise err("messages", f"the preference prompt (the messages before the last assistant turn) holds {in_prompt} of "
+                  f"the {len(images)} image placeholder(s): put every image before the answer")
+    for kind, items in (("boxes", boxes), ("points", points), ("masks", masks), ("refer_boxes", refer_boxes)):
         for i, item in enumerate(items):
             if not 0 <= item.image < len(images):
                 raise err(f"{kind}[{i}].image", f"image index {item.image} but the record has {len(images)} image(s)")
-    for where, text in _message_texts(record.messages):
+    for where, text in _message_texts(record.messages) + chosen_texts + rejected_texts:
         for kind, index in GEOMETRY_PLACEHOLDER.findall(text):
             available = len(boxes if kind == "box" else points)
             if int(index) >= available:
@@ -261,13 +343,15 @@ def _open_image_size(path: Path, err, field_name: str) -> tuple[int, int]:
 
 
 def check_media(record: SpatialRecord) -> SpatialRecord:
-    """Open every image and mask; check boxes and points lie inside their image. Fills `image_sizes`."""
+    """Open every image and mask; check boxes, refer_boxes and points lie inside their image. Fills `image_sizes`."""
     sizes = [_open_image_size(p, record.error, f"images[{i}]") for i, p in enumerate(record.images)]
-    for i, box in enumerate(record.boxes):
-        w, h = sizes[box.image]
-        x1, y1, x2, y2 = box.bbox_pixel
+    boxes = [(f"boxes[{i}].bbox", box.bbox_pixel, box.image) for i, box in enumerate(record.boxes)]
+    for i, group in enumerate(record.refer_boxes):
+        boxes += [(f"refer_boxes[{i}]", coords, group.image) for coords in group.boxes_pixel]
+    for where, (x1, y1, x2, y2), image in boxes:
+        w, h = sizes[image]
         if not (0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h):
-            raise record.error(f"boxes[{i}].bbox", f"{list(box.bbox_pixel)} is not inside image {box.image} ({w}×{h}) with x1 < x2, y1 < y2")
+            raise record.error(where, f"{[x1, y1, x2, y2]} is not inside image {image} ({w}×{h}) with x1 < x2, y1 < y2")
     for i, point in enumerate(record.points):
         w, h = sizes[point.image]
         x, y = point.xy_pixel

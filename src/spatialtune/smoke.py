@@ -9,7 +9,7 @@ from pathlib import Path
 from .data.check import CheckReport, check_file
 from .data.dataset import prepare_rows
 from .eval.generate import generate_batch
-from .models.loading import ModelConfig, load_model
+from .models.loading import ModelConfig, load_model, load_processor
 from .runs import RunConfig
 from .train.sft import DataConfig, SFTRecipeConfig, SFTResult, TrainingConfig, run_sft
 
@@ -32,7 +32,8 @@ class SmokeResult:
 def run_smoke(model: str = "tiny-qwen3-vl", output_dir: str | Path = "runs/smoke") -> SmokeResult:
     """Run every stage once on the sample dataset; raises at the first stage that fails."""
     data = sample_dataset()
-    check = check_file(data, model=model, batch_size=2)
+    processor, family = load_processor(model)
+    check = check_file(data, processor, family.convention, batch_size=2)
     sft = run_sft(
         SFTRecipeConfig(
             run=RunConfig(dir=str(Path(output_dir) / "sft")),

@@ -238,6 +238,7 @@ def test_row_has_exactly_the_trl_and_structured_columns(checked_record):
         "boxes",
         "points",
         "masks",
+        "refer_boxes",
         "answer",
         "choices",
         "meta",
@@ -280,7 +281,35 @@ def test_row_choices_are_a_list(checked_record):
 def test_row_of_a_record_without_answer_choices_or_meta_has_uniform_empty_values():
     record = _record("{box:0}")
     row = record_to_row(record, GeometryRenderer(Convention.QWEN3_1000))
-    assert (row["answer"], row["choices"], row["meta"], row["masks"]) == ("null", [], "{}", [])
+    assert (row["answer"], row["choices"], row["meta"], row["masks"], row["refer_boxes"]) == ("null", [], "{}", [], [])
+
+
+# --- refer_boxes: pixels in the row, the model's frame through the renderer --------------------------------------
+
+REFER = [[12, 30, 64, 84], {"boxes": [[20, 20, 100, 50], [0, 0, 40, 30]], "image": 1, "label": "pair"}]
+
+
+def test_row_carries_refer_boxes_as_groups_in_pixels():
+    record = _record(sizes=[(160, 120), (200, 100)], refer_boxes=REFER)
+    row = record_to_row(record, GeometryRenderer(Convention.QWEN3_1000))
+    assert row["refer_boxes"] == [
+        {"boxes": [[12.0, 30.0, 64.0, 84.0]], "image": 0, "label": ""},
+        {"boxes": [[20.0, 20.0, 100.0, 50.0], [0.0, 0.0, 40.0, 30.0]], "image": 1, "label": "pair"},
+    ]
+
+
+def test_refer_boxes_render_in_the_model_frame_of_their_own_image():
+    # group 0 on 160×120 → the 1000 grid as {box:0} renders; group 1 on image 1 (200×100): (20, 20, 100, 50) → [100, 200, 500, 500]
+    record = _record(sizes=[(160, 120), (200, 100)], refer_boxes=REFER)
+    groups = GeometryRenderer(Convention.QWEN3_1000).refer_boxes_in_model_frame(record)
+    assert groups == [{"boxes": [[75, 250, 400, 700]], "image": 0, "label": ""},
+                      {"boxes": [[100, 200, 500, 500], [0, 0, 200, 300]], "image": 1, "label": "pair"}]
+
+
+def test_refer_boxes_render_like_box_placeholders_in_qwen25_abs():
+    renderer = GeometryRenderer(Convention.QWEN25_ABS, ResizePolicy(factor=28, min_pixels=3136, max_pixels=QWEN25_BUDGET))
+    record = _record("{box:0}", refer_boxes=[[12, 30, 64, 84]])
+    assert renderer.refer_boxes_in_model_frame(record)[0]["boxes"] == [[13, 28, 67, 78]] and _answer(renderer, record) == "[13, 28, 67, 78]"
 
 
 # --- GeometryRenderer.for_processor ------------------------------------------------------------------------------

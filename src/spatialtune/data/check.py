@@ -1,17 +1,21 @@
 """The one-batch check: validate every record, render one batch through processor + TRL collator, report it.
 
-Run it before training (x3 §8): it catches bad records, placeholder/image mismatches and truncated images
-without loading model weights.
+Run it before training (the x3 cross-view source pipeline's one-batch dataloader check): it catches bad records,
+placeholder/image mismatches and truncated images without loading model weights. The caller loads the processor
+(the CLI through `models.loading.load_processor`), so this layer never imports models. Preference pairs are also
+collated through TRL's vision preference collator; `refer_boxes` groups are counted.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..models.loading import load_processor
-from .collate import IMAGE_PAD, SpatialCollator
-from .dataset import prepare_rows
+from ..geometry import Convention
+from .collate import IMAGE_PAD, SpatialCollator, fit_rows
+from .dataset import load_records
+from .preference import SpatialPreferenceCollator, record_to_preference_row
+from .render import GeometryRenderer, record_to_row
 
 
 @dataclass(frozen=True)
@@ -28,34 +32,39 @@ class SampleSummary:
 
 @dataclass
 class CheckReport:
-    """Result of `check_file`: counts, per-sample batch summary, and skipped records."""
+    """Result of `check_file`: counts, per-sample batch summary, skipped records, and the new fields' counts."""
 
     path: Path
-    model: str
     convention: str
     records: int
     batch: list[SampleSummary]
     batch_keys: dict[str, tuple[int, ...]]
     skipped: list[tuple[str, str]]
+    refer_boxes_records: int = 0  # records with refer_boxes
+    refer_boxes_groups: int = 0  # refer_boxes groups over all records
+    preference_pairs: int = 0  # records with chosen / rejected
+    preference_batch_keys: dict[str, tuple[int, ...]] = field(default_factory=dict)  # the first pairs, collated
+
+
+def _shapes(batch: dict) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in batch.items() if hasattr(v, "shape")}
 
 
 def check_file(
     path: str | Path,
-    model: str = "tiny-qwen3-vl",
+    processor,
+    convention: Convention,
     batch_size: int = 2,
     image_root: str | Path | None = None,
     max_length: int | None = None,
-    min_pixels: int | None = None,
-    max_pixels: int | None = None,
 ) -> CheckReport:
-    """Validate `path` fully and collate its first `batch_size` records; raises on the first problem."""
-    processor, family = load_processor(model, min_pixels, max_pixels)
+    """Validate `path` fully and collate its first `batch_size` records (and pairs) with `processor`; raises on the
+    first problem."""
     collator = SpatialCollator(processor, max_length)
-    prepared = prepare_rows(
-        path, processor, family.convention, image_root=image_root, max_length=max_length,
-        on_truncated_image="error", chat_template=collator.chat_template,
-    )
-    rows = prepared.rows[:batch_size]
+    records = load_records(path, image_root)
+    renderer = GeometryRenderer.for_processor(processor, convention)
+    prepared = fit_rows([record_to_row(r, renderer) for r in records], processor, max_length, "error", collator.chat_template)
+    rows = prepared.kept[:batch_size]
     if not rows:
         raise ValueError(f"{path}: no records")
     batch = collator(rows)
@@ -74,5 +83,15 @@ def check_file(
                 labelled_text=processor.tokenizer.decode(labels),
             )
         )
-    keys = {k: tuple(v.shape) for k, v in batch.items() if hasattr(v, "shape")}
-    return CheckReport(Path(path), model, family.convention.value, len(prepared.rows), summaries, keys, prepared.skipped)
+    pairs = [record_to_preference_row(r, renderer) for r in records if r.chosen is not None]
+    pair_batch = {}
+    if pairs:
+        first = fit_rows(pairs[:batch_size], processor, max_length, "error", chat=lambda row: row["prompt"] + row["chosen"]).kept
+        pair_batch = _shapes(SpatialPreferenceCollator(processor, max_length)(first))
+    return CheckReport(
+        Path(path), convention.value, len(prepared.kept), summaries, _shapes(batch), prepared.skipped,
+        refer_boxes_records=sum(1 for r in records if r.refer_boxes),
+        refer_boxes_groups=sum(len(r.refer_boxes) for r in records),
+        preference_pairs=len(pairs),
+        preference_batch_keys=pair_batch,
+    )

@@ -10,7 +10,7 @@ so `mm_token_type_ids` (which Qwen3-VL needs for M-RoPE) always comes from it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 from PIL import Image
 from trl.chat_template_utils import get_training_chat_template
@@ -87,15 +87,17 @@ def fit_rows(
     max_length: int | None,
     on_truncated_image: Literal["error", "skip"] = "error",
     chat_template: str | None = None,
+    chat: Callable[[dict[str, Any]], list[dict[str, Any]]] = lambda row: row["messages"],
 ) -> FitReport:
     """Check each row's image placeholders and that truncation to `max_length` never cuts an image's tokens.
 
     Text after the last image may be truncated (TRL keeps the start). A row whose image tokens would be cut
-    raises a BatchError naming it, or with `on_truncated_image="skip"` is skipped and reported.
+    raises a BatchError naming it, or with `on_truncated_image="skip"` is skipped and reported. `chat` gives the
+    conversation a row is trained on (a preference row: its prompt and its longer answer).
     """
     report = FitReport()
     for row in rows:
-        layout = sequence_layout(row, processor, chat_template)
+        layout = sequence_layout({**row, "messages": chat(row)}, processor, chat_template)
         where = f"{row.get('source', '?')}: record {row['id']!r}"
         if layout.image_placeholders != len(row["images"]):
             raise BatchError(f"{where}: field 'messages': the chat template rendered {layout.image_placeholders} image placeholder(s) for {len(row['images'])} image(s)")

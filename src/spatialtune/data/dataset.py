@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from ..errors import SpatialtuneError
 from ..geometry import Convention
-from ..records import RecordError, scan_records
+from ..records import RecordError, SpatialRecord, scan_records
 from .collate import FitReport, fit_rows
 from .render import GeometryRenderer, record_to_row
 
@@ -34,6 +34,21 @@ class PreparedRows:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
+def load_records(
+    path: str | Path, image_root: str | Path | None = None, tasks: list[str] | None = None, max_samples: int | None = None
+) -> list[SpatialRecord]:
+    """Every record validated (all bad ones raised together), then those of `tasks` (all if None), the first `max_samples`."""
+    records, errors = scan_records(path, image_root)
+    if errors:
+        raise DatasetError(path, errors)
+    if tasks is not None:
+        missing = sorted(set(tasks) - {r.task for r in records})
+        if missing:
+            raise DatasetError(path, [], f"no records of task(s) {missing}; the file has {sorted({r.task for r in records})}")
+        records = [r for r in records if r.task in tasks]
+    return records if max_samples is None else records[:max_samples]
+
+
 def prepare_rows(
     path: str | Path,
     processor,
@@ -47,16 +62,7 @@ def prepare_rows(
     chat_template: str | None = None,
 ) -> PreparedRows:
     """Validate every record, keep `tasks` (all if None) and the first `max_samples`, render geometry, guard truncation."""
-    records, errors = scan_records(path, image_root)
-    if errors:
-        raise DatasetError(path, errors)
-    if tasks is not None:
-        missing = sorted(set(tasks) - {r.task for r in records})
-        if missing:
-            raise DatasetError(path, [], f"no records of task(s) {missing}; the file has {sorted({r.task for r in records})}")
-        records = [r for r in records if r.task in tasks]
-    if max_samples is not None:
-        records = records[:max_samples]
+    records = load_records(path, image_root, tasks, max_samples)
     renderer = GeometryRenderer.for_processor(processor, convention)
     report: FitReport = fit_rows(
         [record_to_row(r, renderer) for r in records], processor, max_length, on_truncated_image, chat_template

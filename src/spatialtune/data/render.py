@@ -1,7 +1,8 @@
 """Record → TRL row: geometry placeholders rendered by the model family's convention, images by path.
 
 A TRL row is what TRL's vision-language collator consumes (`messages` with `{"type": "image"}` parts, `images`)
-plus the record's structured columns, kept for later add-ons (rewards, box-aware modules, metrics).
+plus the record's structured columns, kept for later add-ons (rewards, box-aware modules such as spatial linking's
+`refer_boxes`, metrics). Preference rows (`prompt`, `chosen`, `rejected`) are made in `data/preference.py`.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ class GeometryRenderer:
         width, height = record.image_sizes[image]
         return ImageFrame.of(width, height, self.policy)
 
+    def box_in_model_frame(self, box_pixel, record: SpatialRecord, image: int) -> list:
+        """A pixel box (or point) of image `image` in the model's coordinates, as `{box:N}` renders it."""
+        return pixel_to_model(box_pixel, self.frame(record, image), self.convention)
+
     def render_text(self, text: str, record: SpatialRecord) -> str:
         """Replace every geometry placeholder in `text` with coordinates in the model's frame."""
 
@@ -45,14 +50,14 @@ class GeometryRenderer:
             kind, index = match.group(1), int(match.group(2))
             item = record.boxes[index] if kind == "box" else record.points[index]
             coords = item.bbox_pixel if kind == "box" else item.xy_pixel
-            return format_coords(pixel_to_model(coords, self.frame(record, item.image), self.convention))
+            return format_coords(self.box_in_model_frame(coords, record, item.image))
 
         return GEOMETRY_PLACEHOLDER.sub(replace, text)
 
-    def render_messages(self, record: SpatialRecord) -> list[dict[str, Any]]:
-        """The record's messages in structured form with every text rendered (the record is not modified)."""
+    def render_chat(self, messages: list[dict[str, Any]], record: SpatialRecord) -> list[dict[str, Any]]:
+        """`messages` (the record's, or its chosen / rejected turns) in structured form with every text rendered."""
         rendered = []
-        for message in record.messages:
+        for message in messages:
             content = message.get("content")
             if isinstance(content, str):
                 content = [{"type": "text", "text": content}]
@@ -63,6 +68,32 @@ class GeometryRenderer:
             rendered.append({**message, "content": parts})
         return rendered
 
+    def render_messages(self, record: SpatialRecord) -> list[dict[str, Any]]:
+        """The record's messages in structured form with every text rendered (the record is not modified)."""
+        return self.render_chat(record.messages, record)
+
+    def refer_boxes_in_model_frame(self, record: SpatialRecord) -> list[dict[str, Any]]:
+        """The record's refer_boxes groups with every box in the model's coordinates (the row carries them in pixels)."""
+        return [{"boxes": [self.box_in_model_frame(b, record, g.image) for b in g.boxes_pixel], "image": g.image, "label": g.label}
+                for g in record.refer_boxes]
+
+
+def record_columns(record: SpatialRecord) -> dict[str, Any]:
+    """The columns every row carries besides its chat: image paths and sizes, and the structured ground truth in the
+    pixel frame (what rewards, metrics and add-ons read)."""
+    return {
+        "images": [str(p) for p in record.images],
+        "image_sizes": [list(s) for s in record.image_sizes],
+        "boxes": [{"bbox": list(b.bbox_pixel), "image": b.image, "label": b.label} for b in record.boxes],
+        "points": [{"point": list(p.xy_pixel), "image": p.image, "label": p.label} for p in record.points],
+        "masks": [{"path": str(m.path), "image": m.image, "label": m.label} for m in record.masks],
+        "refer_boxes": [{"boxes": [list(b) for b in g.boxes_pixel], "image": g.image, "label": g.label} for g in record.refer_boxes],
+        # Free-form values travel as JSON text so that every row of a datasets.Dataset has one schema.
+        "answer": json.dumps(record.answer),
+        "choices": record.choices or [],
+        "meta": json.dumps(record.meta),
+    }
+
 
 def record_to_row(record: SpatialRecord, renderer: GeometryRenderer) -> dict[str, Any]:
     """A TRL-ready row: rendered messages, image paths, and the structured ground truth in the pixel frame."""
@@ -71,13 +102,5 @@ def record_to_row(record: SpatialRecord, renderer: GeometryRenderer) -> dict[str
         "task": record.task,
         "source": f"{record.source[0]}:{record.source[1]}",
         "messages": renderer.render_messages(record),
-        "images": [str(p) for p in record.images],
-        "image_sizes": [list(s) for s in record.image_sizes],
-        "boxes": [{"bbox": list(b.bbox_pixel), "image": b.image, "label": b.label} for b in record.boxes],
-        "points": [{"point": list(p.xy_pixel), "image": p.image, "label": p.label} for p in record.points],
-        "masks": [{"path": str(m.path), "image": m.image, "label": m.label} for m in record.masks],
-        # Free-form values travel as JSON text so that every row of a datasets.Dataset has one schema.
-        "answer": json.dumps(record.answer),
-        "choices": record.choices or [],
-        "meta": json.dumps(record.meta),
+        **record_columns(record),
     }
