@@ -64,3 +64,30 @@ def test_image_tokens_cut_by_max_length_fail_the_check(write_dataset):
     result = _check(write_dataset([grounding_record()]), "--max-length", "8")
     assert result.exit_code != 0
     assert "field 'images'" in " ".join(result.output.split())
+
+
+def test_a_misspelt_key_fails_the_check_naming_the_key_and_the_closest_known_one(write_dataset):
+    typo = grounding_record("bad")
+    typo["boxs"] = typo.pop("boxes")
+    typo["messages"][1]["content"][0]["text"] = "top left"
+    path = write_dataset([grounding_record("ok"), typo])
+    result = _check(path)
+    assert result.exit_code != 0
+    assert f"{path}:2: field 'boxs': unknown field (did you mean 'boxes'?)" in " ".join(result.output.split())
+
+
+def test_the_check_reports_refer_boxes_groups_and_preference_pairs(write_dataset):
+    linked = {**grounding_record("linked"), "refer_boxes": [[10, 30, 60, 80], [[12, 32, 50, 70]]]}
+    pair = {**grounding_record("pair"), "chosen": "{box:0}", "rejected": "[0, 0, 1, 1]"}
+    result = _check(write_dataset([linked, pair, grounding_record("plain")]))
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "refer_boxes: 2 group(s) in 1 record(s)" in output
+    assert "preference pairs: 1; first pairs through TRL's preference collator: input_ids [2," in output
+
+
+def test_a_box_of_refer_boxes_outside_its_image_fails_the_check(write_dataset):
+    path = write_dataset([{**grounding_record(), "refer_boxes": [[10, 30, 200, 80]]}])
+    result = _check(path)
+    assert result.exit_code != 0
+    assert f"{path}:1: field 'refer_boxes[0]'" in " ".join(result.output.split())

@@ -6,13 +6,16 @@ from importlib import resources
 
 import pytest
 import torch
+from datasets import Dataset
 from transformers import Qwen2_5_VLProcessor, Qwen3VLProcessor
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
 from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
 
-from helpers import FIXTURES, draw_scene
+from helpers import FIXTURES, draw_scene, grounding_record
 from spatialtune.data.collate import BatchError, SpatialCollator, fit_rows, sequence_layout
+from spatialtune.data.dataset import prepare_rows
+from spatialtune.geometry import Convention
 from spatialtune.models.tiny import official_chat_template
 
 REAL_SPECIAL_IDS = {  # shared/fixtures/README.md
@@ -105,6 +108,20 @@ def test_keep_columns_travel_into_the_batch(tmp_path, real_qwen_tokenizer):
     row = {**_row(tmp_path, messages, n), "boxes": [{"bbox": [1, 2, 3, 4], "image": 0, "label": ""}]}
     batch = SpatialCollator(_real_processor("qwen2_5_vl", real_qwen_tokenizer), keep_columns=["boxes"])([row])
     assert batch["boxes"] == [row["boxes"]]
+
+
+def test_a_records_refer_boxes_reach_the_batch_through_keep_columns(write_dataset, real_qwen_tokenizer):
+    # hoi-boxes' shape (one bare pixel box per referred region) and a group on an image, through a datasets.Dataset
+    linked = {**grounding_record("linked"), "refer_boxes": [[10, 30, 60, 80], {"boxes": [[0, 0, 40, 40], [5, 5, 9, 9]], "image": 0, "label": "pair"}]}
+    processor = _real_processor("qwen3_vl", real_qwen_tokenizer)
+    collator = SpatialCollator(processor, keep_columns=["refer_boxes"])
+    rows = prepare_rows(write_dataset([linked, grounding_record("plain")]), processor, Convention.QWEN3_1000, chat_template=collator.chat_template).rows
+    batch = collator(list(Dataset.from_list(rows)))
+    assert batch["refer_boxes"] == [
+        [{"boxes": [[10.0, 30.0, 60.0, 80.0]], "image": 0, "label": ""},
+         {"boxes": [[0.0, 0.0, 40.0, 40.0], [5.0, 5.0, 9.0, 9.0]], "image": 0, "label": "pair"}],
+        [],
+    ]
 
 
 @pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
