@@ -7,12 +7,8 @@ import json
 import pytest
 
 from helpers import grounding_record
-from spatialtune.data.dataset import DatasetError
-from spatialtune.data.preference import (
-    SpatialPreferenceCollator,
-    prepare_preference_rows,
-    record_to_preference_row,
-)
+from spatialtune.data.dataset import DatasetError, prepare_rows
+from spatialtune.data.preference import SpatialPreferenceCollator, record_to_preference_row
 from spatialtune.data.render import GeometryRenderer
 from spatialtune.geometry import Convention, ResizePolicy
 from spatialtune.records import RecordError, parse_record
@@ -81,7 +77,7 @@ def test_preparing_a_file_with_a_record_without_a_pair_names_its_line(write_data
     path = write_dataset([preference_record("p0"), grounding_record("plain")])
     processor = tiny_processors["tiny-qwen3-vl"]
     with pytest.raises(DatasetError, match=rf"{path}:2: field 'chosen': not a preference pair"):
-        prepare_preference_rows(path, processor, Convention.QWEN3_1000)
+        prepare_rows(path, processor, Convention.QWEN3_1000, rows="preference")
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +91,7 @@ def tiny_processors():
 def test_trls_vision_preference_collator_takes_the_rows(model, convention, write_dataset, tiny_processors):
     processor = tiny_processors[model]
     path = write_dataset([preference_record("p0"), preference_record("p1", chosen="The square: {box:0}")])
-    rows = prepare_preference_rows(path, processor, convention).rows
+    rows = prepare_rows(path, processor, convention, rows="preference").rows
     batch = SpatialPreferenceCollator(processor, keep_columns=["boxes"])(rows)
     assert batch["input_ids"].shape[0] == 4  # chosen of each pair, then rejected of each pair
     completions = [processor.tokenizer.decode(ids[mask == 1]) for ids, mask in zip(batch["input_ids"], batch["completion_mask"])]

@@ -14,7 +14,7 @@ from pathlib import Path
 from ..geometry import Convention
 from .collate import IMAGE_PAD, SpatialCollator, fit_rows
 from .dataset import load_records
-from .preference import SpatialPreferenceCollator, record_to_preference_row
+from .preference import SpatialPreferenceCollator, preference_chat, record_to_preference_row
 from .render import GeometryRenderer, record_to_row
 
 
@@ -86,7 +86,7 @@ def check_file(
     pairs = [record_to_preference_row(r, renderer) for r in records if r.chosen is not None]
     pair_batch = {}
     if pairs:
-        first = fit_rows(pairs[:batch_size], processor, max_length, "error", chat=lambda row: row["prompt"] + row["chosen"]).kept
+        first = fit_rows(pairs[:batch_size], processor, max_length, "error", chat=preference_chat).kept
         pair_batch = _shapes(SpatialPreferenceCollator(processor, max_length)(first))
     return CheckReport(
         Path(path), convention.value, len(prepared.kept), summaries, _shapes(batch), prepared.skipped,

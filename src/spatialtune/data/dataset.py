@@ -9,7 +9,8 @@ from typing import Any, Literal
 from ..errors import SpatialtuneError
 from ..geometry import Convention
 from ..records import RecordError, SpatialRecord, scan_records
-from .collate import FitReport, fit_rows
+from .collate import fit_rows
+from .preference import preference_chat, record_to_preference_row
 from .render import GeometryRenderer, record_to_row
 
 
@@ -60,11 +61,20 @@ def prepare_rows(
     max_length: int | None = None,
     on_truncated_image: Literal["error", "skip"] = "error",
     chat_template: str | None = None,
+    rows: Literal["sft", "preference"] = "sft",
 ) -> PreparedRows:
-    """Validate every record, keep `tasks` (all if None) and the first `max_samples`, render geometry, guard truncation."""
+    """Validate every record, keep `tasks` (all if None) and the first `max_samples`, render geometry, guard truncation.
+
+    `rows="preference"`: DPO rows (prompt, chosen, rejected; see `data/preference.py`), and every record must be a pair.
+    """
     records = load_records(path, image_root, tasks, max_samples)
     renderer = GeometryRenderer.for_processor(processor, convention)
-    report: FitReport = fit_rows(
-        [record_to_row(r, renderer) for r in records], processor, max_length, on_truncated_image, chat_template
-    )
+    if rows == "sft":
+        report = fit_rows([record_to_row(r, renderer) for r in records], processor, max_length, on_truncated_image, chat_template)
+        return PreparedRows(report.kept, report.skipped)
+    unpaired = [r.error("chosen", "not a preference pair: give 'chosen' and 'rejected'") for r in records if r.chosen is None]
+    if unpaired:
+        raise DatasetError(path, unpaired)
+    pairs = [record_to_preference_row(r, renderer) for r in records]
+    report = fit_rows(pairs, processor, max_length, on_truncated_image, chat_template, chat=preference_chat)
     return PreparedRows(report.kept, report.skipped)

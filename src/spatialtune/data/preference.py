@@ -6,19 +6,17 @@ conversational examples `{"prompt": [messages], "chosen": [assistant messages], 
 image paths instead of images (`trl_preference_example` opens them), every text rendered in the model's frame like
 `messages` (`{box:N}` / `{point:N}`), and the record's structured columns in the pixel frame. The prompt is the
 record's `messages` before its last assistant turn (that turn, if any, is the reference answer SFT trains on).
+`data.dataset.prepare_rows(..., rows="preference")` reads a file of pairs into such rows.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Sequence
 
 from trl.trainer.dpo_trainer import DataCollatorForVisionPreference
 
-from ..geometry import Convention
 from ..records import SpatialRecord, last_assistant_index
-from .collate import fit_rows, open_images
-from .dataset import DatasetError, PreparedRows, load_records
+from .collate import open_images
 from .render import GeometryRenderer, record_columns
 
 
@@ -42,6 +40,12 @@ def record_to_preference_row(record: SpatialRecord, renderer: GeometryRenderer) 
     }
 
 
+def preference_chat(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The prompt and the chosen answer of a preference row: the sequence whose image tokens truncation must not cut
+    (the images sit in the prompt, so the answer does not change where they end)."""
+    return row["prompt"] + row["chosen"]
+
+
 def trl_preference_example(row: dict[str, Any]) -> dict[str, Any]:
     """A preference row as TRL's vision preference collator takes it: prompt, chosen, rejected, the opened images."""
     return {"prompt": row["prompt"], "chosen": row["chosen"], "rejected": row["rejected"], "images": open_images(row)}
@@ -59,27 +63,3 @@ class SpatialPreferenceCollator:
         for column in self.keep_columns:
             batch[column] = [row[column] for row in rows]
         return batch
-
-
-def prepare_preference_rows(
-    path: str | Path,
-    processor,
-    convention: Convention,
-    *,
-    image_root: str | Path | None = None,
-    max_samples: int | None = None,
-    tasks: list[str] | None = None,
-    max_length: int | None = None,
-    on_truncated_image: Literal["error", "skip"] = "error",
-    chat_template: str | None = None,
-) -> PreparedRows:
-    """Every record validated and a preference pair; `tasks` and `max_samples` kept; rendered; truncation guarded
-    (images sit in the prompt, so whether `max_length` cuts them does not depend on the answer)."""
-    records = load_records(path, image_root, tasks, max_samples)
-    unpaired = [r.error("chosen", "not a preference pair: give 'chosen' and 'rejected'") for r in records if r.chosen is None]
-    if unpaired:
-        raise DatasetError(path, unpaired)
-    renderer = GeometryRenderer.for_processor(processor, convention)
-    rows = [record_to_preference_row(r, renderer) for r in records]
-    report = fit_rows(rows, processor, max_length, on_truncated_image, chat_template, chat=lambda row: row["prompt"] + row["chosen"])
-    return PreparedRows(report.kept, report.skipped)
