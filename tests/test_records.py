@@ -518,6 +518,7 @@ def test_refer_boxes_as_objects_name_their_image_and_label():
     [
         ([[10, 30, 60]], "refer_boxes[0]"),
         ([[10, 30, float("nan"), 80]], "refer_boxes[0]"),
+        ([[10, 30, 10**400, 80]], "refer_boxes[0]"),
         ([[60, 30, 10, 80]], "refer_boxes[0]"),
         ([[[10, 30, 60, 80], [5, 5, 5, 9]]], "refer_boxes[0][1]"),
         ([{"boxes": [], "image": 0}], "refer_boxes[0].boxes"),
@@ -526,7 +527,7 @@ def test_refer_boxes_as_objects_name_their_image_and_label():
         (["person"], "refer_boxes[0]"),
         ({"boxes": []}, "refer_boxes"),
     ],
-    ids=["three-numbers", "nan", "x1-after-x2", "x1-equals-x2-in-a-group", "empty-group", "string-number", "image-out-of-range",
+    ids=["three-numbers", "nan", "huge-integer", "x1-after-x2", "x1-equals-x2-in-a-group", "empty-group", "string-number", "image-out-of-range",
          "not-a-box", "not-a-list"],
 )
 def test_a_bad_refer_box_is_reported_on_its_field(refer_boxes, field):

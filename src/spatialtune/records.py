@@ -229,9 +229,11 @@ def _preference_turns(obj: dict, key: str, err) -> tuple[list[dict[str, Any]] | 
 
 def _proper_box(value: Any, err, field_name: str) -> tuple[float, float, float, float]:
     """Four finite numbers [x1, y1, x2, y2] with x1 < x2 and y1 < y2."""
-    x1, y1, x2, y2 = _numbers(value, 4, err, field_name)
-    if not (all(finite_number(v) for v in (x1, y1, x2, y2)) and x1 < x2 and y1 < y2):
-        raise err(field_name, f"expected finite numbers [x1, y1, x2, y2] with x1 < x2 and y1 < y2, got {json.dumps(value)[:80]}")
+    if not (isinstance(value, (list, tuple)) and len(value) == 4 and all(finite_number(v) for v in value)):
+        raise err(field_name, f"expected a box of 4 finite numbers [x1, y1, x2, y2], got {json.dumps(value)[:80]}")
+    x1, y1, x2, y2 = (float(v) for v in value)
+    if not (x1 < x2 and y1 < y2):
+        raise err(field_name, f"expected x1 < x2 and y1 < y2, got {json.dumps(value)[:80]}")
     return x1, y1, x2, y2
 
 
