@@ -263,10 +263,9 @@ def parse_record(obj: Any, *, file: str | Path = "<memory>", line: int = 0, base
     err = lambda f, msg: RecordError(file, line, f, msg)  # noqa: E731
     if not isinstance(obj, dict):
         raise err("<record>", f"expected a JSON object, got {type(obj).__name__}")
-    for key in obj:
-        if key not in RECORD_KEYS and key not in BENCHMARK_ROW_KEYS:
-            known = RECORD_KEYS + BENCHMARK_ROW_KEYS
-            raise err(str(key), f"unknown field{did_you_mean(str(key), known)}; free-form data goes in 'meta'")
+    unknown = [str(key) for key in obj if key not in RECORD_KEYS + BENCHMARK_ROW_KEYS]
+    if unknown:
+        raise err(unknown[0], f"unknown field{did_you_mean(unknown[0], RECORD_KEYS + BENCHMARK_ROW_KEYS)}; free-form data goes in 'meta'")
     for key in ("id", "task"):
         if not isinstance(obj.get(key), (str, int)) or isinstance(obj.get(key), bool) or obj.get(key) == "":
             raise err(key, "required: a non-empty string")
@@ -317,8 +316,8 @@ def parse_record(obj: Any, *, file: str | Path = "<memory>", line: int = 0, base
             f"{n_placeholders} image placeholder(s) but {len(images)} image(s) in 'images': "
             'put one {"type": "image"} part where each image goes',
         )
-    in_prompt = image_placeholder_count(record.messages[: last_assistant_index(record.messages)])
-    if chosen is not None and in_prompt != len(images):
+    in_prompt = image_placeholder_count(record.messages[: last_assistant_index(record.messages)]) if chosen else len(images)
+    if in_prompt != len(images):  # TRL's preference collator gives every image to the prompt
         raise err("messages", f"the preference prompt (the messages before the last assistant turn) holds {in_prompt} of "
                   f"the {len(images)} image placeholder(s): put every image before the answer")
     for kind, items in (("boxes", boxes), ("points", points), ("masks", masks), ("refer_boxes", refer_boxes)):
