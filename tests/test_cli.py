@@ -7,7 +7,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from spatialtune.cli import app
-from spatialtune.smoke import sample_dataset
+from spatialtune.pipelines.smoke import sample_dataset
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
