@@ -140,3 +140,10 @@ def test_the_final_save_renames_a_complete_partial_folder_to_model(tmp_path):
     assert model_dir == tmp_path / "run" / "model" and (model_dir / "processor.json").is_file()
     assert not (tmp_path / "run" / "model.partial").exists()
     assert json.loads((tmp_path / "run" / "log_history.json").read_text()) == [{"loss": 1.0, "step": 1}]
+
+
+def test_the_sft_recipe_is_registered_with_its_config_and_run():
+    from spatialtune.train import RECIPES
+    from spatialtune.train.sft import run_sft
+
+    assert "sft" in RECIPES.names() and RECIPES.get("sft").config is SFTRecipeConfig and RECIPES.get("sft").run is run_sft

@@ -80,6 +80,10 @@ def eval_run(
     _print_metrics(result.metrics, report)
 
 
+eval_app.callback()(eval_run)  # `spatialtune eval --model …`, as documented before `eval run` existed
+eval_app.command("run")(eval_run)
+
+
 @eval_app.command("list")
 def eval_list() -> None:
     """The benchmarks `--benchmark` accepts, with their options."""
@@ -169,6 +173,3 @@ def eval_generate(
             table.add_row(row["id"], repr(out))
     console.print(table)
 
-
-eval_app.callback()(eval_run)  # `spatialtune eval --model …`, as documented before `eval run` existed
-eval_app.command("run")(eval_run)

@@ -28,7 +28,6 @@ class Recipe:
 
     config: type
     run: Callable[..., RecipeResult]  # run(config, *, resume_from=None, callbacks=None, progress=True)
-    help: str = ""
 
 
 RECIPES: Registry[Recipe] = Registry("recipe", package="spatialtune.train")

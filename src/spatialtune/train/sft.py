@@ -64,21 +64,6 @@ class TrainingConfig:
     report_to: list[str] = field(default_factory=list)  # [] = no tracker; or ["wandb"], ["tensorboard"]
 
 
-@dataclass
-class SFTRecipeConfig:
-    """Everything one SFT run needs."""
-
-    run: RunConfig = field(default_factory=RunConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    adapters: AdapterSettings = field(default_factory=AdapterSettings)
-    data: DataConfig = field(default_factory=DataConfig)
-    training: TrainingConfig = field(default_factory=TrainingConfig)
-    trl: dict[str, Any] = field(default_factory=dict)  # any other trl.SFTConfig field, e.g. {warmup_ratio: 0.1}
-
-    def __post_init__(self):
-        self.trl = check_trl_options(SFTConfig, self.trl, OWNED_SFT_FIELDS)
-
-
 # SFTConfig fields the recipe sets itself: a `trl:` key for one of them is an error saying where it is set.
 OWNED_SFT_FIELDS = {
     **{f.name: f"set it as training.{f.name}" for f in dataclasses.fields(TrainingConfig)},
@@ -93,6 +78,21 @@ SFT_DEFAULTS = {
     "disable_tqdm": True,  # TRL's rich progress bar instead
     "dataloader_pin_memory": False,
 }
+
+
+@dataclass
+class SFTRecipeConfig:
+    """Everything one SFT run needs."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    adapters: AdapterSettings = field(default_factory=AdapterSettings)
+    data: DataConfig = field(default_factory=DataConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    trl: dict[str, Any] = field(default_factory=dict)  # any other trl.SFTConfig field, e.g. {weight_decay: 0.01}
+
+    def __post_init__(self):
+        self.trl = check_trl_options(SFTConfig, self.trl, OWNED_SFT_FIELDS)
 
 
 @dataclass
@@ -177,4 +177,4 @@ def run_sft(
         )
 
 
-RECIPES.register("sft", Recipe(SFTRecipeConfig, run_sft, "supervised fine-tuning on TRL's SFTTrainer"))
+RECIPES.register("sft", Recipe(SFTRecipeConfig, run_sft))
