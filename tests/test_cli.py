@@ -121,3 +121,12 @@ def test_a_run_with_unreadable_data_is_marked_failed_and_not_resumable(tmp_path)
     assert "missing.jsonl" in (tmp_path / "run" / "training.log").read_text() and (tmp_path / "run" / "FAILED").is_file()
     resumed = runner.invoke(app, ["train", "sft", "--resume", str(tmp_path / "run")])
     assert resumed.exit_code == 1 and "failed before its first step" in " ".join(resumed.output.split())
+
+
+def test_resume_of_a_run_another_job_holds_is_refused_naming_it(tmp_path):
+    (tmp_path / "config.yaml").write_text((REPO / "configs" / "sft_tiny_cpu.yaml").read_text())
+    (tmp_path / "checkpoint-2").mkdir()
+    (tmp_path / "checkpoint-2" / "trainer_state.json").write_text("{}")
+    with folder_lock(tmp_path, "train sft"):
+        result = runner.invoke(app, ["train", "sft", "--resume", str(tmp_path)])
+    assert result.exit_code == 1 and "in use by train sft (process" in " ".join(result.output.split())
