@@ -7,7 +7,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from spatialtune.cli import app
-from spatialtune.smoke import sample_dataset
+from spatialtune.io import folder_lock
+from spatialtune.pipelines.smoke import sample_dataset
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
@@ -51,7 +52,7 @@ def test_data_build_synthetic_then_eval_scores_every_task(tmp_path):
                                 "--test-samples", "2", "--tasks", "counting", "--tasks", "grounding"])
     assert built.exit_code == 0, built.output
     assert (tmp_path / "w" / "stats.json").is_file() and "counting" in built.output
-    scored = runner.invoke(app, ["eval", "--model", "tiny-qwen3-vl", "--data", str(tmp_path / "w" / "test.jsonl"),
+    scored = runner.invoke(app, ["eval", "run", "--model", "tiny-qwen3-vl", "--data", str(tmp_path / "w" / "test.jsonl"),
                                  "--output-dir", str(tmp_path / "e"), "--max-new-tokens", "4"])
     assert scored.exit_code == 0, scored.output
     assert "grounding" in scored.output and (tmp_path / "e" / "metrics.json").is_file()
@@ -89,3 +90,43 @@ def test_train_sft_resume_takes_overrides_without_a_config(tmp_path):
     resumed = runner.invoke(app, ["train", "sft", "--resume", str(tmp_path), "training.max_steps=2", "--no-progress"])
     assert resumed.exit_code == 0, resumed.output
     assert "step 2" in resumed.output and "max_steps: 2" in (tmp_path / "config.yaml").read_text()
+
+
+def test_train_with_an_unknown_recipe_suggests_the_closest():
+    result = runner.invoke(app, ["train", "sfft", str(REPO / "configs" / "sft_tiny_cpu.yaml")])
+    assert result.exit_code == 1 and "unknown recipe 'sfft' (did you mean 'sft'?)" in " ".join(result.output.split())
+
+
+def test_train_rejects_an_unknown_trl_option_naming_it(tmp_path):
+    result = runner.invoke(app, ["train", "sft", str(REPO / "configs" / "sft_tiny_cpu.yaml"), "trl.weight_decya=0.1", f"run.dir={tmp_path}"])
+    assert result.exit_code == 1 and "unknown key 'trl.weight_decya' (did you mean 'weight_decay'?)" in " ".join(result.output.split())
+    assert not (tmp_path / "config.yaml").exists()  # a bad config leaves no run behind
+
+
+def test_train_into_a_run_folder_another_job_holds_is_refused_naming_it(tmp_path):
+    with folder_lock(tmp_path, "train sft"):
+        result = runner.invoke(app, [
+            "train", "sft", str(REPO / "configs" / "sft_tiny_cpu.yaml"), f"data.train_file={sample_dataset()}", f"run.dir={tmp_path}",
+        ])
+    assert result.exit_code == 1 and "in use by train sft (process" in " ".join(result.output.split())
+    assert not (tmp_path / "config.yaml").exists()
+
+
+def test_a_run_with_unreadable_data_is_marked_failed_and_not_resumable(tmp_path):
+    result = runner.invoke(app, [
+        "train", "sft", str(REPO / "configs" / "sft_tiny_cpu.yaml"), f"data.train_file={tmp_path / 'missing.jsonl'}",
+        f"run.dir={tmp_path / 'run'}", "--no-progress",
+    ])
+    assert result.exit_code == 1 and "missing.jsonl" in result.output
+    assert "missing.jsonl" in (tmp_path / "run" / "training.log").read_text() and (tmp_path / "run" / "FAILED").is_file()
+    resumed = runner.invoke(app, ["train", "sft", "--resume", str(tmp_path / "run")])
+    assert resumed.exit_code == 1 and "failed before its first step" in " ".join(resumed.output.split())
+
+
+def test_resume_of_a_run_another_job_holds_is_refused_naming_it(tmp_path):
+    (tmp_path / "config.yaml").write_text((REPO / "configs" / "sft_tiny_cpu.yaml").read_text())
+    (tmp_path / "checkpoint-2").mkdir()
+    (tmp_path / "checkpoint-2" / "trainer_state.json").write_text("{}")
+    with folder_lock(tmp_path, "train sft"):
+        result = runner.invoke(app, ["train", "sft", "--resume", str(tmp_path)])
+    assert result.exit_code == 1 and "in use by train sft (process" in " ".join(result.output.split())

@@ -9,7 +9,7 @@ import pytest
 from spatialtune.config import load_config, to_dict
 from spatialtune.eval.benchmarks import benchmark_names, get_benchmark
 from spatialtune.eval.suite import SuiteConfig, entry_names
-from spatialtune.quickstart import QuickstartSettings, quickstart_recipe
+from spatialtune.pipelines.quickstart import QuickstartSettings, quickstart_recipe
 from spatialtune.train.sft import SFTRecipeConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

@@ -22,7 +22,6 @@ RANKS = {
     "rewards": 3, "train": 3, "eval": 3,
     # L4 entry points: the CLI calls the pipelines
     "pipelines": 4.0, "cli": 4.1,
-    "quickstart": 4.0, "smoke": 4.0,  # TODO(restructure): move into pipelines/
 }
 # Edges the ranks allow but the design does not: builders and benchmarks share tasks/ and answers/, never each other.
 FORBIDDEN = [("spatialtune.eval", "spatialtune.data.builders"), ("spatialtune.data.builders", "spatialtune.eval")]

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from spatialtune.quickstart import EVAL_TASKS, QuickstartError, QuickstartSettings, run_quickstart
+from spatialtune.pipelines.quickstart import EVAL_TASKS, QuickstartError, QuickstartSettings, run_quickstart
 
 
 def _small(**kw) -> QuickstartSettings:

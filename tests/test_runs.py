@@ -6,7 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from spatialtune.runs import RunConfig, RunError, checkpoints, new_run_dir, resolve_resume, trained_model_path
+from spatialtune.runs import (
+    RunConfig,
+    RunError,
+    checkpoints,
+    clear_failed,
+    mark_failed,
+    new_run_dir,
+    resolve_resume,
+    trained_model_path,
+)
 
 
 def _run(tmp_path: Path, steps: list[int], complete: bool = True) -> Path:
@@ -62,3 +71,18 @@ def test_a_run_folder_stands_for_its_final_model_else_its_latest_checkpoint(tmp_
     (run / "model").mkdir()
     assert trained_model_path(run) == run / "model"
     assert trained_model_path("tiny-qwen3-vl") == Path("tiny-qwen3-vl")
+
+
+def test_a_run_marked_failed_is_refused_by_resume_and_model_with_its_error(tmp_path):
+    run = _run(tmp_path, [])
+    mark_failed(run, "unknown model 'nope'")
+    for refuse in (resolve_resume, trained_model_path):
+        with pytest.raises(RunError, match=r"failed before its first step \(unknown model 'nope'\); see its training.log"):
+            refuse(run)
+
+
+def test_clearing_the_failure_mark_makes_the_folder_a_run_again(tmp_path):
+    run = _run(tmp_path, [2])
+    mark_failed(run, "typo")
+    clear_failed(run)
+    assert resolve_resume(run) == (run, run / "checkpoint-2")

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import yaml
 
 from .errors import SpatialtuneError
+from .registry import did_you_mean
 
 T = TypeVar("T")
 
@@ -90,7 +91,8 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(f"unknown key {'.'.join(filter(None, [where, unknown[0]]))!r}; {cls.__name__} has: {', '.join(sorted(names))}")
+        key = ".".join(filter(None, [where, unknown[0]]))
+        raise ConfigError(f"unknown key {key!r}{did_you_mean(unknown[0], sorted(names))}; {cls.__name__} has: {', '.join(sorted(names))}")
     kwargs = {k: _coerce(v, hints[k], ".".join(filter(None, [where, k]))) for k, v in data.items()}
     return cls(**kwargs)
 

@@ -1,27 +1,25 @@
-"""Run folders shared by every recipe: `runs/<name>/<timestamp>/` with the resolved config, a log, checkpoints, the model.
+"""The layout of a run folder: `runs/<name>/<timestamp>/` with the resolved config, a log, checkpoints, the model.
 
 A run folder is what `--resume` and `--model` accept: resuming picks its latest complete checkpoint, evaluation its
-final `model/` (or, while training is still running, its latest checkpoint).
+final `model/` (or, while training is still running, its latest checkpoint). A run that failed before its first step
+holds a `FAILED` file with the error; both refuse it. Writing a run (logging, saving) is `train/common.py`'s job.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from transformers import TrainerCallback
-
 from .errors import SpatialtuneError
+from .io import atomic_write_text
 
 CONFIG_FILE = "config.yaml"
 LOG_FILE = "training.log"
 MODEL_DIR = "model"
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-RUN_LOGGERS = ("spatialtune", "transformers", "trl")  # whose records also go to a run's training.log
+FAILED_FILE = "FAILED"  # a run that failed before its first step: the error, so it is never taken for one to resume
 
 
 @dataclass
@@ -63,6 +61,27 @@ def is_run_dir(path: Path) -> bool:
     return (path / CONFIG_FILE).is_file()
 
 
+def mark_failed(run_dir: Path, message: str) -> None:
+    """Mark a run that failed before its first step, with the error, so that `--resume` and `--model` refuse it."""
+    atomic_write_text(run_dir / FAILED_FILE, message.rstrip() + "\n")
+
+
+def clear_failed(run_dir: Path) -> None:
+    """Forget an earlier attempt's failure: a new run starts in the folder."""
+    (run_dir / FAILED_FILE).unlink(missing_ok=True)
+
+
+def refuse_failed(run_dir: Path, what: str) -> None:
+    """Raise RunError when `run_dir` holds a run that failed before its first step (nothing to resume or load)."""
+    marker = run_dir / FAILED_FILE
+    if marker.is_file():
+        reason = marker.read_text(encoding="utf-8", errors="replace").strip()
+        raise RunError(
+            f"{what}: the run failed before its first step ({reason}); see its {LOG_FILE}, fix the cause and start "
+            "the run again (same run.dir, or a new one)"
+        )
+
+
 def resolve_resume(path: str | Path) -> tuple[Path, Path]:
     """(run folder, checkpoint) for `--resume RUN_DIR|CHECKPOINT`: a run folder resumes from its latest checkpoint."""
     path = Path(path)
@@ -72,6 +91,7 @@ def resolve_resume(path: str | Path) -> tuple[Path, Path]:
         if not (path / "trainer_state.json").is_file():
             raise RunError(f"--resume {path}: incomplete checkpoint (no trainer_state.json)")
         return path.parent, path
+    refuse_failed(path, f"--resume {path}")
     if not is_run_dir(path):
         raise RunError(f"--resume {path}: not a run folder (no {CONFIG_FILE}) and not a checkpoint-N folder")
     found = checkpoints(path)
@@ -85,37 +105,10 @@ def trained_model_path(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_dir() or not is_run_dir(path):
         return path
+    refuse_failed(path, str(path))
     if (path / MODEL_DIR).is_dir():
         return path / MODEL_DIR
     found = checkpoints(path)
     if not found:
         raise RunError(f"{path}: run folder without a saved model or checkpoint yet")
     return found[-1]
-
-
-class TrainingLogCallback(TrainerCallback):
-    """Appends every logged metrics dict to `training.log` as one JSON line (readable while training runs)."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if state.is_world_process_zero and logs:
-            with self.path.open("a", encoding="utf-8") as f:
-                f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
-
-
-def log_to_file(run_dir: Path) -> logging.Handler:
-    """Send spatialtune/transformers/TRL log records to the run's `training.log` too; remove the handler when done."""
-    handler = logging.FileHandler(run_dir / LOG_FILE, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    for name in RUN_LOGGERS:
-        logging.getLogger(name).addHandler(handler)
-    return handler
-
-
-def stop_logging_to_file(handler: logging.Handler) -> None:
-    """Detach and close a handler made by `log_to_file`."""
-    for name in RUN_LOGGERS:
-        logging.getLogger(name).removeHandler(handler)
-    handler.close()

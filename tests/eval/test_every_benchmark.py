@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from spatialtune.cli import app
 from spatialtune.eval.benchmarks import benchmark_names
-from spatialtune.smoke import sample_dataset
+from spatialtune.pipelines.smoke import sample_dataset
 from spatialtune.train.sft import DataConfig, RunConfig, SFTRecipeConfig, TrainingConfig, run_sft
 
 

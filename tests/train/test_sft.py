@@ -17,8 +17,8 @@ from spatialtune.data.dataset import prepare_rows
 from spatialtune.eval.generate import generate_batch
 from spatialtune.models.adapters import AdapterSettings, LoraSettings
 from spatialtune.models.loading import ModelConfig, load_model
+from spatialtune.pipelines.smoke import sample_dataset
 from spatialtune.runs import RunConfig, resolve_resume
-from spatialtune.smoke import sample_dataset
 from spatialtune.train.sft import DataConfig, SFTRecipeConfig, TrainingConfig, run_sft
 
 

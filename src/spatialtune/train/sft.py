@@ -3,41 +3,30 @@
 Read top to bottom. The same recipe trains the tiny CPU default and an 8B model on a cluster (launch with
 `accelerate launch`); only the config differs. A run writes `runs/<name>/<timestamp>/`: config.yaml, training.log,
 checkpoint-N/ (resumable with optimizer, scheduler and RNG state) and model/ (the final model or LoRA adapter).
+The common knobs are typed in `training:`; every other `trl.SFTConfig` field can be set in the `trl:` section.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-import yaml
-from accelerate import PartialState
-from accelerate.utils import broadcast_object_list
 from datasets import Dataset
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from trl import SFTConfig, SFTTrainer
 from trl.trainer.callbacks import RichProgressCallback
 
-from ..config import to_dict
 from ..data.collate import SpatialCollator
-from ..data.dataset import prepare_rows
-from ..io import atomic_write_json, atomic_write_text
+from ..data.dataset import DatasetError, prepare_rows
 from ..models.adapters import AdapterSettings, apply_adapters, trainable_summary
 from ..models.loading import ModelConfig, load_model_from_config
-from ..runs import (
-    CONFIG_FILE,
-    LOG_FILE,
-    MODEL_DIR,
-    RunConfig,
-    TrainingLogCallback,
-    log_to_file,
-    new_run_dir,
-    stop_logging_to_file,
-)
+from ..runs import RunConfig
+from . import RECIPES, Recipe
+from .common import check_trl_options, open_run, save_final_model, trl_arguments
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +46,7 @@ class DataConfig:
 
 @dataclass
 class TrainingConfig:
-    """The TRL/transformers training arguments we expose (names as in SFTConfig)."""
+    """The common training arguments, typed (names as in SFTConfig); any other SFTConfig field goes in `trl:`."""
 
     max_steps: int = -1
     num_train_epochs: float = 1.0
@@ -66,16 +55,29 @@ class TrainingConfig:
     gradient_accumulation_steps: int = 1
     warmup_steps: float = 0.0  # an int is steps, a float < 1 a ratio of the run
     lr_scheduler_type: str = "cosine"
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
     logging_steps: int = 10
     save_steps: int = 500
     save_total_limit: int | None = 2
     seed: int = 0
     bf16: bool = False
     gradient_checkpointing: bool = False
-    dataloader_num_workers: int = 0
     report_to: list[str] = field(default_factory=list)  # [] = no tracker; or ["wandb"], ["tensorboard"]
+
+
+# SFTConfig fields the recipe sets itself: a `trl:` key for one of them is an error saying where it is set.
+OWNED_SFT_FIELDS = {
+    **{f.name: f"set it as training.{f.name}" for f in dataclasses.fields(TrainingConfig)},
+    "output_dir": "the run folder (set run.dir)",
+    "run_name": "the run's name and folder (set run.name)",
+    "max_length": "set it as data.max_length",
+    "assistant_only_loss": "the recipe trains on the assistant turns only",
+    "remove_unused_columns": "the recipe's collator needs every column",
+}
+# SFTConfig values the recipe prefers to TRL's own defaults; `trl:` may change them.
+SFT_DEFAULTS = {
+    "disable_tqdm": True,  # TRL's rich progress bar instead
+    "dataloader_pin_memory": False,
+}
 
 
 @dataclass
@@ -87,6 +89,10 @@ class SFTRecipeConfig:
     adapters: AdapterSettings = field(default_factory=AdapterSettings)
     data: DataConfig = field(default_factory=DataConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    trl: dict[str, Any] = field(default_factory=dict)  # any other trl.SFTConfig field, e.g. {weight_decay: 0.01}
+
+    def __post_init__(self):
+        self.trl = check_trl_options(SFTConfig, self.trl, OWNED_SFT_FIELDS)
 
 
 @dataclass
@@ -110,17 +116,9 @@ def run_sft(
     progress: bool = True,
 ) -> SFTResult:
     """Train one SFT run (or resume it from a checkpoint) and save the model with its processor in `<run>/model`."""
-    # 0. One run folder for all processes (made by the main one), its resolved config and log.
-    state = PartialState()
-    shared = [str(new_run_dir(config.run)) if state.is_main_process else None]
-    broadcast_object_list(shared)
-    run_dir = Path(shared[0])
-    file_log = None
-    if state.is_main_process:
-        atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(to_dict(config), sort_keys=False))
-        file_log = log_to_file(run_dir)
-    try:
-        log.info("run folder %s%s", run_dir, f", resuming from {resume_from}" if resume_from else "")
+    # 0. One run folder for all processes (made and locked by the main one), its resolved config and log.
+    with open_run(config.run, config, job="train sft", resuming=resume_from is not None) as run:
+        log.info("run folder %s%s", run.dir, f", resuming from {resume_from}" if resume_from else "")
 
         # 1. Model, processor, and what trains.
         loaded = load_model_from_config(config.model)
@@ -144,43 +142,25 @@ def run_sft(
         for row_id, reason in prepared.skipped:
             log.warning("skipped record %s: %s", row_id, reason)
         if not prepared.rows:
-            raise ValueError(f"{config.data.train_file}: no trainable records left (skipped {len(prepared.skipped)})")
+            raise DatasetError(f"{config.data.train_file}: no trainable records left (skipped {len(prepared.skipped)})")
 
         # 3. TRL trainer with assistant-only loss; our collator keeps the structured columns.
-        t = config.training
-        args = SFTConfig(
-            output_dir=str(run_dir),
-            max_steps=t.max_steps,
-            num_train_epochs=t.num_train_epochs,
-            learning_rate=t.learning_rate,
-            per_device_train_batch_size=t.per_device_train_batch_size,
-            gradient_accumulation_steps=t.gradient_accumulation_steps,
-            warmup_steps=t.warmup_steps,
-            lr_scheduler_type=t.lr_scheduler_type,
-            weight_decay=t.weight_decay,
-            max_grad_norm=t.max_grad_norm,
-            logging_steps=t.logging_steps,
-            save_steps=t.save_steps,
-            save_total_limit=t.save_total_limit,
-            seed=t.seed,
-            bf16=t.bf16,
-            gradient_checkpointing=t.gradient_checkpointing,
-            dataloader_num_workers=t.dataloader_num_workers,
-            report_to=t.report_to or "none",
-            run_name=f"{config.run.name}/{run_dir.name}",
-            assistant_only_loss=True,
-            max_length=config.data.max_length,
-            remove_unused_columns=False,
-            disable_tqdm=True,  # TRL's rich progress bar instead
-            dataloader_pin_memory=False,
-        )
+        typed = {**dataclasses.asdict(config.training), "report_to": config.training.report_to or "none"}
+        args = trl_arguments(SFTConfig, defaults=SFT_DEFAULTS, options=config.trl, typed={
+            **typed,
+            "output_dir": str(run.dir),
+            "run_name": f"{config.run.name}/{run.dir.name}",
+            "assistant_only_loss": True,
+            "max_length": config.data.max_length,
+            "remove_unused_columns": False,
+        })
         trainer = SFTTrainer(
             model=model,
             args=args,
             train_dataset=Dataset.from_list(prepared.rows),
             processing_class=loaded.processor,
             data_collator=collator,
-            callbacks=[TrainingLogCallback(run_dir / LOG_FILE), *(callbacks or [])],
+            callbacks=[run.callback, *(callbacks or [])],
         )
         trainer.remove_callback(ProgressCallback)
         trainer.remove_callback(PrinterCallback)  # logs go to training.log and the rich bar, not raw dicts on stdout
@@ -188,21 +168,13 @@ def run_sft(
             trainer.add_callback(RichProgressCallback())
         output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
 
-        # 4. Save the model (or LoRA adapter) with its processor into a partial folder, renamed to `model/` when
-        #    complete (a crash never leaves a `model/` that looks finished); the loss history for reports.
-        model_dir, partial = run_dir / MODEL_DIR, run_dir / f"{MODEL_DIR}.partial"
-        trainer.save_model(str(partial))  # every process: sharded/ZeRO weights are gathered here
-        if state.is_main_process:
-            loaded.processor.save_pretrained(str(partial))
-            atomic_write_json(run_dir / "log_history.json", trainer.state.log_history)
-            if model_dir.exists():
-                shutil.rmtree(model_dir)
-            partial.rename(model_dir)
-        state.wait_for_everyone()
+        # 4. Save the model (or LoRA adapter) with its processor as `model/`, atomically; the loss history for reports.
+        model_dir = save_final_model(trainer, loaded.processor, run)
         log.info("saved %s after %d steps (train loss %.4f)", model_dir, trainer.state.global_step, output.training_loss)
         return SFTResult(
-            run_dir, model_dir, trainer.state.global_step, float(output.training_loss), prepared.skipped, trainable, trainer.state.log_history
+            run.dir, model_dir, trainer.state.global_step, float(output.training_loss), prepared.skipped, trainable,
+            trainer.state.log_history,
         )
-    finally:
-        if file_log is not None:
-            stop_logging_to_file(file_log)
+
+
+RECIPES.register("sft", Recipe(SFTRecipeConfig, run_sft))

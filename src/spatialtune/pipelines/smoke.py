@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from .data.check import CheckReport, check_file
-from .data.dataset import prepare_rows
-from .eval.generate import generate_batch
-from .models.loading import ModelConfig, load_model, load_processor
-from .runs import RunConfig
-from .train.sft import DataConfig, SFTRecipeConfig, SFTResult, TrainingConfig, run_sft
+from ..data.check import CheckReport, check_file
+from ..data.dataset import prepare_rows
+from ..eval.generate import generate_batch
+from ..models.loading import ModelConfig, load_model, load_processor
+from ..runs import RunConfig
+from ..train.sft import DataConfig, SFTRecipeConfig, SFTResult, TrainingConfig, run_sft
 
 
 def sample_dataset() -> Path:

@@ -16,15 +16,15 @@ from typing import Callable
 import torch
 from transformers.utils import logging as hf_logging
 
-from .data.builders.synthetic import SyntheticSettings, build_synthetic, chance_level
-from .errors import SpatialtuneError
-from .eval.runner import run_eval
-from .io import atomic_write_json
-from .models.adapters import AdapterSettings, FreezeSettings
-from .models.loading import ModelConfig, load_model
-from .runs import MODEL_DIR, RunConfig, checkpoints
-from .train.sft import DataConfig, SFTRecipeConfig, TrainingConfig, run_sft
-from .viz.report import write_report
+from ..data.builders.synthetic import SyntheticSettings, build_synthetic, chance_level
+from ..errors import SpatialtuneError
+from ..eval.runner import run_eval
+from ..io import atomic_write_json
+from ..models.adapters import AdapterSettings, FreezeSettings
+from ..models.loading import ModelConfig, load_model
+from ..runs import MODEL_DIR, RunConfig, checkpoints
+from ..train.sft import DataConfig, SFTRecipeConfig, TrainingConfig, run_sft
+from ..viz.report import write_report
 
 TRAIN_TASKS = ["absolute_left_right", "absolute_top_bottom", "pairwise_left_right", "pairwise_above_below", "counting"]
 EVAL_TASKS = [*TRAIN_TASKS, "front_behind", "grounding", "pointing"]  # the last three are reported, not trained here

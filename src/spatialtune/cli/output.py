@@ -1,0 +1,33 @@
+"""What every command shares: the consoles, and one way to turn a user's mistake into a message and exit code 1."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator, NoReturn
+
+import typer
+from rich.console import Console
+
+from ..errors import SpatialtuneError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class UsageError(SpatialtuneError):
+    """A command called with arguments that do not fit together."""
+
+
+def fail(message: str) -> NoReturn:
+    """Print `error: message` on stderr and exit 1."""
+    err_console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Errors the user caused (every `SpatialtuneError`, a missing file): one clear message, exit 1, no traceback."""
+    try:
+        yield
+    except (SpatialtuneError, FileNotFoundError) as e:
+        fail(str(e))
