@@ -177,7 +177,8 @@ class CropSession:
         Args:
             bbox: [x1, y1, x2, y2]
         """
-        # This docstring is the tool's schema (TRL reads it with transformers' get_json_schema): keep it == CROP_TOOL.
+        # The docstring is the tool's schema (TRL reads it with transformers' get_json_schema) and must stay == CROP_TOOL;
+        # no return annotation, which get_json_schema would add to the schema. Returns the tool message's content parts.
         crop = self.execute({"bbox": bbox})
         return [{"type": "image", "image": crop.image}, {"type": "text", "text": ZOOMED_TEXT}]
 
