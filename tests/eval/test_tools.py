@@ -1,4 +1,5 @@
-"""Chain-of-focus tool use run for real: a crop call is executed on the real image, shown back, and counted."""
+"""Chain-of-focus tool use run by the eval runner: a crop call is executed on the real image, shown back as a tool
+message, and counted; refusals are tool messages too."""
 
 from __future__ import annotations
 
@@ -8,15 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from spatialtune.data.render import GeometryRenderer
 from spatialtune.eval import runner
 from spatialtune.eval.runner import run_eval
-from spatialtune.eval.scoring import row_frame
-from spatialtune.eval.tools import ToolCallError, ToolSettings, crop_box_pixel, final_answer, parse_tool_call
+from spatialtune.eval.tools import final_answer
+from spatialtune.tools.crop import ToolSettings, crop_call_text
 
 
 def _call(bbox) -> str:
-    return "<think>zoom in</think>\n<tool_call>" + json.dumps({"name": "crop", "arguments": {"bbox": bbox}}) + "</tool_call>"
+    return "<think>zoom in</think>\n" + crop_call_text(json.dumps(bbox))
 
 
 def scripted(replies_by_round: list[str], seen: list):
@@ -30,7 +30,7 @@ def scripted(replies_by_round: list[str], seen: list):
 
 
 def _errors(row) -> int:
-    return sum(1 for m in row["messages"] if m["role"] == "user" and "Tool error" in str(m["content"]))
+    return sum(1 for m in row["messages"] if m["role"] == "tool" and m["content"][-1]["text"].startswith("{'error'"))
 
 
 @pytest.fixture
@@ -46,10 +46,11 @@ def test_a_crop_call_then_an_answer_is_a_two_image_exchange_with_the_real_crop(o
     result = run_eval(loaded, "synthetic", one_lr_record, tmp_path / "out", options={"tools": True}, progress=False)
     row = result.rows[0]
     assert len(seen) == 2 and len(seen[1]["images"]) == 2  # the model saw the crop as a second image
-    assert [m["role"] for m in seen[1]["messages"]][:4] == ["system", "user", "assistant", "user"]
+    assert [m["role"] for m in seen[1]["messages"]][:4] == ["system", "user", "assistant", "tool"]
+    assert seen[1]["messages"][3]["content"] == [{"type": "image"}, {"type": "text", "text": "Here is the zoomed region."}]
     assert "<tools>" in seen[0]["messages"][0]["content"][0]["text"]
     tools = row["tools"]
-    assert tools["calls"] == 1 and tools["errors"] == [] and [t["role"] for t in tools["turns"]] == ["assistant", "user", "assistant"]
+    assert tools["calls"] == 1 and tools["errors"] == [] and [t["role"] for t in tools["turns"]] == ["assistant", "tool", "assistant"]
     crop_path = tools["turns"][1]["image"]
     assert tools["turns"][1]["crop_box"] == [0, 0, 64, 64]  # 0–500 of the 0–1000 grid on a 128 px image
     original = np.asarray(Image.open(row["images"][0]).convert("RGB"))
@@ -71,13 +72,14 @@ def test_a_crop_call_then_an_answer_is_a_two_image_exchange_with_the_real_crop(o
         ('<tool_call>{"name": "crop", "arguments": {"bbox": [0, 0, 500, 500]}', "not closed"),
     ],
 )
-def test_malformed_and_out_of_bounds_calls_get_an_error_turn_and_are_counted(bad, reason, one_lr_record, tiny_models, tmp_path, monkeypatch):
+def test_malformed_and_out_of_bounds_calls_get_an_error_tool_message_and_are_counted(bad, reason, one_lr_record, tiny_models, tmp_path, monkeypatch):
     seen: list = []
     monkeypatch.setattr(runner, "generate_batch", scripted([bad, "<answer>right</answer>"], seen))
     result = run_eval(tiny_models("tiny-qwen3-vl"), "synthetic", one_lr_record, tmp_path / "out", options={"tools": True}, progress=False)
     tools = result.rows[0]["tools"]
     assert tools["calls"] == 0 and len(tools["errors"]) == 1 and reason in tools["errors"][0]
-    assert len(seen[1]["images"]) == 1 and "Tool error" in seen[1]["messages"][-2]["content"][0]["text"]
+    refusal = seen[1]["messages"][-2]
+    assert len(seen[1]["images"]) == 1 and refusal["role"] == "tool" and refusal["content"][0]["text"].startswith("{'error': ")
     assert not (tmp_path / "out" / "crops").exists()
     assert result.metrics["tool_use"]["refused_calls"] == 1 and result.metrics["tool_use"]["tool_use_rate"] == 0.0
 
@@ -87,7 +89,10 @@ def test_the_call_budget_stops_a_model_that_never_answers(one_lr_record, tiny_mo
     monkeypatch.setattr(runner, "generate_batch", scripted([_call([0, 0, 600, 600])], seen))
     result = run_eval(tiny_models("tiny-qwen3-vl"), "synthetic", one_lr_record, tmp_path / "out", options={"tools": True},
                       tools=ToolSettings(max_calls=2), progress=False)
-    assert len(seen) == 3 and result.rows[0]["tools"]["calls"] == 2 and result.rows[0]["score"] == 0.0
+    tools = result.rows[0]["tools"]
+    assert len(seen) == 4 and tools["calls"] == 2 and result.rows[0]["score"] == 0.0
+    assert len(tools["errors"]) == 1 and "budget" in tools["errors"][0]  # the third call is refused, shown, counted
+    assert "budget" in seen[3]["messages"][-2]["content"][0]["text"]  # ... and the model saw the refusal
 
 
 def test_rows_without_tools_never_execute_a_call(one_lr_record, tiny_models, tmp_path, monkeypatch):
@@ -101,23 +106,6 @@ def test_real_generation_with_tools_runs_on_the_tiny_model(one_lr_record, tiny_m
     result = run_eval(tiny_models("tiny-qwen2.5-vl"), "synthetic", one_lr_record, tmp_path / "out", options={"tools": True},
                       max_new_tokens=8, progress=False)
     assert result.rows[0]["tools"] is not None and result.metrics["tool_use"]["rows_allowing_tools"] == 1
-
-
-def test_parse_tool_call_reads_json_only():
-    assert parse_tool_call("no call here") is None
-    assert parse_tool_call(_call([1, 2, 3, 4]))["arguments"]["bbox"] == [1, 2, 3, 4]
-    with pytest.raises(ToolCallError):
-        parse_tool_call("<tool_call>{'name': 'crop'}</tool_call>")  # Python literal, not JSON
-
-
-def test_crop_boxes_convert_from_the_model_convention_and_clip(tiny_models):
-    loaded = tiny_models("tiny-qwen2.5-vl")  # absolute pixels of the resized image
-    renderer = GeometryRenderer.for_processor(loaded.processor, loaded.family.convention)
-    row = {"image_sizes": [[200, 100]]}
-    frame = row_frame(row, 0, renderer)
-    sx, sy = frame.resized_width / 200, frame.resized_height / 100
-    assert crop_box_pixel({"arguments": {"bbox": [-50, 10 * sy, 100 * sx, 90 * sy]}}, row, renderer, ToolSettings()) == (0, 10, 100, 90)
-    assert crop_box_pixel({"arguments": {"bbox": [100 * sx, 90 * sy, 0, 10 * sy]}}, row, renderer, ToolSettings()) == (0, 10, 100, 90)
 
 
 def test_final_answer_unwraps_answer_tags_and_drops_thinking():

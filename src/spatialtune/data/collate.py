@@ -18,6 +18,7 @@ from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
 from ..errors import SpatialtuneError
 from ..geometry import ResizePolicy
+from ..tools.protocol import attach_images
 
 IMAGE_PAD = "<|image_pad|>"
 
@@ -130,7 +131,8 @@ class SpatialCollator:
         )
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        examples = [{"messages": row["messages"], "images": open_images(row)} for row in rows]
+        # Images are attached to their parts here: TRL's prepare_multimodal_messages skips tool messages (the crops).
+        examples = [{"messages": attach_images(row["messages"], open_images(row)), "images": []} for row in rows]
         batch = self.trl_collator(examples)
         for column in self.keep_columns:
             batch[column] = [row[column] for row in rows]

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from trl.data_utils import prepare_multimodal_messages
 
 from ..data.collate import open_images
 from ..records import last_assistant_index
+from ..tools.protocol import attach_images
 
 
 def prompt_messages(row: dict[str, Any]) -> list[dict[str, Any]]:
@@ -23,7 +23,7 @@ def generate_batch(model, processor, rows: list[dict[str, Any]], max_new_tokens:
     for row in rows:
         prompt = prompt_messages(row)
         n_images = sum(1 for m in prompt for p in m["content"] if p.get("type") == "image")
-        chats.append(prepare_multimodal_messages(prompt, images=open_images(row)[:n_images]))  # TRL fills the image parts
+        chats.append(attach_images(prompt, open_images(row)[:n_images]))  # tool messages' crops included
     inputs = processor.apply_chat_template(
         chats,
         add_generation_prompt=True,

@@ -4,7 +4,7 @@
 - `run.json`      what the run is (model, benchmark, data); a folder is never resumed with a different one;
 - `results.jsonl` one line per sample, appended and fsynced after each batch; a rerun skips the ids it holds
                   and cuts away a line torn by a crash; rows that allow tools keep their whole tool-use exchange;
-- `crops/`        the images cut by executed crop tool calls (see `spatialtune.eval.tools`);
+- `crops/`        the images cut by executed crop tool calls (see `spatialtune.tools.crop`);
 - `metrics.json`  the benchmark's metrics over results.jsonl in dataset order (identical after kill + resume);
 - `timing.json`   throughput of the last invocation (kept out of metrics.json, which must be deterministic).
 """
@@ -28,9 +28,13 @@ from ..errors import SpatialtuneError
 from ..geometry import Convention
 from ..io import atomic_write_bytes, atomic_write_json
 from ..models.loading import LoadedModel
+from ..records import last_assistant_index
+from ..tools.crop import Crop, CropSession, ToolSettings
+from ..tools.protocol import assistant_message
 from .benchmarks import Benchmark, get_benchmark
 from .generate import generate_batch, prompt_messages
-from .tools import Exchange, ToolSettings, final_answer, step, tool_use_metrics
+from .scoring import row_frame
+from .tools import final_answer, tool_use_metrics
 
 RESULTS, METRICS, RUN, TIMING = "results.jsonl", "metrics.json", "run.json", "timing.json"
 RUN_IDENTITY = ("model", "benchmark", "options", "data", "max_new_tokens", "tools")  # what must match to resume a folder
@@ -174,6 +178,23 @@ def _slug(text: str) -> str:
     return f"{safe}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
 
 
+def tool_session(row: dict[str, Any], renderer: GeometryRenderer, tools: ToolSettings, crops: Path) -> CropSession:
+    """A crop session over the row's first image, in the model's convention; crops go to `crops/<id>-<call>.png`."""
+    slug = _slug(row["id"])
+    return CropSession(row["images"][0], row_frame(row, 0, renderer), renderer.convention, tools, lambda n: crops / f"{slug}-{n}.png")
+
+
+def continue_row(row: dict[str, Any], reply: str, tool_turn: dict[str, Any], crop: Crop | None) -> dict[str, Any]:
+    """The row with the model's reply and the tool's message (with the crop as a new image) before its answer turn."""
+    messages = row["messages"]
+    last = last_assistant_index(messages)
+    images, sizes = row["images"], row["image_sizes"]
+    if crop is not None:
+        images, sizes = images + [crop.path], sizes + [list(crop.image.size)]
+    turns = [assistant_message(reply), tool_turn]
+    return {**row, "messages": messages[:last] + turns + messages[last:], "images": images, "image_sizes": sizes}
+
+
 def generate_with_tools(
     loaded: LoadedModel,
     bench: Benchmark,
@@ -182,26 +203,28 @@ def generate_with_tools(
     tools: ToolSettings,
     crops: Path,
     max_new_tokens: int,
-) -> list[tuple[str, Exchange | None]]:
-    """Final replies of a batch; rows that call a tool are continued (crop shown back) until they answer or hit the budget."""
+) -> list[tuple[str, CropSession | None]]:
+    """Final replies of a batch; a row that calls a tool gets the tool's message and goes on until it answers."""
     current = list(batch)
-    exchanges = [Exchange() if tools.max_calls > 0 and bench.allows_tools(row) else None for row in batch]
+    allowed = tools.max_calls > 0
+    sessions = [tool_session(row, renderer, tools, crops) if allowed and bench.allows_tools(row) else None for row in batch]
     final: list[str] = [""] * len(batch)
     active = list(range(len(batch)))
     while active:
         outputs = generate_batch(loaded.model, loaded.processor, [current[i] for i in active], max_new_tokens)
         still = []
         for i, output in zip(active, outputs):
-            exchange = exchanges[i]
-            crop = crops / f"{_slug(batch[i]['id'])}-{exchange.calls + len(exchange.errors) + 1}.png" if exchange else None
-            continued = step(current[i], output, exchange, renderer, tools, crop) if exchange else None
-            if continued is None:
+            session = sessions[i]
+            executed = session.calls if session else 0
+            tool_turn = session.respond(output) if session else None
+            if tool_turn is None:
                 final[i] = output
             else:
-                current[i] = continued
+                crop = session.crops[-1] if session.calls > executed else None
+                current[i] = continue_row(current[i], output, tool_turn, crop)
                 still.append(i)
         active = still
-    return list(zip(final, exchanges))
+    return list(zip(final, sessions))
 
 
 def finish(bench: Benchmark, rows: list[dict[str, Any]], paths: dict[str, Path], model: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -214,7 +237,8 @@ def finish(bench: Benchmark, rows: list[dict[str, Any]], paths: dict[str, Path],
         metrics["tool_use"] = tool_use
         metrics["definitions"]["tool_use"] = (
             "over rows that allow tools: tool_use_rate = rows with ≥ 1 executed crop / rows; score_with_tool / score_without_tool = "
-            "mean score of those rows / of the others; refused_calls = malformed, unknown or out-of-bounds calls answered with an error turn"
+            "mean score of those rows / of the others; refused_calls = malformed, unknown, out-of-bounds or over-budget calls "
+            "answered with an error tool message"
         )
     atomic_write_json(paths[METRICS], metrics)
     return metrics, ordered

@@ -1,5 +1,6 @@
-"""cof-tool-sft: the exact seeded tool quota, real crops referenced as the second image, crop calls the eval runner reads
-back over image 0, padded crop boxes clipped to the image, and every bad input's outcome."""
+"""cof-tool-sft: the exact seeded tool quota, conversations in the tool dialect (the crop comes back in a `role: "tool"`
+message), real crops referenced as the second image, crop calls the eval runner reads back over image 0, padded crop
+boxes clipped to the image, and every bad input's outcome."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typer.testing import CliRunner
 
 from spatialtune.cli import app
 from spatialtune.data.builders import BuildError, run_builder
-from spatialtune.data.builders.cof_tools import CofToolSettings, crop_region, tool_count
+from spatialtune.data.builders.cof_tool_sft import CofToolSettings, crop_region, tool_count
 from spatialtune.records import read_records
 
 SIZE = (240, 180)
@@ -100,16 +101,16 @@ def test_num_samples_takes_a_seeded_subset_before_the_quota(tmp_path):
 
 
 def test_every_record_declares_the_crop_tool_in_the_eval_runners_system_prompt(built):
-    from spatialtune.eval.tools import tool_system_prompt
+    from spatialtune.tools.crop import crop_system_prompt
 
     _, records, _ = built
     for record in records:
-        assert record["messages"][0] == {"role": "system", "content": [{"type": "text", "text": tool_system_prompt()}]}
+        assert record["messages"][0] == {"role": "system", "content": [{"type": "text", "text": crop_system_prompt()}]}
         assert record["meta"]["tools"] == ["crop"]
 
 
 def test_a_direct_record_thinks_then_answers_the_original_answer(built):
-    from spatialtune.eval.tools import final_answer
+    from spatialtune.eval.tools import final_answer  # the eval's reading of a reply
 
     _, records, _ = built
     direct = next(r for r in records if not r["meta"]["uses_tool"])
@@ -118,14 +119,15 @@ def test_a_direct_record_thinks_then_answers_the_original_answer(built):
     assert re.fullmatch(r"<think>[^<]+</think>\n<answer>holding cup</answer>", text) and final_answer(text) == "holding cup"
 
 
-def test_a_tool_record_calls_crop_then_sees_the_crop_as_a_new_user_image_and_answers(built):
-    from spatialtune.eval.tools import ZOOMED_TEXT
+def test_a_tool_record_calls_crop_then_sees_the_crop_in_a_tool_message_and_answers(built):
+    from spatialtune.tools.crop import ZOOMED_TEXT
 
     _, records, _ = built
     record = tool_records(records)[0]
-    assert [m["role"] for m in record["messages"]] == ["system", "user", "assistant", "user", "assistant"]
-    assert re.fullmatch(r'<think>[^<]+</think>\n<tool_call>\{"name": "crop", "arguments": \{"bbox": \{box:2\}\}\}</tool_call>', record["messages"][2]["content"][0]["text"])
-    assert record["messages"][3]["content"] == [{"type": "image"}, {"type": "text", "text": ZOOMED_TEXT}]
+    assert [m["role"] for m in record["messages"]] == ["system", "user", "assistant", "tool", "assistant"]
+    call = r'<tool_call>\n\{"name": "crop", "arguments": \{"bbox": \{box:2\}\}\}\n</tool_call>'  # the templates' spacing
+    assert re.fullmatch(r"<think>[^<]+</think>\n" + call, record["messages"][2]["content"][0]["text"])
+    assert record["messages"][3] == {"role": "tool", "name": "crop", "content": [{"type": "image"}, {"type": "text", "text": ZOOMED_TEXT}]}
     assert re.fullmatch(r"<think>[^<]+</think>\n<answer>holding cup</answer>", record["messages"][4]["content"][0]["text"])
     assert record["boxes"][2] == {"bbox": record["meta"]["crop_box"], "image": 0, "label": "crop"}
 
@@ -141,16 +143,17 @@ def test_the_crop_is_the_real_image_region_written_as_the_second_image(built):
 
 def test_the_eval_runner_reads_the_rendered_call_back_to_the_crop_box(built):
     from spatialtune.data.render import GeometryRenderer, record_to_row
-    from spatialtune.eval.tools import ToolSettings, crop_box_pixel, parse_tool_call
     from spatialtune.geometry import Convention
+    from spatialtune.tools.crop import TOOLS, ToolSettings, crop_box_pixel
+    from spatialtune.tools.protocol import parse_tool_call
 
     root, _, _ = built
     for convention in (Convention.QWEN3_1000, Convention.QWEN25_ABS):
         renderer = GeometryRenderer(convention)
         for record in (r for r in read_records(root / "out" / "train.jsonl") if r.meta["uses_tool"]):
             row = record_to_row(record, renderer)
-            call = parse_tool_call(row["messages"][2]["content"][0]["text"])
-            read_back = crop_box_pixel(call, row, renderer, ToolSettings())
+            call = parse_tool_call(row["messages"][2]["content"][0]["text"], TOOLS)
+            read_back = crop_box_pixel(call["arguments"]["bbox"], renderer.frame(record, 0), convention, ToolSettings().min_size)
             assert all(abs(a - b) <= 1 for a, b in zip(read_back, record.meta["crop_box"])), (read_back, record.meta["crop_box"])
 
 
