@@ -348,3 +348,20 @@ def test_for_processor_renders_boxes_in_the_processed_images_pixels(tiny_qwen25_
     renderer = GeometryRenderer.for_processor(tiny_qwen25_processor, Convention.QWEN25_ABS)
     record = _record("{box:0}", sizes=[(500, 300)], boxes=[[50, 30, 450, 270]])
     assert _answer(renderer, record) == "[28, 17, 252, 151]"
+
+
+def test_a_crop_shown_back_as_a_user_turn_renders_as_the_tool_dialect():
+    call = '<tool_call>{"name": "crop", "arguments": {"bbox": {box:0}}}</tool_call>'
+    chat = lambda second: [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Where?"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": call}]},
+        {"role": second, "content": [{"type": "image"}, {"type": "text", "text": "Here is the zoomed region."}],
+         **({"name": "crop"} if second == "tool" else {})},
+        {"role": "assistant", "content": [{"type": "text", "text": "<answer>left</answer>"}]},
+    ]
+    renderer = GeometryRenderer(Convention.QWEN3_1000)
+    old, new = _record(sizes=((160, 120), (52, 54))), _record(sizes=((160, 120), (52, 54)))
+    old.messages, new.messages = chat("user"), chat("tool")
+    rendered_old, rendered_new = renderer.render_messages(old), renderer.render_messages(new)
+    assert rendered_old[2]["role"] == "tool" and rendered_old == rendered_new
+    assert '"bbox": [75, 250, 400, 700]' in rendered_old[1]["content"][0]["text"]

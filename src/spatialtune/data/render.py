@@ -13,6 +13,7 @@ from typing import Any
 
 from ..geometry import Convention, ImageFrame, ResizePolicy, pixel_to_model
 from ..records import GEOMETRY_PLACEHOLDER, SpatialRecord
+from ..tools.protocol import from_user_turn_crops
 
 
 def format_coords(values: list) -> str:
@@ -69,8 +70,9 @@ class GeometryRenderer:
         return rendered
 
     def render_messages(self, record: SpatialRecord) -> list[dict[str, Any]]:
-        """The record's messages in structured form with every text rendered (the record is not modified)."""
-        return self.render_chat(record.messages, record)
+        """The record's messages in structured form with every text rendered (the record is not modified); a crop shown
+        back as a user turn (the source pipelines' chain-of-focus format) becomes the template-native tool message."""
+        return self.render_chat(from_user_turn_crops(record.messages), record)
 
     def refer_boxes_in_model_frame(self, record: SpatialRecord) -> list[dict[str, Any]]:
         """The record's refer_boxes groups with every box in the model's coordinates (the row carries them in pixels)."""
