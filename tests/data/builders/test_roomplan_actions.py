@@ -15,12 +15,12 @@ from spatialtune.cli import app
 from spatialtune.data.builders import BuildError, run_builder
 from spatialtune.data.builders.roomplan import (
     RoomPlanSettings,
-    canonical_action_text,
     orthonormality_error,
     up_normal,
     view_indices,
 )
 from spatialtune.records import read_records
+from spatialtune.tasks.roomplan import canonical_action_text
 
 IDENTITY = [1, 0, 0, 0, 1, 0, 0, 0, 1]
 C, S = math.cos(math.radians(30)), math.sin(math.radians(30))

@@ -34,6 +34,7 @@ from typing import Any
 
 from ...data.render import GeometryRenderer
 from ...geometry import model_to_pixel
+from ...tasks.hoi import grounding_answer, grounding_prompt
 from ..parsing import parse_json
 from ..scoring import box_iou_pixel, row_frame
 from ..tables import Table
@@ -67,17 +68,6 @@ def size_bucket(object_box: list[float]) -> str:
     """COCO-style size of a ground-truth pair by its object box area: small < 32² ≤ medium < 96² ≤ large."""
     area = box_area(object_box)
     return "small" if area < SMALL_AREA else "medium" if area < MEDIUM_AREA else "large"
-
-
-def grounding_prompt(action: str, object_category: str) -> str:
-    """The action query and the JSON answer format (boxes in the model's own coordinate convention)."""
-    return (
-        f"Detect all person-{object_category} pairs where the person is {action} the {object_category}.\n"
-        f"For each pair give the bounding box of the person and of the {object_category} they are {action}, as [x1, y1, x2, y2].\n"
-        "Answer with a JSON array only, one object per pair:\n"
-        '[{"pair_id": 1, "person_bbox": [x1, y1, x2, y2], "object_bbox": [x1, y1, x2, y2]}]\n'
-        "If there is no such pair, answer []."
-    )
 
 
 @dataclass(frozen=True)
@@ -224,7 +214,7 @@ class HoiGrounding(Benchmark):
         boxes = [{"bbox": box, "image": 0, "label": labels[k % 2]} for k, box in enumerate(boxes_in_image(table, line, sample.image, sample.frame, flat))]
         meta = {"action": item["action"], "object_category": item["object_category"], "width": sample.frame[0], "height": sample.frame[1]}
         question = grounding_prompt(item["action"], item["object_category"])
-        return sample.record(TASK, question, self._answer_text(len(pairs)), boxes, {"pairs": pairs}, meta)
+        return sample.record(TASK, question, grounding_answer(list(range(2 * len(pairs)))), boxes, {"pairs": pairs}, meta)
 
     @staticmethod
     def _pairs(table: Table, line: int, item: dict[str, Any]) -> list[tuple[list[float], list[float]]]:
@@ -238,12 +228,6 @@ class HoiGrounding(Benchmark):
             (sample_box(table, line, item, inds[i], f"gt_box_inds[{i}]"), sample_box(table, line, item, inds[i + 1], f"gt_box_inds[{i + 1}]"))
             for i in range(0, len(inds), 2)
         ]
-
-    @staticmethod
-    def _answer_text(num_pairs: int) -> str:
-        """The reference answer in the prompt's format, with the record's box placeholders (person, object, …)."""
-        items = [f'{{"pair_id": {k + 1}, "person_bbox": {{box:{2 * k}}}, "object_bbox": {{box:{2 * k + 1}}}}}' for k in range(num_pairs)]
-        return "[" + ", ".join(items) + "]"
 
     def metric_name(self, task: str) -> str:
         """The per-sample score: this sample's recall averaged over the thresholds."""

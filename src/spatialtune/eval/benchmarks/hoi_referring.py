@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ...data.render import GeometryRenderer
+from ...tasks.hoi import normalise_reference, referring_prompt
 from ..tables import Table
 from ..tools import declare_tools
 from . import Benchmark, SampleResult, register
@@ -60,23 +61,6 @@ def clean_action(output: str) -> str:
             text = text[len(prefix):].strip()
             break
     return text.rstrip(TRAILING_PUNCTUATION).lower().strip()
-
-
-def normalise_reference(reference: str) -> str:
-    """A reference phrase as the exact match compares it: lowercased, stripped."""
-    return reference.lower().strip()
-
-
-def referring_prompt(object_category: str | None) -> str:
-    """The question with the two box placeholders; names the object category when the sample gives one."""
-    thing = f"the {object_category}" if object_category else "the object"
-    return (
-        "Person bounding box: {box:0}\n"
-        "Object bounding box: {box:1}\n"
-        f"What action is the person in the first box performing with {thing} in the second box?\n"
-        "Answer with a short action phrase of 2-4 words, verb and object, like 'riding bicycle' or 'holding cup'. "
-        "No explanation, no punctuation."
-    )
 
 
 def is_local_model(model: str) -> bool:

@@ -40,15 +40,13 @@ from dataclasses import dataclass
 from statistics import median
 from typing import Any
 
-from ...data.builders.roomplan import FORMAT_HINT
 from ...data.render import GeometryRenderer
 from ...records import finite_number
+from ...tasks.roomplan import ACTION_KEYS, FORMAT_HINT, VECTOR_KEYS
 from ..parsing import parse_json
 from ..tables import Table, first_rows, last_assistant_text, read_table, table_row
 from . import Benchmark, SampleResult, group_means, mean, register
 
-ACTION_KEYS = ("action", "scene", "center", "normal", "extent")
-VECTOR_KEYS = ("center", "normal", "extent")
 MALFORMED_REASONS = ("no_json", "not_object", "missing_keys", "wrong_types", "zero_normal", "negative_extent")
 CENTER_THRESHOLDS_M = (0.1, 0.25, 0.5, 1.0)
 NORMAL_THRESHOLDS_DEG = (15.0, 30.0, 45.0)

@@ -42,9 +42,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...data.builders.scene_qa import ANSWER_INSTRUCTION, BEV_NAMES, scene_images
 from ...data.render import GeometryRenderer, record_to_row
+from ...data.sources import BEV_NAMES, scene_images
 from ...records import SpatialRecord, check_media, parse_record
+from ...tasks.scene_qa import ANSWER_INSTRUCTION, scene_question_prompt
 from ..tables import Table, first_rows, question_record, read_table
 from . import Benchmark, SampleResult, group_means, mean, register
 from .captions import caption_scores
@@ -218,8 +219,7 @@ class SceneQA(Benchmark):
         return [record_to_row(media.check(parse_record(r, file=table.source, line=line)), renderer) for line, r in records]
 
     def _prompt(self, question: str, situation: str | None = None) -> str:
-        parts = ([f"Situation: {situation}", f"Question: {question}"] if situation else [question]) + [self.options.instruction]
-        return "\n".join(p for p in parts if p)
+        return scene_question_prompt(question, situation, self.options.instruction)
 
     def score(self, row: dict[str, Any], output: str, renderer: GeometryRenderer) -> SampleResult:
         """EM@1 as the score; the source's and LEO's matches as further per-sample scores."""

@@ -17,16 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...data.builders.synthetic import CLASSIFICATION_CHOICES, TASKS
 from ...data.render import GeometryRenderer, record_to_row
 from ...records import SpatialRecord, read_records
+from ...tasks.synthetic import CHOICE_TASKS, TASKS
 from ..parsing import parse_choice
 from ..scoring import box_iou_pixel, load_mask, parse_box_pixel, parse_point_pixel, point_in_mask, row_frame
 from ..tools import declare_tools
 from . import Benchmark, SampleResult, register
 
-CLASSIFICATION_TASKS = tuple(CLASSIFICATION_CHOICES)
-CHOICE_TASKS = CLASSIFICATION_TASKS + ("counting",)
 GROUNDING, POINTING = "grounding", "pointing"
 IOU_THRESHOLD = 0.5
 
