@@ -19,6 +19,7 @@ from typing import Any
 
 from PIL import Image
 
+from ..answers.parse import final_answer  # noqa: F401  (re-exported for eval/runner.py and tests, removed at merge)
 from ..data.render import GeometryRenderer
 from ..errors import SpatialtuneError
 from ..geometry import model_to_pixel
@@ -57,14 +58,6 @@ def declare_tools(messages: list[dict[str, Any]], meta: dict[str, Any]) -> tuple
     """A chat with the tool system prompt first and meta marking the crop tool (what makes the runner execute calls)."""
     system = {"role": "system", "content": [{"type": "text", "text": tool_system_prompt()}]}
     return [system, *messages], {**meta, "tools": ["crop"]}
-
-
-def final_answer(output: str) -> str:
-    """The part of a reply to score: the last `<answer>…</answer>` if any, else the reply without `<think>` blocks."""
-    answers = re.findall(r"<answer>(.*?)</answer>", output, re.S)
-    if answers:
-        return answers[-1].strip()
-    return re.sub(r"<think>.*?(?:</think>|$)", "", output, flags=re.S).strip()
 
 
 class ToolCallError(SpatialtuneError):

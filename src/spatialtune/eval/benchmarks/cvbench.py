@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...data.render import GeometryRenderer
-from ..parsing import choice_prompt, letters
+from ...tasks.multiple_choice import choice_prompt, letters
 from ..scoring import letter_result
 from ..tables import Table, first_rows, image_path, question_record, read_table, table_row
 from . import Benchmark, SampleResult, register

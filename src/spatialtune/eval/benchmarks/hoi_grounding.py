@@ -32,11 +32,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from ...answers.match import box_iou_pixel
+from ...answers.parse import parse_json
 from ...data.render import GeometryRenderer
 from ...geometry import model_to_pixel
 from ...tasks.hoi import grounding_answer, grounding_prompt
-from ..parsing import parse_json
-from ..scoring import box_iou_pixel, row_frame
+from ..scoring import row_frame
 from ..tables import Table
 from . import Benchmark, SampleResult, mean, register
 from .hoi import (

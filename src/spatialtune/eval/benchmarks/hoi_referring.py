@@ -38,6 +38,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from ...answers.parse import clean_action
 from ...data.render import GeometryRenderer
 from ...tasks.hoi import normalise_reference, referring_prompt
 from ..tables import Table
@@ -49,20 +50,6 @@ logger = logging.getLogger(__name__)
 
 TASK = "referring"
 LANG = "en"
-ANSWER_PREFIXES = ("the person is ", "person is ", "they are ", "action: ", "answer: ")
-TRAILING_PUNCTUATION = ".!?,;:"
-
-
-def clean_action(output: str) -> str:
-    """The action phrase of a reply: one leading "the person is " / "person is " / … dropped, trailing punctuation cut, lowercase."""
-    text = output.strip()
-    for prefix in ANSWER_PREFIXES:
-        if text.lower().startswith(prefix):
-            text = text[len(prefix):].strip()
-            break
-    return text.rstrip(TRAILING_PUNCTUATION).lower().strip()
-
-
 def is_local_model(model: str) -> bool:
     """Whether a BERTScore model name is a local folder (which bert-score knows no layer for)."""
     return Path(model).expanduser().exists()

@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ...answers.match import box_iou_pixel, point_in_mask
+from ...answers.parse import parse_box_pixel, parse_choice, parse_point_pixel
 from ...data.render import GeometryRenderer, record_to_row
+from ...media import read_mask
 from ...records import SpatialRecord, read_records
 from ...tasks.synthetic import CHOICE_TASKS, TASKS
-from ..parsing import parse_choice
-from ..scoring import box_iou_pixel, load_mask, parse_box_pixel, parse_point_pixel, point_in_mask, row_frame
+from ..scoring import row_frame
 from ..tools import declare_tools
 from . import Benchmark, SampleResult, register
 
@@ -90,6 +92,6 @@ class SyntheticBenchmark(Benchmark):
         if task == POINTING:
             target = row["masks"][0]
             point = parse_point_pixel(output, row_frame(row, target["image"], renderer), renderer.convention)
-            hit = point is not None and point_in_mask(point, load_mask(target["path"]))
+            hit = point is not None and point_in_mask(point, read_mask(target["path"]))
             return SampleResult(float(hit), point, row["points"][0]["point"], mask)
         raise ValueError(f"{row.get('source', '?')}: unknown synthetic task {task!r}")

@@ -27,8 +27,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...answers.parse import parse_letter
 from ...data.render import GeometryRenderer
-from ..parsing import choice_prompt, letters, parse_letter
+from ...tasks.multiple_choice import choice_prompt, letters
 from ..scoring import letter_result
 from ..tables import (
     Table,

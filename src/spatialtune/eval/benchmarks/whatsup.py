@@ -28,9 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from ...answers.parse import parse_letter
 from ...data.render import GeometryRenderer
 from ...records import RecordError
-from ..parsing import choice_prompt, letters, parse_letter
+from ...tasks.multiple_choice import choice_prompt, letters
 from ..tables import Table, existing_path, first_rows, is_present, question_record, table_row
 from . import Benchmark, SampleResult, group_means, mean, register
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from spatialtune.eval.parsing import parse_json, parse_tuples
+from spatialtune.answers.parse import parse_json, parse_tuples
 from spatialtune.records import finite_number
 
 

@@ -1,0 +1,104 @@
+"""Judging parsed answers: option letters, box IoU, points in masks, x3 Hit@Mask, the fraction of pointed pixels
+inside a mask, and the errors of a RoomPlan action.
+
+Boxes and points are in pixels of the original image unless a name says otherwise (`norm01`: fractions of width and
+height). Masks are (height, width) arrays as `spatialtune.media` reads them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torchvision.ops import box_iou
+
+from ..tasks.roomplan import VECTOR_KEYS
+from .parse import PointAnswer, Vector, parse_letter, vector3
+
+
+def letter_score(output: str, answer: str, num_choices: int) -> tuple[str | None, float]:
+    """(the option letter read from `output`, 1.0 if it is `answer` else 0.0)."""
+    parsed = parse_letter(output, num_choices)
+    return parsed, float(parsed == answer)
+
+
+def box_iou_pixel(box_a: Sequence[float], box_b: Sequence[float]) -> float:
+    """IoU of two [x1, y1, x2, y2] pixel boxes; a box with x2 ≤ x1 or y2 ≤ y1 overlaps nothing."""
+    if box_a[2] <= box_a[0] or box_a[3] <= box_a[1] or box_b[2] <= box_b[0] or box_b[3] <= box_b[1]:
+        return 0.0
+    boxes = torch.tensor([list(box_a), list(box_b)], dtype=torch.float64)
+    return float(box_iou(boxes[:1], boxes[1:])[0, 0])
+
+
+def point_in_mask(point_pixel: Sequence[float], mask: np.ndarray) -> bool:
+    """Whether a pixel point lands on a True mask pixel; a point outside the image misses."""
+    x, y = point_pixel
+    height, width = mask.shape
+    return 0 <= x < width and 0 <= y < height and bool(mask[int(y), int(x)])
+
+
+def concat_to_query(point_full: Sequence[float]) -> tuple[float, float] | None:
+    """A point of the side-by-side image → [0,1] of its right (query) half, clamped; None if it is on the left half."""
+    x_full, y_full = point_full
+    if x_full < 0.5:
+        return None
+    clamp = lambda v: max(0.0, min(1.0, v))
+    return clamp((x_full - 0.5) * 2.0), clamp(y_full)
+
+
+def mask_pixel(point_norm01: Sequence[float], height: int, width: int) -> tuple[int, int]:
+    """The mask pixel (x, y) a [0,1] point falls in: floor(v·size), clamped into the mask."""
+    x = min(max(math.floor(point_norm01[0] * width), 0), width - 1)
+    y = min(max(math.floor(point_norm01[1] * height), 0), height - 1)
+    return x, y
+
+
+def hit_at_mask(point_norm01: Sequence[float], mask: np.ndarray, concat: bool) -> bool:
+    """Whether a predicted point lands on the query mask (concat points are first moved to the query half)."""
+    point = concat_to_query(point_norm01) if concat else point_norm01
+    if point is None:
+        return False
+    x, y = mask_pixel(point, *mask.shape)
+    return bool(mask[y, x])
+
+
+def fraction_in_mask(answer: PointAnswer, mask: np.ndarray) -> tuple[float, int, float]:
+    """(score, number of points, summed mask value at them): a point outside the image counts (as a miss); a box adds
+    its pixels inside the image, as the originals do (they fill the box into an image-sized array and take its pixels)."""
+    height, width = mask.shape
+    total, inside = 0, 0.0
+    for x, y in answer.points_pixel:
+        total += 1
+        if 0 <= x < width and 0 <= y < height:
+            inside += float(mask[y, x])
+    for x0, y0, x1, y1 in answer.boxes_pixel:
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        total += (x1 - x0) * (y1 - y0)
+        inside += float(mask[y0:y1, x0:x1].sum())
+    return (inside / total if total else 0.0), total, inside
+
+
+def angle_deg(a: Vector, b: Vector) -> float:
+    """Angle between two non-zero vectors in degrees (after normalising both)."""
+    na, nb = math.sqrt(sum(v * v for v in a)), math.sqrt(sum(v * v for v in b))
+    cosine = sum(x * y for x, y in zip(a, b)) / (na * nb)
+    return math.degrees(math.acos(max(-1.0, min(1.0, cosine))))
+
+
+def action_errors(pred: dict[str, Any], gt: dict[str, Any]) -> dict[str, float]:
+    """Per-field errors of a reply object against the reference, for every field of the reply that is well-formed."""
+    errors: dict[str, float] = {}
+    center, normal, extent = (vector3(pred.get(k)) for k in VECTOR_KEYS)
+    if center is not None:
+        errors["center_l2_m"] = math.dist(center, gt["center"])
+    if normal is not None and any(normal):
+        errors["normal_angle_deg"] = angle_deg(normal, gt["normal"])
+    if extent is not None:
+        diffs = [abs(p - g) for p, g in zip(extent, gt["extent"])]
+        errors["extent_mae_m"] = sum(diffs) / 3
+        errors["extent_l2_m"] = math.sqrt(sum(d * d for d in diffs))
+    return errors
