@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torchvision.ops import box_iou
 
+from ..geometry import is_proper
 from ..tasks.roomplan import VECTOR_KEYS
 from .parse import PointAnswer, Vector, parse_letter, vector3
 
@@ -26,7 +27,7 @@ def letter_score(output: str, answer: str, num_choices: int) -> tuple[str | None
 
 def box_iou_pixel(box_a: Sequence[float], box_b: Sequence[float]) -> float:
     """IoU of two [x1, y1, x2, y2] pixel boxes; a box with x2 ≤ x1 or y2 ≤ y1 overlaps nothing."""
-    if box_a[2] <= box_a[0] or box_a[3] <= box_a[1] or box_b[2] <= box_b[0] or box_b[3] <= box_b[1]:
+    if not (is_proper(box_a) and is_proper(box_b)):
         return 0.0
     boxes = torch.tensor([list(box_a), list(box_b)], dtype=torch.float64)
     return float(box_iou(boxes[:1], boxes[1:])[0, 0])

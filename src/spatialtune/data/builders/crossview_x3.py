@@ -55,7 +55,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ...media import MediaError, read_mask
+from ...media import MediaError, open_image, read_mask
 from ...tasks.crossview import (
     CONCAT_PROMPT,
     MULTI_PROMPT,
@@ -270,8 +270,7 @@ def inspect_view(view: View, seed: int) -> ViewCheck:
 def render_reference(job: tuple[View, tuple[View, ...]], out_dir: Path, seed: int, alpha: float, emit_concat: bool) -> tuple[str, list[PairResult]]:
     """Write the reference's marked image and, per query, draw the query's GT point and write the concat image."""
     reference, queries = job
-    with Image.open(reference.original) as im:
-        left = im.convert("RGB")
+    left = open_image(reference.original, "RGB")
     marked = overlay_mask(np.asarray(left), read_mask(reference.mask), alpha)
     marked_rel = Path("marked") / reference.folder / f"{reference.name}_marked.png"
     (out_dir / marked_rel).parent.mkdir(parents=True, exist_ok=True)
@@ -292,8 +291,7 @@ def render_reference(job: tuple[View, tuple[View, ...]], out_dir: Path, seed: in
 
 def side_by_side(left: Image.Image, right_path: Path) -> tuple[Image.Image, bool]:
     """Left | right on one canvas, the right image resized to the left's size if needed (so each half is w wide)."""
-    with Image.open(right_path) as im:
-        right = im.convert("RGB")
+    right = open_image(right_path, "RGB")
     resized = right.size != left.size
     if resized:
         right = right.resize(left.size, Image.Resampling.BICUBIC)

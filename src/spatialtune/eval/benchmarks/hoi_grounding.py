@@ -35,7 +35,7 @@ from typing import Any
 from ...answers.match import box_iou_pixel
 from ...answers.parse import parse_json
 from ...data.render import GeometryRenderer
-from ...geometry import model_to_pixel
+from ...geometry import box_area, is_proper, model_to_pixel
 from ...tasks.hoi import grounding_answer, grounding_prompt
 from ..scoring import row_frame
 from ..tables import Table
@@ -43,10 +43,8 @@ from . import Benchmark, SampleResult, mean, register
 from .hoi import (
     HoiSample,
     as_box,
-    box_area,
     boxes_in_image,
     hoi_rows,
-    is_proper,
     row_scale,
     sample_box,
     to_annotation_frame,
