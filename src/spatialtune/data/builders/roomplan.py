@@ -1,4 +1,4 @@
-"""RoomPlan anchor actions from ARKitScenes 3D object annotations (003 §9): "place a virtual anchor at the centre of
+"""RoomPlan anchor actions from ARKitScenes 3D object annotations (the RoomPlan task of the 3D-scene source pipeline): "place a virtual anchor at the centre of
 the <category>" → `{"action": "place_anchor", "scene": …, "center": [x,y,z], "normal": [x,y,z], "extent": [x,y,z]}`.
 
 Input (`--input`): an ARKitScenes 3DOD folder — `Training/` and `Validation/` with one folder per scan, one scan

@@ -1,4 +1,4 @@
-"""x3 cross-view spatial tasks (source 002 §1–§5): find the marked object of a reference view in a query view.
+"""x3 cross-view spatial tasks (tasks 1 and 2 of the x3 cross-view source pipeline): find the marked object of a reference view in a query view.
 
 Tasks (the kind is kept as the row's `task` and `meta.task_kind`, with a per-task breakdown):
 - `t1_multi`  images `[A_marked, B_original]`; answer a point on the same object in B, or `NOT_VISIBLE`;

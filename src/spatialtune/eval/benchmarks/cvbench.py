@@ -5,7 +5,7 @@ Score, as the dataset card defines it: accuracy per source, `2D = (acc_ADE20K + 
 `CV-Bench = (2D + 3D) / 2` — not weighted by row counts. lmms-eval instead reports plain accuracy over all rows and
 reads only the first character of the reply; we report the official numbers (plus per task and per source), and
 parse the letter from "(B)", "B", "B.", "B)", "The answer is (B)", "Answer: B" (the earliest match wins).
-`cvbench-qualitative` keeps Relation, Depth and Distance only (the qualitative-relations source, 004).
+`cvbench-qualitative` keeps Relation, Depth and Distance only (the tasks the qualitative-relations source trains).
 
 Data: a local `.jsonl` / `.json` with the dataset card's fields (`image` or `filename` a path relative to
 `--image-root` or the file's folder), a `.parquet` export (image bytes, written once to `<file>.images/`), or, when

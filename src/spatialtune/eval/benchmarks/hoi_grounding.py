@@ -1,4 +1,4 @@
-"""HOI grounding (hoi-benchmarks' SWIG-HOI / HICO-DET grounding, 000): an action query → every person–object pair.
+"""HOI grounding (hoi-benchmarks' SWIG-HOI / HICO-DET grounding): an action query → every person–object pair.
 
 The model is asked "Detect all person-{object} pairs where the person is {action} the {object}" and answers a JSON
 array `[{"pair_id": 1, "person_bbox": [x1, y1, x2, y2], "object_bbox": [x1, y1, x2, y2]}, …]` in its family's

@@ -1,4 +1,4 @@
-"""HOI action referring (hoi-benchmarks' SWIG-HOI / HICO-DET referring, 000): person and object boxes → action phrase.
+"""HOI action referring (hoi-benchmarks' SWIG-HOI / HICO-DET referring): person and object boxes → action phrase.
 
 The prompt shows the person box and the object box (`{box:0}`, `{box:1}`, rendered in the model family's coordinate
 convention) and asks for a 2–4 word action phrase such as "riding bicycle".

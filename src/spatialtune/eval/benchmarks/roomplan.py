@@ -1,15 +1,15 @@
-"""RoomPlan anchor placement (003 §9): from views of an ARKitScenes room and an instruction, emit the structured action
+"""RoomPlan anchor placement (the RoomPlan task of the 3D-scene source pipeline): from views of an ARKitScenes room and an instruction, emit the structured action
 
     {"action": "place_anchor", "scene": "<scene id>", "center": [x, y, z], "normal": [x, y, z], "extent": [x, y, z]}
 
-(metres, in the scene's frame). The 003 source only ever scored free text against these by exact match (0%); here the
+(metres, in the scene's frame). That pipeline only ever scored free text against these by exact match (0%); here the
 reply is parsed and every part of the action is measured.
 
 Data: a JSONL of spatial records (`spatialtune.records` format: `id`, `task`, `images`, `messages` with one
 `{"type": "image"}` per view; relative image paths resolve against `--image-root`, default the file's folder). The
 assistant turn holds the action as canonical JSON text (`canonical_action_text`: `json.dumps(action, sort_keys=True)`)
 and the record carries the action as a structured field, looked up in this order: `meta.action`, `action`,
-`action_json` (the 003 source's name), else the JSON object of the assistant's text. `scene` may be a string or an
+`action_json` (the source pipeline's name), else the JSON object of the assistant's text. `scene` may be a string or an
 integer (compared as text); `center`, `normal`, `extent` are three finite numbers, `normal` non-zero, `extent` ≥ 0.
 Option `format_hint` appends the JSON format to the prompt (off: the records' own instruction is used as it is).
 

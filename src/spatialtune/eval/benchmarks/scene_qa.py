@@ -9,13 +9,13 @@ Data (the official release files, read locally):
   (or given as the option `annotations`). The prompt shows the situation, then the question.
 - Images, under `--image-root` (default: the data file's folder), per scene: a folder `{scene_id}/` of view images
   (.png/.jpg/.jpeg; sorted by name, up to option `num_views` of them evenly spaced, first and last kept), else one
-  bird's-eye image `{scene_id}_bev.png`, `{scene_id}_bird.png` or `{scene_id}.png` (the 003 source used
+  bird's-eye image `{scene_id}_bev.png`, `{scene_id}_bird.png` or `{scene_id}.png` (the 3D-scene source pipeline used
   `<scene>_bird.png`). A scene with none of these is a load error naming it.
 
 Metrics (answers are the stripped reply; an empty reply is unparsable and scores 0 everywhere):
 - `em_at_1` (the per-sample score and `overall`): ScanQA's official EM@1 (`scripts/score.py`): the answer is exactly
   one of the references, no normalisation; for SQA3D the reference is `answers[0].answer` (its official accuracy).
-- `exact_match` / `partial_match`: the 003 source's evaluation: case-insensitive equality, or either string contains
+- `exact_match` / `partial_match`: the 3D-scene source pipeline's evaluation: case-insensitive equality, or either string contains
   the other (stripped, lowercased); against any reference. The literal rule would let an empty reply "contain" every
   answer; an empty reply scores 0 here.
 - `em` / `em_refined`: the generative-VLM convention of LEO (embodied-generalist `evaluator/scanqa_eval.py`):
@@ -62,13 +62,13 @@ def em_at_1(prediction: str, references: list[str]) -> bool:
 
 
 def source_exact_match(prediction: str, references: list[str]) -> bool:
-    """The 003 source's exact match: equal to a reference ignoring case and surrounding whitespace."""
+    """The 3D-scene source pipeline's exact match: equal to a reference ignoring case and surrounding whitespace."""
     pred = prediction.strip().lower()
     return bool(pred) and any(pred == ref.strip().lower() for ref in references)
 
 
 def source_partial_match(prediction: str, references: list[str]) -> bool:
-    """The 003 source's partial match: the reply contains a reference or a reference contains it (case-insensitive)."""
+    """The 3D-scene source pipeline's partial match: the reply contains a reference or a reference contains it (case-insensitive)."""
     pred = prediction.strip().lower()
     return bool(pred) and any(ref.strip().lower() in pred or pred in ref.strip().lower() for ref in references)
 
