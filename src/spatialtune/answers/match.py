@@ -8,6 +8,7 @@ height). Masks are (height, width) arrays as `spatialtune.media` reads them.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Sequence
 
 import numpy as np
@@ -103,3 +104,92 @@ def action_errors(pred: dict[str, Any], gt: dict[str, Any]) -> dict[str, float]:
         errors["extent_mae_m"] = sum(diffs) / 3
         errors["extent_l2_m"] = math.sqrt(sum(d * d for d in diffs))
     return errors
+
+
+# ---------------------------------------------------------------- short answers (ScanQA, SQA3D)
+
+
+def em_at_1(prediction: str, references: list[str]) -> bool:
+    """ScanQA's official top-1 exact match: the answer is one of the references, verbatim."""
+    return prediction in references
+
+
+def source_exact_match(prediction: str, references: list[str]) -> bool:
+    """The 3D-scene source pipeline's exact match: equal to a reference ignoring case and surrounding whitespace."""
+    pred = prediction.strip().lower()
+    return bool(pred) and any(pred == ref.strip().lower() for ref in references)
+
+
+def source_partial_match(prediction: str, references: list[str]) -> bool:
+    """The 3D-scene source pipeline's partial match: the reply contains a reference or a reference contains it (case-insensitive)."""
+    pred = prediction.strip().lower()
+    return bool(pred) and any(ref.strip().lower() in pred or pred in ref.strip().lower() for ref in references)
+
+
+_NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+                 "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty")
+# LEO's rules in LEO's order (embodied-generalist data/data_utils.py), applied after lowercasing.
+_LEO_RULES: tuple[tuple[str, str], ...] = (
+    (r"[ ]+$", ""),
+    (r"^[ ]+", ""),
+    (r" {2,}", " "),
+    (r"\.[ ]{2,}", ". "),
+    (r"[^a-zA-Z0-9,'\s\-:]+", ""),
+    ("ç", "c"),  # dead in LEO: the previous rule already removed ç and ’
+    ("’", "'"),
+    (r"\bletf\b", "left"),
+    (r"\blet\b", "left"),
+    (r"\btehre\b", "there"),
+    (r"\brigth\b", "right"),
+    (r"\brght\b", "right"),
+    (r"\bbehine\b", "behind"),
+    (r"\btv\b", "TV"),  # upper case after lowercasing, as in LEO
+    (r"\bchai\b", "chair"),
+    (r"\bwasing\b", "washing"),
+    (r"\bwaslked\b", "walked"),
+    (r"\boclock\b", "o'clock"),
+    (r"\bo\'[ ]+clock\b", "o'clock"),
+    (r"\b0\b", "zero"),
+    (r"\bnone\b", "zero"),
+    *((rf"\b{n}\b", word) for n, word in enumerate(_NUMBER_WORDS) if n > 0),
+    (r"\b23\b", "twenty-three"),
+    (r"\b([a-zA-Z]+)([0-9])\b", r"\g<1>"),  # mat2 → mat
+    (r"\ba\b ([a-zA-Z]+)", r"\g<1>"),  # articles before a word, anywhere in the answer
+    (r"\ban\b ([a-zA-Z]+)", r"\g<1>"),
+    (r"\bthe\b ([a-zA-Z]+)", r"\g<1>"),
+    (r"\bbackwards\b", "backward"),
+)
+
+
+def clean_answer(text: str) -> str:
+    """LEO's `clean_answer`: lowercase, whitespace, allowed characters, typo fixes, numbers as words, articles."""
+    text = text.lower()
+    for pattern, replacement in _LEO_RULES:
+        text = re.sub(pattern, replacement, text)
+    return text
+
+
+def leo_answer_match(prediction: str, references: list[str]) -> tuple[int, int]:
+    """(EM, EM-refined) of cleaned texts as LEO's `answer_match`: the first reference matching either way decides."""
+    squeezed = "".join(prediction.split())
+    if not squeezed:
+        return 0, 0  # LEO: the empty string is "in" every reference; an empty reply earns nothing here
+    for reference in references:
+        if prediction == reference:
+            return 1, 1
+        ref = "".join(reference.split())
+        if squeezed in ref or ref in squeezed:
+            return 0, 1
+    return 0, 0
+
+
+def short_answer_scores(prediction: str, references: list[str]) -> dict[str, float]:
+    """Every short-answer match of one reply: EM@1, the source pipeline's exact / partial match, LEO's EM and EM-refined."""
+    em, em_refined = leo_answer_match(clean_answer(prediction), [clean_answer(r) for r in references])
+    return {
+        "em_at_1": float(em_at_1(prediction, references)),
+        "exact_match": float(source_exact_match(prediction, references)),
+        "partial_match": float(source_partial_match(prediction, references)),
+        "em": float(em),
+        "em_refined": float(em_refined),
+    }

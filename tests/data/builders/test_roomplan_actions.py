@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from helpers import folder_digest, read_jsonl
 from spatialtune.cli import app
 from spatialtune.data.builders import BuildError, run_builder
-from spatialtune.data.builders.roomplan import (
+from spatialtune.data.builders.roomplan_actions import (
     RoomPlanSettings,
     orthonormality_error,
     up_normal,

@@ -69,7 +69,7 @@ from . import (
     read_json_file,
     seeded_subset,
 )
-from .qualitative_lift import load_depth_m
+from ._qualitative_lift import load_depth_m
 
 DEPTH_BIN_EDGES_M = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, math.inf)
 SCANQA_FILE = re.compile(r"^ScanQA_v1\.0_(train|val|test_w_obj|test_wo_obj)\.json$")

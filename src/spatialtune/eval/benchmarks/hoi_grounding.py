@@ -22,7 +22,7 @@ and counted; they score it as an empty prediction, which gives the same recall).
 area ranges inclusively and matches by detection score; on one box per image the two agree away from the bucket
 edges (tested).
 
-Data: see `hoi.py` (fields `file_name`, `action`, `object_category`, `height`, `width`, `boxes`, `gt_box_inds`,
+Data: see `_hoi.py` (fields `file_name`, `action`, `object_category`, `height`, `width`, `boxes`, `gt_box_inds`,
 `num_pairs`).
 """
 
@@ -40,7 +40,7 @@ from ...tasks.hoi import grounding_answer, grounding_prompt
 from ..scoring import row_frame
 from ..tables import Table
 from . import Benchmark, SampleResult, mean, register
-from .hoi import (
+from ._hoi import (
     HoiSample,
     as_box,
     boxes_in_image,

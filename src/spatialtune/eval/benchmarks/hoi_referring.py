@@ -25,7 +25,7 @@ without `model_max_length` overflows the package's truncation, so the limit is s
 embeddings. A BERTScore model that cannot be loaded (offline, no cache) leaves BERTScore None with the reason in
 metrics.json, instead of losing the run's other metrics.
 
-Data: see `hoi.py` (fields `file_name`, `width`, `height`, `boxes`, `person_box_idx`, `object_box_idx`,
+Data: see `_hoi.py` (fields `file_name`, `width`, `height`, `boxes`, `person_box_idx`, `object_box_idx`,
 `gt_action` — a phrase or a list of phrases —, optional `object_category`).
 """
 
@@ -44,7 +44,7 @@ from ...tasks.hoi import normalise_reference, referring_prompt
 from ..tables import Table
 from ..tools import declare_tools
 from . import Benchmark, SampleResult, register
-from .hoi import HoiSample, boxes_in_image, hoi_rows, sample_box
+from ._hoi import HoiSample, boxes_in_image, hoi_rows, sample_box
 
 logger = logging.getLogger(__name__)
 

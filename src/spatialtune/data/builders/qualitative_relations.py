@@ -91,7 +91,7 @@ from . import (
     read_jsonl_file,
     seeded_subset,
 )
-from .qualitative_lift import (
+from ._qualitative_lift import (
     ImageEntry,
     Object3D,
     default_intrinsics,

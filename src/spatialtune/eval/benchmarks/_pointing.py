@@ -1,4 +1,4 @@
-"""Point referring: Where2Place and RefSpatial-Bench — point at the free space or the object a sentence describes.
+"""Point referring, shared by `where2place.py` and `refspatial.py`: point at the free space or the object a sentence describes.
 
 Score (RoboPoint's `summarize_vqa.py` for Where2Place; RoboRefer's scorer and the RefSpatial-Bench card): per sample,
 the fraction of predicted points inside the ground-truth mask; a point outside the image counts 0; a reply that
@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -54,8 +53,8 @@ from ...geometry import Convention, ImageFrame
 from ...media import read_mask_values
 from ...records import SpatialRecord, check_media, parse_record
 from ..scoring import row_frame
-from ..tables import Table, first_rows, image_path, read_table, user_turn
-from . import Benchmark, SampleResult, UnknownBenchmarkError, group_means, mean, register
+from ..tables import Table, first_rows, user_turn
+from . import Benchmark, SampleResult, UnknownBenchmarkError, mean
 
 COORDS = ("norm01", "pixel", "grid1000", "model")
 FORMAT_INSTRUCTION = (
@@ -68,7 +67,6 @@ UNITS = {
     "qwen25_abs": "integer pixel positions in the image, which is {width} pixels wide and {height} pixels high",
     "grid1000": "integers between 0 and 1000, the position along the image's width and height on a 0 to 1000 scale",
 }
-_FORMAT_SENTENCE = re.compile(r"\s*Your answer should be formatted")  # where RoboPoint's format instruction starts
 MAX_DRAWN_POINTS = 200
 
 
@@ -215,104 +213,6 @@ class PointReferring(Benchmark):
             coords=frames[0] if len(frames) == 1 else frames,
         )
         metrics["headline"] = {"score": overall, "score_skip_unparsable": metrics["score_skip_unparsable"], "coords": metrics["coords"]}
-        return metrics
-
-
-@register
-class Where2Place(PointReferring):
-    """Where2Place (RoboPoint): point at free space described by a relation; fraction of points in the mask."""
-
-    name = "where2place"
-    hub_id = "FlagEval/Where2Place"
-
-    def _tables(self, path, image_root) -> list[tuple[Table, str | None]]:
-        """The one `test` table."""
-        return [(read_table(path, hub_ids=(self.hub_id,), split="test", image_root=image_root, image_columns=("image", "mask")), None)]
-
-    def _sample(self, table: Table, line: int, item: dict[str, Any], group: str | None) -> PointSample:
-        """A Where2Place row; the question type is the reporting group."""
-        question = item.get("question", item.get("text"))
-        for key, value in (("question_id", item.get("question_id")), ("question", question), ("image", item.get("image")), ("mask", item.get("mask"))):
-            if value is None or value == "":
-                raise table.error(line, key, "missing (Where2Place rows need question_id, question, image, mask)")
-        rid = str(item["question_id"])
-        question_type = str(item.get("question_type") or "where2place")
-        return PointSample(
-            rid, question_type, image_path(table, item["image"], line, "image", rid), image_path(table, item["mask"], line, "mask", f"{rid}_mask"),
-            {"question": question, "question_type": question_type}, {"question_type": question_type},
-        )
-
-    def _default_prompt(self, sample: PointSample, frame: str, instruction: str) -> str:
-        """The question as given for norm01 (it carries RoboPoint's format sentence); else its format sentence replaced."""
-        question = sample.fields["question"].strip()
-        if frame == "norm01" and ("[(x1, y1)" in question or "between 0 and 1" in question):
-            return question
-        return f"{_FORMAT_SENTENCE.split(question)[0]} {instruction}"
-
-    def aggregate(self, results: list[dict[str, Any]]) -> dict[str, Any]:
-        """Adds the per-question-type breakdown."""
-        metrics = super().aggregate(results)
-        metrics["breakdown"] = {"per question type": metrics["scores"]} if len(metrics["scores"]) > 1 else {}
-        return metrics
-
-
-@register
-class RefSpatial(PointReferring):
-    """RefSpatial-Bench (RoboRefer): multi-step spatial referring, location / placement / unseen; points in the mask."""
-
-    name = "refspatial"
-    hub_id = "BAAI/RefSpatial-Bench"
-    splits = ("location", "placement", "unseen")
-
-    @dataclass(frozen=True)
-    class Options(PointReferring.Options):
-        """As the point-referring options, with PNG masks (> 0) and `split` (None: every split)."""
-
-        mask_threshold: float | None = 0.0
-        split: str | None = None
-
-        def __post_init__(self):
-            super().__post_init__()
-            if self.split is not None and self.split not in RefSpatial.splits:
-                raise UnknownBenchmarkError(f"option split={self.split!r}: expected one of {', '.join(RefSpatial.splits)} or null")
-
-    def _tables(self, path, image_root) -> list[tuple[Table, str | None]]:
-        """Every split of the hub dataset (or the chosen one); a local file once, its split from columns or path."""
-        read = lambda split: read_table(path, hub_ids=(self.hub_id,), split=split, image_root=image_root, image_columns=("image", "mask"))
-        if str(path) == self.hub_id:
-            return [(read(split), split) for split in ((self.options.split,) if self.options.split else self.splits)]
-        table = read(self.options.split or "location")
-        named = [s for s in self.splits if re.search(rf"(?<![a-z]){s}(?![a-z])", str(table.source).lower())]
-        return [(table, self.options.split or (named[-1] if named else None))]
-
-    def _sample(self, table: Table, line: int, item: dict[str, Any], group: str | None) -> PointSample | None:
-        """A RefSpatial-Bench row (hub or raw `question.json` fields); rows of other splits than the option's are skipped."""
-        split = str(item.get("split") or item.get("config") or group or "refspatial").lower()
-        if self.options.split is not None and split != self.options.split:
-            return None
-        image, mask = item.get("image", item.get("rgb_path")), item.get("mask", item.get("mask_path"))
-        for key, value in (("id", item.get("id")), ("image", image), ("mask", mask), ("prompt", item.get("prompt"))):
-            if value is None or value == "":
-                raise table.error(line, key, "missing (RefSpatial-Bench rows need id, image, mask, object, prompt, suffix, step)")
-        rid = f"{split}-{item['id']}"
-        fields = {"prompt": str(item["prompt"]), "suffix": str(item.get("suffix") or ""), "object": str(item.get("object") or ""), "split": split, "step": item.get("step")}
-        return PointSample(
-            rid, split, image_path(table, image, line, "image", rid), image_path(table, mask, line, "mask", f"{rid}_mask"),
-            fields, {"split": split, "step": item.get("step"), "object": fields["object"]},
-        )
-
-    def _default_prompt(self, sample: PointSample, frame: str, instruction: str) -> str:
-        """`f"{prompt} {suffix}"` for norm01 (the card's prompt); else the prompt with our instruction for the frame."""
-        prompt, suffix = sample.fields["prompt"].strip(), sample.fields["suffix"].strip()
-        return f"{prompt} {suffix}".strip() if frame == "norm01" and suffix else f"{prompt} {instruction}"
-
-    def aggregate(self, results: list[dict[str, Any]]) -> dict[str, Any]:
-        """Adds the score per split (headline) and per reasoning step."""
-        metrics = super().aggregate(results)
-        per_step = group_means(results, key=lambda r: r["meta"].get("step"))
-        metrics["per_step"] = per_step
-        metrics["headline"] = {"score": metrics["overall"], **metrics["scores"], "score_skip_unparsable": metrics["score_skip_unparsable"], "coords": metrics["coords"]}
-        metrics["breakdown"] = {name: values for name, values in (("per split", metrics["scores"]), ("per step", per_step)) if len(values) > 1}
         return metrics
 
 
