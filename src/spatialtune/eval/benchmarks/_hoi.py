@@ -20,9 +20,10 @@ from typing import Any, Callable, Sequence
 
 from ... import media
 from ...data.render import GeometryRenderer
+from ...data.sources import Table, image_path, read_table
 from ...geometry import Convention, is_proper
 from ...records import finite_number
-from ..tables import Table, first_rows, image_path, question_record, read_table, table_row
+from . import first_rows, question_record, table_row
 
 ASPECT_TOLERANCE = 0.02  # a resized copy keeps the aspect ratio; more than 2 % off means a different image
 

@@ -49,12 +49,12 @@ from typing import Any, Iterator
 from ...answers.match import fraction_in_mask
 from ...answers.parse import PointAnswer, parse_point_answer
 from ...data.render import GeometryRenderer, record_to_row
+from ...data.sources import Table
 from ...geometry import Convention, ImageFrame
 from ...media import read_mask_values
 from ...records import SpatialRecord, check_media, parse_record
 from ..scoring import row_frame
-from ..tables import Table, first_rows, user_turn
-from . import Benchmark, SampleResult, UnknownBenchmarkError, mean
+from . import Benchmark, SampleResult, UnknownBenchmarkError, first_rows, mean, user_turn
 
 COORDS = ("norm01", "pixel", "grid1000", "model")
 FORMAT_INSTRUCTION = (

@@ -44,10 +44,9 @@ from typing import Any
 
 from ...answers.match import short_answer_scores
 from ...data.render import GeometryRenderer, record_to_row
-from ...data.sources import BEV_NAMES, scene_images
+from ...data.sources import BEV_NAMES, Table, scene_images
 from ...records import SpatialRecord, check_media, parse_record
 from ...tasks.scene_qa import ANSWER_INSTRUCTION, scene_question_prompt
-from ..tables import Table
 from . import Benchmark, SampleResult, group_means, mean
 from ._captions import caption_scores
 

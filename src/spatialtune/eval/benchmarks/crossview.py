@@ -55,11 +55,11 @@ import numpy as np
 from ...answers.match import hit_at_mask
 from ...answers.parse import X3Answer, parse_ground_truth, parse_prediction
 from ...data.render import GeometryRenderer, record_to_row
+from ...data.sources import Table, image_path, read_table
 from ...geometry import Convention
 from ...media import read_mask
 from ...records import SpatialRecord, check_media, parse_record
-from ..tables import Table, first_rows, image_path, last_assistant_text, question_record, read_table
-from . import Benchmark, SampleResult, register
+from . import Benchmark, SampleResult, first_rows, last_assistant_text, question_record, register
 
 SUCCESS_RADII = {"success_002": 0.02, "success_005": 0.05, "success_010": 0.10}  # L2 ≤ r in [0,1] units
 HEADLINE = ("hit_at_mask", "not_visible_accuracy", "mean_l2_error", "success_002", "success_005", "success_010")

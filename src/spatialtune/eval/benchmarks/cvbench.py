@@ -17,10 +17,10 @@ from __future__ import annotations
 from typing import Any
 
 from ...data.render import GeometryRenderer
+from ...data.sources import Table, image_path, read_table
 from ...tasks.multiple_choice import choice_prompt, letters
 from ..scoring import letter_result
-from ..tables import Table, first_rows, image_path, question_record, read_table, table_row
-from . import Benchmark, SampleResult, register
+from . import Benchmark, SampleResult, first_rows, question_record, register, table_row
 
 HUB_ID = "nyu-visionx/CV-Bench"
 SOURCES_2D, SOURCE_3D = ("ADE20K", "COCO"), "Omni3D"

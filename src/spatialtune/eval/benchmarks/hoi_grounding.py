@@ -35,10 +35,10 @@ from typing import Any
 from ...answers.match import box_iou_pixel
 from ...answers.parse import parse_json
 from ...data.render import GeometryRenderer
+from ...data.sources import Table
 from ...geometry import box_area, is_proper, model_to_pixel
 from ...tasks.hoi import grounding_answer, grounding_prompt
 from ..scoring import row_frame
-from ..tables import Table
 from . import Benchmark, SampleResult, mean, register
 from ._hoi import (
     HoiSample,

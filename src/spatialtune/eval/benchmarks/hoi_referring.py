@@ -40,8 +40,8 @@ from typing import Any
 
 from ...answers.parse import clean_action
 from ...data.render import GeometryRenderer
+from ...data.sources import Table
 from ...tasks.hoi import normalise_reference, referring_prompt
-from ..tables import Table
 from ..tools import declare_tools
 from . import Benchmark, SampleResult, register
 from ._hoi import HoiSample, boxes_in_image, hoi_rows, sample_box

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..tables import Table, image_path, read_table
+from ...data.sources import Table, image_path, read_table
 from . import UnknownBenchmarkError, group_means, register
 from ._pointing import PointReferring, PointSample
 

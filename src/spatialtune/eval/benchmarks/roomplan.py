@@ -43,9 +43,9 @@ from ...answers.match import action_errors
 from ...answers.parse import MALFORMED_ACTION_REASONS as MALFORMED_REASONS
 from ...answers.parse import malformed_reason, parse_action_object, scene_text, vector3
 from ...data.render import GeometryRenderer
+from ...data.sources import Table, read_table
 from ...tasks.roomplan import FORMAT_HINT, VECTOR_KEYS
-from ..tables import Table, first_rows, last_assistant_text, read_table, table_row
-from . import Benchmark, SampleResult, group_means, mean, register
+from . import Benchmark, SampleResult, first_rows, group_means, last_assistant_text, mean, register, table_row
 
 CENTER_THRESHOLDS_M = (0.1, 0.25, 0.5, 1.0)
 NORMAL_THRESHOLDS_DEG = (15.0, 30.0, 45.0)

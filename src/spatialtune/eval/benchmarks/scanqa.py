@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..tables import Table, first_rows, question_record, read_table
-from . import register
+from ...data.sources import Table, read_table
+from . import first_rows, question_record, register
 from ._scene_qa import SceneQA, require_fields, scene_images_or_error
 
 

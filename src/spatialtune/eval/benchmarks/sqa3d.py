@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..tables import Table, first_rows, question_record, read_table
-from . import register
+from ...data.sources import Table, read_table
+from . import first_rows, question_record, register
 from ._scene_qa import SceneQA, require_fields, scene_images_or_error
 
 SQA3D_TYPES = (("what", "What"), ("is", "Is"), ("how", "How"), ("can", "Can"), ("which", "Which"))

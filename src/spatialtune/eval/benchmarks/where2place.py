@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..tables import Table, image_path, read_table
+from ...data.sources import Table, image_path, read_table
 from . import register
 from ._pointing import PointReferring, PointSample
 
