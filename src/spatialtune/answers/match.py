@@ -41,6 +41,44 @@ def point_in_mask(point_pixel: Sequence[float], mask: np.ndarray) -> bool:
     return 0 <= x < width and 0 <= y < height and bool(mask[int(y), int(x)])
 
 
+def pair_ious(preds: list, gts: list) -> tuple[list[list[float]], list[list[float]]]:
+    """Person and object IoU of every (prediction, ground truth) pair: two len(preds) × len(gts) matrices."""
+    person = [[box_iou_pixel(p[0], g[0]) for g in gts] for p in preds]
+    obj = [[box_iou_pixel(p[1], g[1]) for g in gts] for p in preds]
+    return person, obj
+
+
+def match_both_above(person: list[list[float]], obj: list[list[float]], t: float) -> list[tuple[int, int]]:
+    """`pair` variant: one-to-one greedy matching by mean IoU, highest first, over pairs with both IoUs ≥ t."""
+    eligible = sorted(
+        (-(person[p][g] + obj[p][g]) / 2, p, g) for p in range(len(person)) for g in range(len(person[p])) if person[p][g] >= t and obj[p][g] >= t
+    )
+    used_p, used_g, matches = set(), set(), []
+    for _, p, g in eligible:
+        if p not in used_p and g not in used_g:
+            used_p.add(p)
+            used_g.add(g)
+            matches.append((p, g))
+    return matches
+
+
+def match_mean_iou(person: list[list[float]], obj: list[list[float]], t: float, proper: list[bool]) -> list[tuple[int, int]]:
+    """`mean_iou` variant: predictions in order each take the unmatched GT with the highest mean IoU ≥ t (first on ties)."""
+    used_g, matches = set(), []
+    for p in range(len(person)):
+        if not proper[p]:
+            continue
+        best, best_g = 0.0, None
+        for g in range(len(person[p])):
+            score = (person[p][g] + obj[p][g]) / 2
+            if g not in used_g and score >= t and score > best:
+                best, best_g = score, g
+        if best_g is not None:
+            used_g.add(best_g)
+            matches.append((p, best_g))
+    return matches
+
+
 def concat_to_query(point_full: Sequence[float]) -> tuple[float, float] | None:
     """A point of the side-by-side image → [0,1] of its right (query) half, clamped; None if it is on the left half."""
     x_full, y_full = point_full

@@ -36,6 +36,7 @@ _BRACKETED_POINT = re.compile(r"\[\(\s*([0-9.]+)\s*,\s*([0-9.]+)\s*\)\]")  # the
 # Frames a pointing reply may be read in, other than plain pixels (`pixel`).
 _CONVENTION_OF_FRAME = {"norm01": Convention.NORM01, "grid1000": Convention.QWEN3_1000, "qwen25_abs": Convention.QWEN25_ABS}
 PIXEL_TOLERANCE = 1e-6  # 0.3 / (1/80) is 23.999…: floor must not drop a pixel to float round-off
+HOI_PERSON_KEYS, HOI_OBJECT_KEYS = ("person_bbox", "person_box"), ("object_bbox", "object_box")
 MALFORMED_ACTION_REASONS = ("no_json", "not_object", "missing_keys", "wrong_types", "zero_normal", "negative_extent")
 
 Vector = tuple[float, float, float]
@@ -270,3 +271,46 @@ def parse_point_answer(output: str, frame: str, image: ImageFrame, json_points: 
         return None
     pixels = [to_pixels(values, decimal, frame, image) for values, decimal in tuples]
     return PointAnswer(tuple((p[0], p[1]) for p in pixels if len(p) == 2), tuple((b[0], b[1], b[2], b[3]) for b in pixels if len(b) == 4), from_json)
+
+
+# ---------------------------------------------------------------- HOI grounding pairs
+
+
+def as_box(value: Any) -> list[float] | None:
+    """A list of four numbers as a float box [x1, y1, x2, y2], or None (any order of corners is kept as given)."""
+    if isinstance(value, (list, tuple)) and len(value) == 4 and all(finite_number(v) for v in value):
+        return [float(v) for v in value]
+    return None
+
+
+@dataclass(frozen=True)
+class ParsedPairs:
+    """Predicted HOI pairs (person box, object box) in pixels of the image, and the array items that were unusable."""
+
+    pairs: list[tuple[list[float], list[float]]] | None  # None: no array of pairs in the output
+    malformed: int
+
+
+def _first_box(item: dict[str, Any], keys: tuple[str, ...]) -> list[float] | None:
+    return next((as_box(item[k]) for k in keys if k in item), None)
+
+
+def parse_hoi_pairs(output: str, frame: ImageFrame, convention: Convention) -> ParsedPairs:
+    """The first JSON array (or single pair object) of an HOI grounding reply as pixel pairs; items without two 4-number
+    boxes are counted."""
+    value = parse_json(output)
+    if isinstance(value, dict):
+        lists = [v for v in value.values() if isinstance(v, list) and all(isinstance(x, dict) for x in v)]
+        value = [value] if any(k in value for k in HOI_PERSON_KEYS + HOI_OBJECT_KEYS) else lists[0] if len(lists) == 1 else None
+    if not isinstance(value, list):
+        return ParsedPairs(None, 0)
+    pairs, malformed = [], 0
+    for item in value:
+        boxes = (_first_box(item, HOI_PERSON_KEYS), _first_box(item, HOI_OBJECT_KEYS)) if isinstance(item, dict) else (None, None)
+        if boxes[0] is None or boxes[1] is None:
+            malformed += 1
+            continue
+        pairs.append(tuple(model_to_pixel(b, frame, convention) for b in boxes))
+    if value and not pairs:
+        return ParsedPairs(None, malformed)  # an array, but nothing in it is a pair: not an answer of this format
+    return ParsedPairs(pairs, malformed)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ... import media
+from ...answers.parse import as_box
 from ...data.render import GeometryRenderer
 from ...data.sources import Table, image_path, read_table
 from ...geometry import Convention, is_proper
@@ -26,13 +27,6 @@ from ...records import finite_number
 from . import first_rows, question_record, table_row
 
 ASPECT_TOLERANCE = 0.02  # a resized copy keeps the aspect ratio; more than 2 % off means a different image
-
-
-def as_box(value: Any) -> list[float] | None:
-    """A list of four numbers as a float box [x1, y1, x2, y2], or None (any order of corners is kept as given)."""
-    if isinstance(value, (list, tuple)) and len(value) == 4 and all(finite_number(v) for v in value):
-        return [float(v) for v in value]
-    return None
 
 
 def sample_id(table: Table, line: int, item: dict[str, Any], seen: dict[str, int]) -> str:
