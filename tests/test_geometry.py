@@ -10,7 +10,11 @@ from spatialtune.geometry import (
     Convention,
     ImageFrame,
     ResizePolicy,
+    box_area,
+    clip_box,
     convention_for_model_type,
+    interaction_box,
+    is_proper,
     model_to_pixel,
     pixel_to_model,
 )
@@ -83,3 +87,21 @@ def test_model_types_map_to_their_conventions():
     assert convention_for_model_type("qwen3_vl") is Convention.QWEN3_1000
     assert convention_for_model_type("qwen2_vl") is Convention.QWEN3_1000
     assert convention_for_model_type("llava") is Convention.NORM01
+
+
+@pytest.mark.parametrize("box, proper", [([0, 0, 1, 1], True), ([1, 0, 1, 5], False), ([0, 5, 3, 2], False), ([0.5, 0.5, 0.6, 0.7], True)])
+def test_a_box_is_proper_only_with_positive_width_and_height(box, proper):
+    assert is_proper(box) is proper
+
+
+def test_box_area_is_width_times_height():
+    assert box_area([10, 20, 40, 30]) == 300
+
+
+def test_clip_box_keeps_the_numbers_inside_and_drops_a_box_outside_the_image():
+    assert clip_box([-5, 2.5, 30, 12], 20, 10) == [0, 2.5, 20, 10]
+    assert clip_box([25, 0, 30, 5], 20, 10) is None
+
+
+def test_interaction_box_is_the_union_of_person_and_object():
+    assert interaction_box([10, 10, 20, 40], [15, 5, 50, 30]) == [10, 5, 50, 40]

@@ -90,6 +90,29 @@ def model_to_pixel(coords_model: Sequence[float], frame: ImageFrame, convention:
     return [float(v) / (sx if i % 2 == 0 else sy) for i, v in enumerate(coords_model)]
 
 
+def is_proper(box_pixel: Sequence[float]) -> bool:
+    """Whether a box [x1, y1, x2, y2] has positive width and height (x1 < x2, y1 < y2); other boxes overlap nothing."""
+    return box_pixel[0] < box_pixel[2] and box_pixel[1] < box_pixel[3]
+
+
+def box_area(box_pixel: Sequence[float]) -> float:
+    """Area of a proper [x1, y1, x2, y2] box in its frame's pixels."""
+    return (box_pixel[2] - box_pixel[0]) * (box_pixel[3] - box_pixel[1])
+
+
+def clip_box(box_pixel: Sequence[float], width: int, height: int) -> list[float] | None:
+    """The box clipped to a width×height image (numbers as given where unchanged), or None when nothing is left."""
+    x1, y1, x2, y2 = box_pixel
+    clipped = [max(x1, 0), max(y1, 0), min(x2, width), min(y2, height)]
+    return clipped if is_proper(clipped) else None
+
+
+def interaction_box(person_pixel: Sequence[float], object_pixel: Sequence[float]) -> list[float]:
+    """The union box of a person and an object (the smallest box holding both): the region of their interaction."""
+    return [min(person_pixel[0], object_pixel[0]), min(person_pixel[1], object_pixel[1]),
+            max(person_pixel[2], object_pixel[2]), max(person_pixel[3], object_pixel[3])]
+
+
 def convention_for_model_type(model_type: str) -> Convention:
     """The coordinate convention of a transformers `model_type` (Qwen2-VL and Qwen3-VL use the 0–1000 grid)."""
     if model_type == "qwen2_5_vl":

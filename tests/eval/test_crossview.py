@@ -10,18 +10,11 @@ import numpy as np
 import pytest
 from fixtures_points import T1_PROMPT, answer_text, write_crossview_fixture, write_x3_views, x3_samples
 
+from spatialtune.answers.match import concat_to_query, hit_at_mask, mask_pixel
+from spatialtune.answers.parse import X3Answer, parse_ground_truth, parse_prediction
 from spatialtune.eval import runner
 from spatialtune.eval.benchmarks import get_benchmark
-from spatialtune.eval.benchmarks.crossview import (
-    X3Answer,
-    concat_to_query,
-    hit_at_mask,
-    mask_candidates,
-    mask_pixel,
-    parse_ground_truth,
-    parse_prediction,
-    task_kind,
-)
+from spatialtune.eval.benchmarks.crossview import mask_candidates, task_kind
 from spatialtune.eval.runner import run_eval
 from spatialtune.records import RecordError
 
@@ -118,7 +111,7 @@ def test_mask_pixels_are_the_pixel_the_point_falls_in_clamped():
 
 def test_thin_mask_answers_hit_their_own_mask_at_real_image_sizes():
     """Every pixel of a 1296-px-wide frame, written as the builder writes it, maps back to itself."""
-    from spatialtune.data.builders.crossview_x3 import POINT_DECIMALS
+    from spatialtune.tasks.crossview import POINT_DECIMALS
 
     width, height = 1296, 968
     for x, y in [(0, 0), (1295, 967), (647, 483), (1000, 3), (1293, 500)]:

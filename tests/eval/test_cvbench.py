@@ -8,9 +8,9 @@ import json
 import pytest
 from PIL import Image
 
+from spatialtune.answers.parse import parse_letter
 from spatialtune.eval.benchmarks import get_benchmark
 from spatialtune.eval.benchmarks.cvbench import official_scores
-from spatialtune.eval.parsing import parse_letter
 from spatialtune.eval.runner import run_eval
 from spatialtune.records import RecordError
 

@@ -11,10 +11,11 @@ import re
 import pytest
 from fixtures_hoi import change_sample, write_hoi_grounding_fixture
 
+from spatialtune.answers.match import match_both_above, match_mean_iou
 from spatialtune.data.render import GeometryRenderer
 from spatialtune.eval import runner
 from spatialtune.eval.benchmarks import get_benchmark
-from spatialtune.eval.benchmarks.hoi_grounding import THRESHOLDS, match_both_above, match_mean_iou
+from spatialtune.eval.benchmarks.hoi_grounding import THRESHOLDS
 from spatialtune.eval.runner import run_eval
 from spatialtune.geometry import Convention, ResizePolicy
 from spatialtune.records import RecordError

@@ -9,10 +9,11 @@ import re
 import pytest
 from fixtures_hoi import change_sample, write_hoi_referring_fixture, write_tiny_bertscore_model
 
+from spatialtune.answers.parse import clean_action
 from spatialtune.data.render import GeometryRenderer
 from spatialtune.eval import runner
 from spatialtune.eval.benchmarks import get_benchmark
-from spatialtune.eval.benchmarks.hoi_referring import HoiReferring, clean_action, compute_bertscore, plan_rescaling
+from spatialtune.eval.benchmarks.hoi_referring import HoiReferring, compute_bertscore, plan_rescaling
 from spatialtune.eval.runner import run_eval
 from spatialtune.geometry import Convention, ResizePolicy
 from spatialtune.records import RecordError

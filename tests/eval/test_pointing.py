@@ -10,12 +10,14 @@ import pytest
 from fixtures_points import REFSPATIAL_SUFFIX, refspatial_rows, write_refspatial_fixture, write_where2place_fixture
 from PIL import Image
 
+from spatialtune.answers.match import fraction_in_mask
+from spatialtune.answers.parse import PointAnswer, parse_point_answer
 from spatialtune.data.render import GeometryRenderer
 from spatialtune.eval import runner
 from spatialtune.eval.benchmarks import UnknownBenchmarkError, get_benchmark
-from spatialtune.eval.benchmarks.pointing import PointAnswer, fraction_in_mask, mask_values, parse_point_answer
 from spatialtune.eval.runner import run_eval
 from spatialtune.geometry import ImageFrame, ResizePolicy
+from spatialtune.media import read_mask_values
 from spatialtune.records import RecordError
 
 FRAME = ImageFrame(80, 60, 80, 60)
@@ -83,9 +85,9 @@ def test_score_is_the_fraction_of_points_in_the_mask(points, boxes, expected):
 
 def test_masks_binarise_at_the_threshold_or_stay_fractional(tmp_path):
     Image.fromarray(np.array([[0, 100, 200]], dtype=np.uint8)).save(tmp_path / "m.png")
-    assert mask_values(tmp_path / "m.png", 0.5).tolist() == [[0.0, 0.0, 1.0]]
-    assert mask_values(tmp_path / "m.png", 0.0).tolist() == [[0.0, 1.0, 1.0]]
-    assert mask_values(tmp_path / "m.png", None)[0].tolist() == pytest.approx([0.0, 100 / 255, 200 / 255])
+    assert read_mask_values(tmp_path / "m.png", 0.5).tolist() == [[0.0, 0.0, 1.0]]
+    assert read_mask_values(tmp_path / "m.png", 0.0).tolist() == [[0.0, 1.0, 1.0]]
+    assert read_mask_values(tmp_path / "m.png", None)[0].tolist() == pytest.approx([0.0, 100 / 255, 200 / 255])
 
 
 def test_options_are_validated():
@@ -229,5 +231,5 @@ def test_a_huge_box_is_scored_without_materialising_its_pixels(where2place_path,
     bench = get_benchmark("where2place")
     row = bench.load(where2place_path, loaded.processor, loaded.family.convention, max_samples=1)[0]
     result = bench.score(row, "(0, 0, 100000000, 100000000)", GeometryRenderer.for_processor(loaded.processor, loaded.family.convention))
-    mask = mask_values(row["masks"][0]["path"], bench.options.mask_threshold)
+    mask = read_mask_values(row["masks"][0]["path"], bench.options.mask_threshold)
     assert result.scores["num_points"] == mask.size and result.score == pytest.approx(mask.mean())  # the whole image, as the originals

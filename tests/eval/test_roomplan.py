@@ -9,12 +9,13 @@ import math
 import pytest
 from fixtures_scene import ROOMPLAN_OBJECTS, roomplan_record, write_roomplan_fixture
 
-from spatialtune.data.builders.roomplan import FORMAT_HINT, canonical_action_text
+from spatialtune.answers.match import action_errors
+from spatialtune.answers.parse import malformed_reason, parse_action_object
 from spatialtune.eval import runner
 from spatialtune.eval.benchmarks import get_benchmark
-from spatialtune.eval.benchmarks.roomplan import action_errors, malformed_reason, parse_action_object
 from spatialtune.eval.runner import run_eval
 from spatialtune.records import RecordError
+from spatialtune.tasks.roomplan import FORMAT_HINT, canonical_action_text
 
 GOOD = {"action": "place_anchor", "scene": "47333462", "center": [1.5, 0.8, 2.3], "normal": [0, 1, 0], "extent": [0.6, 0.4, 0.8]}
 

@@ -10,19 +10,20 @@ import sys
 import pytest
 from fixtures_scene import SCANQA_ROWS, SQA3D_ROWS, write_scanqa_fixture, write_sqa3d_fixture
 
-from spatialtune.eval import runner
-from spatialtune.eval.benchmarks import captions, get_benchmark
-from spatialtune.eval.benchmarks.captions import caption_scores
-from spatialtune.eval.benchmarks.scene_qa import (
-    answer_scores,
+from spatialtune.answers.match import (
     clean_answer,
     em_at_1,
     leo_answer_match,
-    scanqa_question_class,
+    short_answer_scores,
     source_exact_match,
     source_partial_match,
-    sqa3d_question_type,
 )
+from spatialtune.eval import runner
+from spatialtune.eval.benchmarks import _captions as captions
+from spatialtune.eval.benchmarks import get_benchmark
+from spatialtune.eval.benchmarks._captions import caption_scores
+from spatialtune.eval.benchmarks.scanqa import scanqa_question_class
+from spatialtune.eval.benchmarks.sqa3d import sqa3d_question_type
 from spatialtune.eval.runner import run_eval
 from spatialtune.records import RecordError
 
@@ -97,9 +98,9 @@ def test_leo_match_gives_an_empty_reply_nothing():
 
 
 def test_answer_scores_clean_both_sides_before_leo_matching():
-    scores = answer_scores("The TV.", ["tv"])
+    scores = short_answer_scores("The TV.", ["tv"])
     assert scores == {"em_at_1": 0.0, "exact_match": 0.0, "partial_match": 1.0, "em": 1.0, "em_refined": 1.0}
-    assert answer_scores("4", ["four"])["em"] == 1.0 and answer_scores("4", ["four"])["em_at_1"] == 0.0
+    assert short_answer_scores("4", ["four"])["em"] == 1.0 and short_answer_scores("4", ["four"])["em_at_1"] == 0.0
 
 
 @pytest.mark.parametrize(

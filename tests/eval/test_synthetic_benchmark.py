@@ -8,11 +8,12 @@ import re
 import pytest
 from PIL import Image, ImageDraw
 
+from spatialtune.answers.match import point_in_mask
+from spatialtune.answers.parse import parse_choice, parse_numbers
 from spatialtune.data.render import GeometryRenderer, format_coords
 from spatialtune.eval.benchmarks import UnknownBenchmarkError, benchmark_names, get_benchmark
-from spatialtune.eval.parsing import parse_choice, parse_numbers
-from spatialtune.eval.scoring import load_mask, point_in_mask
 from spatialtune.geometry import Convention, ImageFrame, ResizePolicy, pixel_to_model
+from spatialtune.media import read_mask
 from spatialtune.records import RecordError
 
 QWEN25 = GeometryRenderer(Convention.QWEN25_ABS, ResizePolicy(factor=28, min_pixels=3136, max_pixels=50176))  # 100 px → 112
@@ -154,7 +155,7 @@ def test_pointing_with_one_number_is_unparsable(square_mask):
 
 
 def test_point_in_mask_uses_the_pixel_the_point_falls_in(square_mask):
-    mask = load_mask(square_mask)
+    mask = read_mask(square_mask)
     assert point_in_mask((49.9, 20.0), mask) and not point_in_mask((50.0, 20.0), mask)
 
 

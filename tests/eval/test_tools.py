@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from spatialtune.answers.parse import final_answer
 from spatialtune.eval import runner
 from spatialtune.eval.runner import run_eval
-from spatialtune.eval.tools import final_answer
 from spatialtune.tools.crop import ToolSettings, crop_call_text
 
 

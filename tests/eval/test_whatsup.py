@@ -11,9 +11,9 @@ from fixtures_mc import scripted, write_whatsup_fixture
 from spatialtune.eval import runner
 from spatialtune.eval.benchmarks import get_benchmark
 from spatialtune.eval.benchmarks.whatsup import preposition, shuffled_order
-from spatialtune.eval.parsing import letters
 from spatialtune.eval.runner import run_eval
 from spatialtune.records import RecordError
+from spatialtune.tasks.multiple_choice import letters
 
 
 def test_the_shuffle_is_a_permutation_fixed_by_seed_and_sample_id():

@@ -67,7 +67,7 @@ def eval_run(
     if model is None or data is None or output_dir is None:
         fail("spatialtune eval run needs --model, --data and --output-dir (see --help)")
     from ..eval.runner import run_eval
-    from ..eval.tools import ToolSettings
+    from ..tools.crop import ToolSettings
     from ..viz.eval_report import write_eval_report
 
     with user_errors():

@@ -22,6 +22,7 @@ from typing import Any
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ..answers.parse import final_answer
 from ..data.collate import sequence_layout
 from ..data.render import GeometryRenderer
 from ..errors import SpatialtuneError
@@ -34,7 +35,7 @@ from ..tools.protocol import assistant_message
 from .benchmarks import Benchmark, get_benchmark
 from .generate import generate_batch, prompt_messages
 from .scoring import row_frame
-from .tools import final_answer, tool_use_metrics
+from .tool_metrics import tool_use_metrics
 
 RESULTS, METRICS, RUN, TIMING = "results.jsonl", "metrics.json", "run.json", "timing.json"
 RUN_IDENTITY = ("model", "benchmark", "options", "data", "max_new_tokens", "tools")  # what must match to resume a folder

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..io import atomic_write_bytes, atomic_write_json
+from ..tools.crop import ToolSettings
 from ..viz.eval_report import render_suite_report, write_eval_report
 from .runner import EvalError, EvalResult, run_eval
-from .tools import ToolSettings
 
 
 @dataclass

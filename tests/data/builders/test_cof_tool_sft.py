@@ -110,7 +110,7 @@ def test_every_record_declares_the_crop_tool_in_the_eval_runners_system_prompt(b
 
 
 def test_a_direct_record_thinks_then_answers_the_original_answer(built):
-    from spatialtune.eval.tools import final_answer  # the eval's reading of a reply
+    from spatialtune.answers.parse import final_answer  # the eval's reading of a reply
 
     _, records, _ = built
     direct = next(r for r in records if not r["meta"]["uses_tool"])

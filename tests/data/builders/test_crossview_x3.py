@@ -13,16 +13,10 @@ from typer.testing import CliRunner
 from helpers import read_jsonl
 from spatialtune.cli import app
 from spatialtune.data.builders import BuildError, item_rng, run_builder
-from spatialtune.data.builders.crossview_x3 import (
-    CrossViewX3Settings,
-    format_point,
-    gt_point,
-    overlay_mask,
-    query_to_concat,
-    read_mask,
-    reference_to_concat,
-)
+from spatialtune.data.builders.crossview_x3 import CrossViewX3Settings, gt_point, overlay_mask
+from spatialtune.media import read_mask
 from spatialtune.records import read_records
+from spatialtune.tasks.crossview import format_point, query_to_concat, reference_to_concat
 
 W, H = 48, 32
 COLOURS = {"01": (100, 100, 100), "02": (30, 160, 60), "03": (200, 40, 120), "04": (20, 60, 220)}

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 from helpers import draw_scene
 from spatialtune.cli import app
 from spatialtune.data.builders import BuildError, run_builder
-from spatialtune.data.builders.hoi_boxes import HoiBoxesSettings, interaction_box
+from spatialtune.data.builders.hoi_boxes import HoiBoxesSettings
+from spatialtune.geometry import interaction_box
 from spatialtune.records import read_records
 
 SIZE = (500, 450)  # (width, height) of the fixture images

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from helpers import folder_digest, read_jsonl
 from spatialtune.cli import app
 from spatialtune.data.builders import BuildError, run_builder
+from spatialtune.data.builders._public import load_rows
 from spatialtune.data.builders.pixmo_cap import PixmoCapSettings, pixmo_image_stem
-from spatialtune.data.builders.public import load_rows
 from spatialtune.data.builders.rlhf_v import RlhfVSettings, trl_preference_row
 from spatialtune.data.builders.spatial_vqa import SpatialVqaSettings
 from spatialtune.records import read_records

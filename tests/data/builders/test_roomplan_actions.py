@@ -13,14 +13,14 @@ from typer.testing import CliRunner
 from helpers import folder_digest, read_jsonl
 from spatialtune.cli import app
 from spatialtune.data.builders import BuildError, run_builder
-from spatialtune.data.builders.roomplan import (
+from spatialtune.data.builders.roomplan_actions import (
     RoomPlanSettings,
-    canonical_action_text,
     orthonormality_error,
     up_normal,
     view_indices,
 )
 from spatialtune.records import read_records
+from spatialtune.tasks.roomplan import canonical_action_text
 
 IDENTITY = [1, 0, 0, 0, 1, 0, 0, 0, 1]
 C, S = math.cos(math.radians(30)), math.sin(math.radians(30))

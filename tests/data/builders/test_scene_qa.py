@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 from helpers import folder_digest
 from spatialtune.cli import app
 from spatialtune.data.builders import BuildError, run_builder
-from spatialtune.data.builders.scene_qa import DEPTH_BIN_EDGES_M, SceneQASettings, evenly_spaced, scene_images
+from spatialtune.data.builders.scene_qa import DEPTH_BIN_EDGES_M, SceneQASettings
+from spatialtune.data.sources import evenly_spaced, scene_images
 from spatialtune.records import read_records
 
 FRAME_SIZE = (32, 24)

@@ -7,7 +7,7 @@ import io
 from PIL import Image
 
 from spatialtune.data.builders import chat, check_image, finite_numbers, message, seeded_subset, text_parts
-from spatialtune.data.builders.roomplan import object_geometry
+from spatialtune.data.builders.roomplan_actions import object_geometry
 
 
 def png_bytes(size=(6, 4)) -> bytes:

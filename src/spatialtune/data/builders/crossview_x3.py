@@ -55,6 +55,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ...media import MediaError, open_image, read_mask
+from ...tasks.crossview import (
+    CONCAT_PROMPT,
+    MULTI_PROMPT,
+    NOT_VISIBLE,
+    T2B_PROMPT,
+    format_point,
+    query_to_concat,
+    reference_to_concat,
+)
 from . import (
     BuildError,
     BuildReport,
@@ -68,30 +78,10 @@ from . import (
     seeded_subset,
 )
 
-NOT_VISIBLE = "NOT_VISIBLE"
 RED = (255, 0, 0)
-POINT_DECIMALS = 4  # the source wrote 3, which cannot address every pixel of images wider than ~1000 px
 CONCAT_JPEG_QUALITY = 95
 MODES = ("anchor", "all")
 VIEW_FILE = re.compile(r"^(\d+)_(.+?)_(original|inpainted|mask_dialated|mask)\.png$")
-
-MULTI_PROMPT = (
-    "Image A is the reference view: the target object is highlighted in red. Image B is another view of the same scene.\n"
-    "Is the same object visible in Image B? If it is, answer with one point on it as [(x, y)], x and y normalised to "
-    "[0, 1] over the width and height of Image B. If it is not visible, answer exactly NOT_VISIBLE."
-)
-CONCAT_PROMPT = (
-    "The image shows two views side by side: the left half is the reference view, the right half the query view.\n"
-    "The target object is at {point} in the left half, in coordinates normalised to [0, 1] over the WHOLE "
-    "image.\nIs the same object visible in the right half? If it is, answer with one point on it as [(x, y)], "
-    "normalised to [0, 1] over the WHOLE image. If it is not visible, answer exactly NOT_VISIBLE."
-)
-T2B_PROMPT = (
-    "Image A is a view of a scene; Image B is the same view after a region was changed or removed.\n"
-    "Answer with one point inside the changed region of Image B as [(x, y)], x and y normalised to [0, 1] over the "
-    "width and height of Image B."
-)
-
 
 @dataclass
 class CrossViewX3Settings(BuildSettings):
@@ -161,13 +151,6 @@ class PairResult:
 # ---------------------------------------------------------------- pure rules
 
 
-def read_mask(path: Path) -> np.ndarray:
-    """A mask file as a boolean (height, width) array: True where the pixel value is > 0."""
-    with Image.open(path) as im:
-        values = np.asarray(im if im.mode in ("L", "1", "I", "I;16") else im.convert("L"))
-    return values > 0
-
-
 def gt_point(mask: np.ndarray, rng) -> GtPoint | None:
     """The tight-bbox centre of the mask if it lies in the mask, else a uniformly drawn mask pixel; None if empty."""
     ys, xs = np.nonzero(mask)
@@ -189,21 +172,6 @@ def overlay_mask(rgb: np.ndarray, mask: np.ndarray, alpha: float) -> np.ndarray:
     blended = rgb[mask].astype(np.float64) * (1.0 - alpha) + np.array(RED, dtype=np.float64) * alpha
     out[mask] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
     return out
-
-
-def reference_to_concat(xy_norm01: tuple[float, float]) -> tuple[float, float]:
-    """A point of the left (reference) half → the whole side-by-side image: x_full = xL·0.5, y_full = yL."""
-    return xy_norm01[0] * 0.5, xy_norm01[1]
-
-
-def query_to_concat(xy_norm01: tuple[float, float]) -> tuple[float, float]:
-    """A point of the right (query) half → the whole side-by-side image: x_full = 0.5 + xR·0.5, y_full = yR."""
-    return 0.5 + xy_norm01[0] * 0.5, xy_norm01[1]
-
-
-def format_point(xy_norm01: tuple[float, float]) -> str:
-    """The x3 answer text `[(x, y)]` with POINT_DECIMALS decimals."""
-    return f"[({xy_norm01[0]:.{POINT_DECIMALS}f}, {xy_norm01[1]:.{POINT_DECIMALS}f})]"
 
 
 def pairs_of(views: list[View], mode: str, anchor_k: int) -> list[tuple[View, View]]:
@@ -280,8 +248,8 @@ def inspect_view(view: View, seed: int) -> ViewCheck:
     size = original.size
     try:
         mask = read_mask(view.mask)
-    except Exception as e:  # PIL raises many types for a bad file, as in check_image
-        return ViewCheck(None, skips=(("unreadable_image", f"{view.mask}: {e}"),))
+    except MediaError as e:
+        return ViewCheck(None, skips=(("unreadable_image", f"{view.mask}: {e.reason}"),))
     if mask.shape != (size[1], size[0]):
         return ViewCheck(None, skips=(("mask_size_mismatch", f"{view.mask}: {mask.shape[1]}×{mask.shape[0]}, original {size[0]}×{size[1]}"),))
     point = gt_point(mask, item_rng(seed, "x3", "view", view.split, view.scene, view.uid, view.name))
@@ -302,8 +270,7 @@ def inspect_view(view: View, seed: int) -> ViewCheck:
 def render_reference(job: tuple[View, tuple[View, ...]], out_dir: Path, seed: int, alpha: float, emit_concat: bool) -> tuple[str, list[PairResult]]:
     """Write the reference's marked image and, per query, draw the query's GT point and write the concat image."""
     reference, queries = job
-    with Image.open(reference.original) as im:
-        left = im.convert("RGB")
+    left = open_image(reference.original, "RGB")
     marked = overlay_mask(np.asarray(left), read_mask(reference.mask), alpha)
     marked_rel = Path("marked") / reference.folder / f"{reference.name}_marked.png"
     (out_dir / marked_rel).parent.mkdir(parents=True, exist_ok=True)
@@ -324,8 +291,7 @@ def render_reference(job: tuple[View, tuple[View, ...]], out_dir: Path, seed: in
 
 def side_by_side(left: Image.Image, right_path: Path) -> tuple[Image.Image, bool]:
     """Left | right on one canvas, the right image resized to the left's size if needed (so each half is w wide)."""
-    with Image.open(right_path) as im:
-        right = im.convert("RGB")
+    right = open_image(right_path, "RGB")
     resized = right.size != left.size
     if resized:
         right = right.resize(left.size, Image.Resampling.BICUBIC)

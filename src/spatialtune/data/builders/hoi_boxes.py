@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from ...geometry import clip_box, interaction_box, is_proper
 from ...records import GEOMETRY_PLACEHOLDER, RecordError, SpatialRecord, parse_record
 from . import (
     BuildReport,
@@ -66,24 +67,6 @@ class HoiBoxesSettings(BuildSettings):
 
 
 # ---------------------------------------------------------------- box geometry shared by the builders (HOI, cof-tool, qualitative)
-
-
-def interaction_box(person_pixel: Sequence[float], object_pixel: Sequence[float]) -> list[float]:
-    """The union box of a person and an object (the smallest box holding both): the region of their interaction."""
-    return [min(person_pixel[0], object_pixel[0]), min(person_pixel[1], object_pixel[1]),
-            max(person_pixel[2], object_pixel[2]), max(person_pixel[3], object_pixel[3])]
-
-
-def is_proper(box_pixel: Sequence[float]) -> bool:
-    """Whether x1 < x2 and y1 < y2."""
-    return box_pixel[0] < box_pixel[2] and box_pixel[1] < box_pixel[3]
-
-
-def clip_box(box_pixel: Sequence[float], width: int, height: int) -> list[float] | None:
-    """The box clipped to a width×height image (numbers as given where unchanged), or None when nothing is left."""
-    x1, y1, x2, y2 = box_pixel
-    clipped = [max(x1, 0), max(y1, 0), min(x2, width), min(y2, height)]
-    return clipped if is_proper(clipped) else None
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """PixMo-Cap (`allenai/pixmo-cap`) → captioning records: the image and a describe-it prompt → the long caption.
 
-Input rows (local `.parquet`/`.jsonl`/`.json`, a snapshot folder, or the hub id when online; see `public.py`):
+Input rows (local `.parquet`/`.jsonl`/`.json`, a snapshot folder, or the hub id when online; see `_public.py`):
 `image_url`, `caption`, `transcripts` (list of the annotators' spoken descriptions; kept in meta). PixMo ships URLs,
 not images: download them yourself into `--image-dir`, one file per URL named by the rule
 
@@ -14,7 +14,7 @@ Output `<split>.jsonl`, one record per usable row, id `pixmo-cap/<row number, 7 
 the image and `--prompt`, assistant turn = the caption, `answer` = the caption, `meta` = `source`, `image_url`,
 `transcripts`. Images in `--image-dir` are referenced by absolute path; embedded ones are written to `images/`.
 
-Bad input: a missing / malformed file or an unreachable hub id → BuildError (see `public.py`); rows without embedded
+Bad input: a missing / malformed file or an unreachable hub id → BuildError (see `_public.py`); rows without embedded
 images and no `--image-dir` → BuildError; a `--image-dir` that is not a folder → BuildError. Counted skips:
 `empty_caption`, `missing_url` (no `image_url` and no embedded image), `missing_image` (no file for the URL in
 `--image-dir`), `unreadable_image`.
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from . import BuildError, BuildReport, BuildSettings, Progress, builder, chat
-from .public import Candidate, ImageSource, draw_records, image_source, load_rows, text_field
+from ._public import Candidate, ImageSource, draw_records, image_source, load_rows, text_field
 
 DEFAULT_PROMPT = "Describe this image in detail."
 

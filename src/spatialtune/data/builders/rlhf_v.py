@@ -1,7 +1,7 @@
 """RLHF-V (`openbmb/RLHF-V-Dataset`) → preference records for DPO (`--mode preference`) or its chosen answers as SFT
 records (`--mode sft`).
 
-Input rows (local `.parquet`/`.jsonl`/`.json`, a snapshot folder, or the hub id when online; see `public.py`):
+Input rows (local `.parquet`/`.jsonl`/`.json`, a snapshot folder, or the hub id when online; see `_public.py`):
 `image` (`{"bytes", "path"}`, or a path), `text` (a JSON string — or object — with `question`, `chosen`, `rejected`),
 `ds_name`, `origin_dataset`, `origin_split`, `idx`, `image_path` (used when `image` holds no image: relative to
 `--image-root`). Rows in the RLAIF-V layout (`question`, `chosen`, `rejected` as columns) are read too. `<image>`
@@ -17,7 +17,7 @@ meta, it is not known to be unique): the user turn is the image and the question
 `meta`: `source`, `idx`, `ds_name`, `origin_dataset`, `origin_split`, and `label` = `origin_dataset` (else "unknown").
 Embedded images are written to `images/`; images on disk are referenced by absolute path.
 
-Bad input: a missing / malformed file or an unreachable hub id → BuildError (see `public.py`). Counted skips:
+Bad input: a missing / malformed file or an unreachable hub id → BuildError (see `_public.py`). Counted skips:
 `invalid_text` (`text` not a JSON object, or question / chosen / rejected missing or empty), `identical_pair` (chosen
 equals rejected: no preference to learn; preference mode only), `missing_image` (no image in the row, or its file is
 missing), `unreadable_image`.
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from . import BuildError, BuildReport, BuildSettings, Progress, builder, chat, message
-from .public import (
+from ._public import (
     Candidate,
     ImageSource,
     SourceRows,

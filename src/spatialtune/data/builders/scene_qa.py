@@ -55,6 +55,8 @@ from typing import Any
 
 import numpy as np
 
+from ...tasks.scene_qa import scene_question_prompt
+from ..sources import scene_images
 from . import (
     BuildError,
     BuildReport,
@@ -67,11 +69,8 @@ from . import (
     read_json_file,
     seeded_subset,
 )
-from .qualitative_lift import load_depth_m
+from ._qualitative_lift import load_depth_m
 
-VIEW_SUFFIXES = (".png", ".jpg", ".jpeg")
-BEV_NAMES = ("{scene}_bev.png", "{scene}_bird.png", "{scene}.png")
-ANSWER_INSTRUCTION = "Answer the question using a single word or phrase."
 DEPTH_BIN_EDGES_M = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, math.inf)
 SCANQA_FILE = re.compile(r"^ScanQA_v1\.0_(train|val|test_w_obj|test_wo_obj)\.json$")
 SQA3D_FILE = re.compile(r"^v1_balanced_questions_(train|val|test)_scannetv2\.json$")
@@ -212,7 +211,7 @@ def read_sqa3d(path: Path, split: str, root: Path, report: BuildReport) -> list[
             continue
         extra = {"question": item["question"], "situation": item["situation"], "answer_type": note.get("answer_type"), "position": note.get("position"),
                  "rotation": note.get("rotation")}
-        text = f"Situation: {item['situation']}\nQuestion: {item['question']}"
+        text = scene_question_prompt(item["question"], item["situation"], instruction="")
         questions.append(Question("sqa3d", split, str(item["question_id"]), item["scene_id"], text, (note["answers"][0]["answer"],), root, extra))
     return questions
 
@@ -238,31 +237,6 @@ def drop_leaks(files: dict[tuple[str, str], list[Question]], scene_disjoint: boo
 
 
 # ---------------------------------------------------------------- scene images and geometry
-
-
-def natural_key(path: Path) -> list:
-    """Sort key that orders numbered frames by number (ScanNet's `0.jpg, 20.jpg, 100.jpg`), names otherwise."""
-    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", path.name)]
-
-
-def evenly_spaced(items: list[Path], k: int) -> list[Path]:
-    """Up to `k` items spread evenly over the list, first and last included (all of them when there are ≤ k)."""
-    if len(items) <= k:
-        return list(items)
-    return [items[i] for i in np.linspace(0, len(items) - 1, k).round().astype(int)]
-
-
-def scene_images(root: Path, scene_id: str, num_views: int) -> tuple[list[Path], str]:
-    """(images, kind) of a scene: evenly spaced frames of `root/scene_id/`, else its bird's-eye image; ([], "") if none."""
-    folder = root / scene_id
-    if folder.is_dir():
-        frames = sorted((p for p in folder.iterdir() if p.suffix.lower() in VIEW_SUFFIXES and p.is_file()), key=natural_key)
-        if frames:
-            return evenly_spaced(frames, num_views), "frames"
-    for name in BEV_NAMES:
-        if (root / name.format(scene=scene_id)).is_file():
-            return [root / name.format(scene=scene_id)], "bev"
-    return [], ""
 
 
 def read_matrix(path: Path, allowed: tuple[tuple[int, int], ...]) -> np.ndarray:
@@ -345,7 +319,7 @@ def qa_record(question: Question, scene: SceneViews) -> dict:
         "id": question.question_id,
         "task": question.dataset,
         "images": scene.images,
-        "messages": chat(f"{question.text}\n{ANSWER_INSTRUCTION}", question.answers[0], n_images=len(scene.images)),
+        "messages": chat(scene_question_prompt(question.text), question.answers[0], n_images=len(scene.images)),
         "answer": list(question.answers),
         "meta": meta,
     }

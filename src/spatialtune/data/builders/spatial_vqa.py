@@ -2,7 +2,7 @@
 VQASynth makes them for SpaceLLaVA / OpenSpaces) → one record per question–answer pair.
 
 Input rows (local `.parquet`/`.jsonl`/`.json`, a snapshot folder, or a hub id such as `remyxai/OpenSpaces` when online;
-see `public.py`), in either of two shapes:
+see `_public.py`), in either of two shapes:
 - flat: `image` (a path relative to `--image-root`, or `{"bytes", "path"}`; `image_path` also read), `question`,
   `answer`, optional `id` and `category` (or `type`, `question_type`: becomes `meta.label`);
 - conversation (OpenSpaces / VQASynth): `images` (a list of image cells) and `messages`
@@ -16,7 +16,7 @@ Output `<split>.jsonl`, task `spatial_vqa`, id `spatial-vqa/<row number, 7 digit
 numbers and units are the source's estimates). `meta`: `source` (the input's file or dataset name), the row's `id` if any, `label` when the
 row has a category. Embedded images are written to `images/`; images on disk are referenced by absolute path.
 
-Bad input: a missing / malformed file or an unreachable hub id → BuildError (see `public.py`). Counted skips:
+Bad input: a missing / malformed file or an unreachable hub id → BuildError (see `_public.py`). Counted skips:
 `invalid_row` (neither shape: no question/answer, and no messages/conversations list), `empty_turn` (a conversation
 pair whose question or answer text is empty — per pair), `no_pairs` (a conversation without one user → assistant pair),
 `unpaired_turn` (per user/assistant turn of a conversation that is in no user → assistant pair; system turns ignored),
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from . import BuildReport, BuildSettings, Progress, builder, chat, text_parts
-from .public import (
+from ._public import (
     Candidate,
     ImageSource,
     SourceRows,

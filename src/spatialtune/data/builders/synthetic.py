@@ -28,13 +28,12 @@ from PIL import Image
 
 from ...errors import SpatialtuneError
 from ...io import atomic_write_json
+from ...tasks.synthetic import CLASSIFICATION_CHOICES, TASKS  # noqa: F401  (re-exported: the builder's public vocabulary)
 from .synthetic_scenes import (  # noqa: F401  (re-exported: the builder's public vocabulary)
-    CLASSIFICATION_CHOICES,
     COLOURS,
     DIFFICULTIES,
     SCENES,
     SHAPES,
-    TASKS,
     Scene,
     chance_level,
     render_scene,

@@ -12,6 +12,16 @@ from typing import Callable
 
 from PIL import Image, ImageDraw
 
+from ...tasks.synthetic import (
+    CLASSIFICATION_CHOICES,
+    absolute_question,
+    counting_question,
+    front_behind_question,
+    grounding_question,
+    pairwise_question,
+    pointing_question,
+)
+
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40),
     "green": (30, 160, 60),
@@ -21,23 +31,6 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "orange": (245, 130, 20),
 }
 SHAPES = ("square", "circle", "triangle")
-TASKS = (
-    "absolute_left_right",
-    "absolute_top_bottom",
-    "pairwise_left_right",
-    "pairwise_above_below",
-    "counting",
-    "front_behind",
-    "grounding",
-    "pointing",
-)
-CLASSIFICATION_CHOICES: dict[str, list[str]] = {
-    "absolute_left_right": ["left", "right"],
-    "absolute_top_bottom": ["top", "bottom"],
-    "pairwise_left_right": ["left", "right"],
-    "pairwise_above_below": ["above", "below"],
-    "front_behind": ["front", "behind"],
-}
 
 
 @dataclass(frozen=True)
@@ -145,10 +138,7 @@ def absolute_scene(rng, level, image, scale, label, axis) -> Scene | None:
     objects = [Shape(colour, shape, box)]
     _add_distractors(rng, level, image, scale, objects, {(colour, shape)})
     name = objects[0].name
-    if axis == "x":
-        question, task = f"Is the {name} on the left or right of the image? Answer left or right.", "absolute_left_right"
-    else:
-        question, task = f"Is the {name} at the top or bottom of the image? Answer top or bottom.", "absolute_top_bottom"
+    question, task = absolute_question(name, axis)
     return Scene(objects, task, question, label, label, CLASSIFICATION_CHOICES[task], [0])
 
 
@@ -170,11 +160,7 @@ def pairwise_scene(rng, level, image, scale, label, axis) -> Scene | None:
         sha, shb = "square", "circle"
     objects = [Shape(ca_, sha, a), Shape(cb_, shb, b)]
     _add_distractors(rng, level, image, scale, objects, {(ca_, sha), (cb_, shb)})
-    x, y = objects[0].name, objects[1].name
-    if axis == "x":
-        question, task = f"Is the {x} left or right of the {y}? Answer left or right.", "pairwise_left_right"
-    else:
-        question, task = f"Is the {x} above or below the {y}? Answer above or below.", "pairwise_above_below"
+    question, task = pairwise_question(objects[0].name, objects[1].name, axis)
     return Scene(objects, task, question, label, label, CLASSIFICATION_CHOICES[task], [0, 1])
 
 
@@ -198,7 +184,7 @@ def counting_scene(rng, level, image, scale, label, _axis=None) -> Scene | None:
         other = rng.choice([(cc, s) for cc in list(COLOURS)[: level.colours] for s in SHAPES if cc != colour])
         objects.append(Shape(*other, _box(rng, size, (gx + cell / 2, gx + cell / 2), (gy + cell / 2, gy + cell / 2))))
     choices = [str(n) for n in range(1, level.max_count + 1)]
-    question = f"How many {colour} {shape}s are there? Answer with a number."
+    question = counting_question(colour, shape)
     return Scene(objects, "counting", question, label, label, choices, list(range(count)))
 
 
@@ -222,7 +208,7 @@ def front_behind_scene(rng, level, image, scale, label, _axis=None) -> Scene | N
     if not 0.1 <= hidden <= 0.6:  # the occlusion must be visible, and the back object still recognisable
         return None
     _add_distractors(rng, level, image, scale, objects, {(ca_, sha), (cb_, shb)})
-    question = f"Is the {named.name} in front of or behind the {other.name}? Answer front or behind."
+    question = front_behind_question(named.name, other.name)
     targets = [objects.index(named), objects.index(other)]
     return Scene(objects, "front_behind", question, label, label, CLASSIFICATION_CHOICES["front_behind"], targets)
 
@@ -236,8 +222,8 @@ def locate_scene(rng, level, image, scale, _label, task) -> Scene | None:
     _add_distractors(rng, level, image, scale, objects, {(colour, shape)})
     name = objects[0].name
     if task == "grounding":
-        return Scene(objects, task, f"Give the bounding box of the {name}. Answer as [x1, y1, x2, y2].", "{box:0}", None, None, [0])
-    return Scene(objects, task, f"Point to the {name}. Answer as [x, y].", "{point:0}", None, None, [0])
+        return Scene(objects, task, grounding_question(name), "{box:0}", None, None, [0])
+    return Scene(objects, task, pointing_question(name), "{point:0}", None, None, [0])
 
 
 SCENES: dict[str, tuple[Callable, object]] = {

@@ -18,13 +18,18 @@ import json
 import pkgutil
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field, fields
+from itertools import islice
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 from ...config import from_dict
-from ...data.render import GeometryRenderer
+from ...data.render import GeometryRenderer, record_to_row
+from ...data.sources import Table
 from ...errors import UnknownNameError
 from ...geometry import Convention
+from ...records import check_media, parse_record
+
+T = TypeVar("T")
 
 
 class UnknownBenchmarkError(UnknownNameError):
@@ -172,3 +177,43 @@ def get_benchmark(name: str, options: dict[str, Any] | None = None) -> Benchmark
     if name not in _REGISTRY:
         raise UnknownBenchmarkError(f"unknown benchmark {name!r}; known benchmarks: {', '.join(names) or '(none)'}")
     return _REGISTRY[name](options)
+
+
+# ---------------------------------------------------------------- helpers of benchmark modules: rows, records, turns
+
+
+def user_turn(num_images: int, text: str) -> dict[str, Any]:
+    """A user message: `num_images` image placeholders, then the text."""
+    return {"role": "user", "content": [*({"type": "image"} for _ in range(num_images)), {"type": "text", "text": text}]}
+
+
+def question_record(sample_id: str, task: str, images: Sequence[str | Path], text: str, answer_text: str, **fields: Any) -> dict[str, Any]:
+    """A spatial record (as JSON data): one user turn (the images, then `text`) and the reference `answer_text` as the
+    reply; `fields` (answer, choices, boxes, meta, …) are added as given."""
+    return {
+        "id": sample_id,
+        "task": task,
+        "images": [str(p) for p in images],
+        "messages": [user_turn(len(images), text), {"role": "assistant", "content": [{"type": "text", "text": answer_text}]}],
+        **fields,
+    }
+
+
+def table_row(table: Table, line: int, record: dict[str, Any], renderer: GeometryRenderer, base_dir: Path | None = None) -> dict[str, Any]:
+    """Row `line` of a table as a validated record (errors name the file, line and field), media checked, rendered."""
+    return record_to_row(check_media(parse_record(record, file=table.source, line=line, base_dir=base_dir)), renderer)
+
+
+def last_assistant_text(messages: Any) -> str:
+    """The text of a record's last assistant message (its text parts joined by spaces); "" if there is none."""
+    assistant = [m for m in messages or [] if isinstance(m, dict) and m.get("role") == "assistant"]
+    content = assistant[-1].get("content") if assistant else None
+    if isinstance(content, str):
+        return content
+    parts = content if isinstance(content, list) else []
+    return " ".join(p.get("text", "") for p in parts if isinstance(p, dict) and p.get("type") == "text")
+
+
+def first_rows(rows: Iterable[T], max_samples: int | None) -> list[T]:
+    """The first `max_samples` rows (all for None), taken lazily: rows past the cut are never read nor validated."""
+    return list(islice(rows, max_samples))

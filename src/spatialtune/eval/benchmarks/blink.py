@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from ...answers.parse import parse_letter
 from ...data.render import GeometryRenderer
-from ..parsing import choice_prompt, letters, parse_letter
+from ...data.sources import Table, image_path, is_hub_id, is_present, read_table
+from ...tasks.multiple_choice import choice_prompt, letters
 from ..scoring import letter_result
-from ..tables import Table, first_rows, image_path, is_hub_id, is_present, question_record, read_table, table_row
-from . import Benchmark, SampleResult, register
+from . import Benchmark, SampleResult, first_rows, question_record, register, table_row
 
 HUB_ID = "BLINK-Benchmark/BLINK"
 ALL_SUBTASKS = (

@@ -1,4 +1,4 @@
-"""x3 cross-view spatial tasks (source 002 §1–§5): find the marked object of a reference view in a query view.
+"""x3 cross-view spatial tasks (tasks 1 and 2 of the x3 cross-view source pipeline): find the marked object of a reference view in a query view.
 
 Tasks (the kind is kept as the row's `task` and `meta.task_kind`, with a per-task breakdown):
 - `t1_multi`  images `[A_marked, B_original]`; answer a point on the same object in B, or `NOT_VISIBLE`;
@@ -45,70 +45,26 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import numpy as np
 
+from ...answers.match import hit_at_mask
+from ...answers.parse import X3Answer, parse_ground_truth, parse_prediction
 from ...data.render import GeometryRenderer, record_to_row
+from ...data.sources import Table, image_path, read_table
 from ...geometry import Convention
+from ...media import read_mask
 from ...records import SpatialRecord, check_media, parse_record
-from ..parsing import parse_tuples
-from ..scoring import load_mask
-from ..tables import Table, first_rows, image_path, last_assistant_text, question_record, read_table
-from . import Benchmark, SampleResult, register
+from . import Benchmark, SampleResult, first_rows, last_assistant_text, question_record, register
 
-NOT_VISIBLE = "NOT_VISIBLE"
 SUCCESS_RADII = {"success_002": 0.02, "success_005": 0.05, "success_010": 0.10}  # L2 ≤ r in [0,1] units
 HEADLINE = ("hit_at_mask", "not_visible_accuracy", "mean_l2_error", "success_002", "success_005", "success_010")
-_BRACKETED_POINT = re.compile(r"\[\(\s*([0-9.]+)\s*,\s*([0-9.]+)\s*\)\]")  # the source's pattern
 _KIND_IN_NAME = {kind: re.compile(rf"(?<![a-z0-9]){kind}(?![a-z0-9])") for kind in ("t2a", "t2b", "t1")}
 _IMAGE_TOKEN = re.compile(r"<image>\s*")
-
-
-@dataclass(frozen=True)
-class X3Answer:
-    """A parsed x3 answer: NOT_VISIBLE, or a point normalised to [0,1] of the answer frame."""
-
-    not_visible: bool
-    point_norm01: tuple[float, float] | None = None
-    bare: bool = False  # written as "(x, y)", without the brackets the source requires
-
-    def as_json(self) -> str | list[float]:
-        """`NOT_VISIBLE` or [x, y]: what results.jsonl stores."""
-        return NOT_VISIBLE if self.not_visible else list(self.point_norm01)
-
-
-def parse_prediction(text: str, strict_brackets: bool = False) -> X3Answer | None:
-    """NOT_VISIBLE if the reply contains it (any case), else the first `[(x, y)]` (or bare `(x, y)`), else None."""
-    if NOT_VISIBLE in text.upper():
-        return X3Answer(True)
-    match = _BRACKETED_POINT.search(text)
-    if match:
-        try:
-            point = float(match.group(1)), float(match.group(2))
-        except ValueError:  # "1.2.3": the source gives up on the reply here
-            return None
-        return X3Answer(False, point) if all(math.isfinite(v) for v in point) else None
-    if strict_brackets:
-        return None
-    bare = next((t for t in parse_tuples(text) if len(t) == 2 and all(math.isfinite(v) for v in t)), None)
-    return X3Answer(False, (bare[0], bare[1]), bare=True) if bare else None
-
-
-def parse_ground_truth(value: Any) -> X3Answer | None:
-    """A GT answer: exactly "NOT_VISIBLE", a "[(x, y)]" string, or a list [x, y]; None if it is none of these."""
-    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
-        return X3Answer(False, (float(value[0]), float(value[1])))
-    if not isinstance(value, str):
-        return None
-    if value.strip().upper() == NOT_VISIBLE:
-        return X3Answer(True)
-    answer = parse_prediction(value, strict_brackets=True)
-    return answer if answer is not None and not answer.not_visible else None
 
 
 def mask_candidates(query: Path) -> list[Path]:
@@ -127,31 +83,6 @@ def mask_candidates(query: Path) -> list[Path]:
 def infer_query_mask(query: Path) -> Path | None:
     """The first existing mask candidate of a query image, or None."""
     return next((path for path in mask_candidates(query) if path.is_file()), None)
-
-
-def concat_to_query(point_full: Sequence[float]) -> tuple[float, float] | None:
-    """A point of the side-by-side image → [0,1] of its right (query) half, clamped; None if it is on the left half."""
-    x_full, y_full = point_full
-    if x_full < 0.5:
-        return None
-    clamp = lambda v: max(0.0, min(1.0, v))
-    return clamp((x_full - 0.5) * 2.0), clamp(y_full)
-
-
-def mask_pixel(point_norm01: Sequence[float], height: int, width: int) -> tuple[int, int]:
-    """The mask pixel (x, y) a [0,1] point falls in: floor(v·size), clamped into the mask."""
-    x = min(max(math.floor(point_norm01[0] * width), 0), width - 1)
-    y = min(max(math.floor(point_norm01[1] * height), 0), height - 1)
-    return x, y
-
-
-def hit_at_mask(point_norm01: Sequence[float], mask: np.ndarray, concat: bool) -> bool:
-    """Whether a predicted point lands on the query mask (concat points are first moved to the query half)."""
-    point = concat_to_query(point_norm01) if concat else point_norm01
-    if point is None:
-        return False
-    x, y = mask_pixel(point, *mask.shape)
-    return bool(mask[y, x])
 
 
 def _named_kind(text: str) -> str | None:
@@ -289,7 +220,7 @@ class CrossView(Benchmark):
                 scores[key] = scores["l2_error"] is not None and scores["l2_error"] <= radius
             scores["mask_missing"] = meta["query_mask"] is None
             if point is not None and meta["query_mask"] is not None:
-                scores["hit_mask"] = hit_at_mask(point, load_mask(meta["query_mask"]), meta["concat"])
+                scores["hit_mask"] = hit_at_mask(point, read_mask(meta["query_mask"]), meta["concat"])
             score = float(bool(scores["hit_mask"]))
         mask = meta["query_mask"] if not meta["concat"] else None  # a concat row's mask is of the query half only
         return SampleResult(score, pred.as_json() if pred else None, gt.as_json(), mask, scores, _draw(row, meta, point, gt))

@@ -5,7 +5,7 @@ Score, as the dataset card defines it: accuracy per source, `2D = (acc_ADE20K + 
 `CV-Bench = (2D + 3D) / 2` — not weighted by row counts. lmms-eval instead reports plain accuracy over all rows and
 reads only the first character of the reply; we report the official numbers (plus per task and per source), and
 parse the letter from "(B)", "B", "B.", "B)", "The answer is (B)", "Answer: B" (the earliest match wins).
-`cvbench-qualitative` keeps Relation, Depth and Distance only (the qualitative-relations source, 004).
+`cvbench-qualitative` (`cvbench_qualitative.py`) keeps Relation, Depth and Distance only (what `qualitative-relations` trains).
 
 Data: a local `.jsonl` / `.json` with the dataset card's fields (`image` or `filename` a path relative to
 `--image-root` or the file's folder), a `.parquet` export (image bytes, written once to `<file>.images/`), or, when
@@ -17,10 +17,10 @@ from __future__ import annotations
 from typing import Any
 
 from ...data.render import GeometryRenderer
-from ..parsing import choice_prompt, letters
+from ...data.sources import Table, image_path, read_table
+from ...tasks.multiple_choice import choice_prompt, letters
 from ..scoring import letter_result
-from ..tables import Table, first_rows, image_path, question_record, read_table, table_row
-from . import Benchmark, SampleResult, register
+from . import Benchmark, SampleResult, first_rows, question_record, register, table_row
 
 HUB_ID = "nyu-visionx/CV-Bench"
 SOURCES_2D, SOURCE_3D = ("ADE20K", "COCO"), "Omni3D"
@@ -99,11 +99,3 @@ class CVBench(Benchmark):
         metrics["headline"] = {"CV-Bench": metrics["overall"], "2D": official["2D"], "3D": official["3D"], "plain_accuracy": metrics["plain_accuracy"]}
         metrics["breakdown"] = {"per task": metrics["scores"], "per source": {k.removeprefix("acc_"): v for k, v in official.items() if k.startswith("acc_")}}
         return metrics
-
-
-@register
-class CVBenchQualitative(CVBench):
-    """CV-Bench without Count: the qualitative relations Relation, Depth and Distance."""
-
-    name = "cvbench-qualitative"
-    tasks = ("Relation", "Depth", "Distance")

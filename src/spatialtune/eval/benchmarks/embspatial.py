@@ -17,10 +17,10 @@ from __future__ import annotations
 from typing import Any
 
 from ...data.render import GeometryRenderer
-from ..parsing import choice_prompt, letters
+from ...data.sources import Table, image_path, read_table
+from ...tasks.multiple_choice import choice_prompt, letters
 from ..scoring import letter_result
-from ..tables import Table, first_rows, image_path, question_record, read_table, table_row
-from . import Benchmark, SampleResult, group_means, mean, register
+from . import Benchmark, SampleResult, first_rows, group_means, mean, question_record, register, table_row
 
 HUB_ID = "FlagEval/EmbSpatial-Bench"
 REQUIRED = ("question_id", "question", "answer_options", "answer", "relation", "data_source", "image")

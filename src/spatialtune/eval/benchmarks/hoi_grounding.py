@@ -1,4 +1,4 @@
-"""HOI grounding (hoi-benchmarks' SWIG-HOI / HICO-DET grounding, 000): an action query → every person–object pair.
+"""HOI grounding (hoi-benchmarks' SWIG-HOI / HICO-DET grounding): an action query → every person–object pair.
 
 The model is asked "Detect all person-{object} pairs where the person is {action} the {object}" and answers a JSON
 array `[{"pair_id": 1, "person_bbox": [x1, y1, x2, y2], "object_bbox": [x1, y1, x2, y2]}, …]` in its family's
@@ -22,7 +22,7 @@ and counted; they score it as an empty prediction, which gives the same recall).
 area ranges inclusively and matches by detection score; on one box per image the two agree away from the bucket
 edges (tested).
 
-Data: see `hoi.py` (fields `file_name`, `action`, `object_category`, `height`, `width`, `boxes`, `gt_box_inds`,
+Data: see `_hoi.py` (fields `file_name`, `action`, `object_category`, `height`, `width`, `boxes`, `gt_box_inds`,
 `num_pairs`).
 """
 
@@ -32,19 +32,18 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from ...answers.match import match_both_above, match_mean_iou, pair_ious
+from ...answers.parse import parse_hoi_pairs
 from ...data.render import GeometryRenderer
-from ...geometry import model_to_pixel
-from ..parsing import parse_json
-from ..scoring import box_iou_pixel, row_frame
-from ..tables import Table
+from ...data.sources import Table
+from ...geometry import box_area, is_proper
+from ...tasks.hoi import grounding_answer, grounding_prompt
+from ..scoring import row_frame
 from . import Benchmark, SampleResult, mean, register
-from .hoi import (
+from ._hoi import (
     HoiSample,
-    as_box,
-    box_area,
     boxes_in_image,
     hoi_rows,
-    is_proper,
     row_scale,
     sample_box,
     to_annotation_frame,
@@ -54,7 +53,6 @@ THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # 0.50, 0.55, �
 SIZES = ("small", "medium", "large")
 SMALL_AREA, MEDIUM_AREA = 32**2, 96**2
 VARIANTS = ("pair", "mean_iou")
-PERSON_KEYS, OBJECT_KEYS = ("person_bbox", "person_box"), ("object_bbox", "object_box")
 TASK = "grounding"
 
 
@@ -67,88 +65,6 @@ def size_bucket(object_box: list[float]) -> str:
     """COCO-style size of a ground-truth pair by its object box area: small < 32² ≤ medium < 96² ≤ large."""
     area = box_area(object_box)
     return "small" if area < SMALL_AREA else "medium" if area < MEDIUM_AREA else "large"
-
-
-def grounding_prompt(action: str, object_category: str) -> str:
-    """The action query and the JSON answer format (boxes in the model's own coordinate convention)."""
-    return (
-        f"Detect all person-{object_category} pairs where the person is {action} the {object_category}.\n"
-        f"For each pair give the bounding box of the person and of the {object_category} they are {action}, as [x1, y1, x2, y2].\n"
-        "Answer with a JSON array only, one object per pair:\n"
-        '[{"pair_id": 1, "person_bbox": [x1, y1, x2, y2], "object_bbox": [x1, y1, x2, y2]}]\n'
-        "If there is no such pair, answer []."
-    )
-
-
-@dataclass(frozen=True)
-class ParsedPairs:
-    """Predicted pairs (person box, object box) in pixels of the image file, and the array items that were unusable."""
-
-    pairs: list[tuple[list[float], list[float]]] | None  # None: no array of pairs in the output
-    malformed: int
-
-
-def _first_box(item: dict[str, Any], keys: tuple[str, ...]) -> list[float] | None:
-    return next((as_box(item[k]) for k in keys if k in item), None)
-
-
-def parse_pairs(output: str, row: dict[str, Any], renderer: GeometryRenderer) -> ParsedPairs:
-    """The first JSON array (or single pair object) of the output as pixel pairs; items without two 4-number boxes are counted."""
-    value = parse_json(output)
-    if isinstance(value, dict):
-        lists = [v for v in value.values() if isinstance(v, list) and all(isinstance(x, dict) for x in v)]
-        value = [value] if any(k in value for k in PERSON_KEYS + OBJECT_KEYS) else lists[0] if len(lists) == 1 else None
-    if not isinstance(value, list):
-        return ParsedPairs(None, 0)
-    frame = row_frame(row, 0, renderer)
-    pairs, malformed = [], 0
-    for item in value:
-        boxes = (_first_box(item, PERSON_KEYS), _first_box(item, OBJECT_KEYS)) if isinstance(item, dict) else (None, None)
-        if boxes[0] is None or boxes[1] is None:
-            malformed += 1
-            continue
-        pairs.append(tuple(model_to_pixel(b, frame, renderer.convention) for b in boxes))
-    if value and not pairs:
-        return ParsedPairs(None, malformed)  # an array, but nothing in it is a pair: not an answer of this format
-    return ParsedPairs(pairs, malformed)
-
-
-def pair_ious(preds: list, gts: list) -> tuple[list[list[float]], list[list[float]]]:
-    """Person and object IoU of every (prediction, ground truth) pair: two len(preds) × len(gts) matrices."""
-    person = [[box_iou_pixel(p[0], g[0]) for g in gts] for p in preds]
-    obj = [[box_iou_pixel(p[1], g[1]) for g in gts] for p in preds]
-    return person, obj
-
-
-def match_both_above(person: list[list[float]], obj: list[list[float]], t: float) -> list[tuple[int, int]]:
-    """`pair` variant: one-to-one greedy matching by mean IoU, highest first, over pairs with both IoUs ≥ t."""
-    eligible = sorted(
-        (-(person[p][g] + obj[p][g]) / 2, p, g) for p in range(len(person)) for g in range(len(person[p])) if person[p][g] >= t and obj[p][g] >= t
-    )
-    used_p, used_g, matches = set(), set(), []
-    for _, p, g in eligible:
-        if p not in used_p and g not in used_g:
-            used_p.add(p)
-            used_g.add(g)
-            matches.append((p, g))
-    return matches
-
-
-def match_mean_iou(person: list[list[float]], obj: list[list[float]], t: float, proper: list[bool]) -> list[tuple[int, int]]:
-    """`mean_iou` variant: predictions in order each take the unmatched GT with the highest mean IoU ≥ t (first on ties)."""
-    used_g, matches = set(), []
-    for p in range(len(person)):
-        if not proper[p]:
-            continue
-        best, best_g = 0.0, None
-        for g in range(len(person[p])):
-            score = (person[p][g] + obj[p][g]) / 2
-            if g not in used_g and score >= t and score > best:
-                best, best_g = score, g
-        if best_g is not None:
-            used_g.add(best_g)
-            matches.append((p, best_g))
-    return matches
 
 
 def match_counts(preds: list, gts: list, variant: str) -> dict[str, Any]:
@@ -224,7 +140,7 @@ class HoiGrounding(Benchmark):
         boxes = [{"bbox": box, "image": 0, "label": labels[k % 2]} for k, box in enumerate(boxes_in_image(table, line, sample.image, sample.frame, flat))]
         meta = {"action": item["action"], "object_category": item["object_category"], "width": sample.frame[0], "height": sample.frame[1]}
         question = grounding_prompt(item["action"], item["object_category"])
-        return sample.record(TASK, question, self._answer_text(len(pairs)), boxes, {"pairs": pairs}, meta)
+        return sample.record(TASK, question, grounding_answer(list(range(2 * len(pairs)))), boxes, {"pairs": pairs}, meta)
 
     @staticmethod
     def _pairs(table: Table, line: int, item: dict[str, Any]) -> list[tuple[list[float], list[float]]]:
@@ -239,12 +155,6 @@ class HoiGrounding(Benchmark):
             for i in range(0, len(inds), 2)
         ]
 
-    @staticmethod
-    def _answer_text(num_pairs: int) -> str:
-        """The reference answer in the prompt's format, with the record's box placeholders (person, object, …)."""
-        items = [f'{{"pair_id": {k + 1}, "person_bbox": {{box:{2 * k}}}, "object_bbox": {{box:{2 * k + 1}}}}}' for k in range(num_pairs)]
-        return "[" + ", ".join(items) + "]"
-
     def metric_name(self, task: str) -> str:
         """The per-sample score: this sample's recall averaged over the thresholds."""
         return "sample AR"
@@ -254,7 +164,7 @@ class HoiGrounding(Benchmark):
         meta = json.loads(row["meta"])
         gts = [tuple(pair) for pair in json.loads(row["answer"])["pairs"]]
         scale = row_scale(row, meta)
-        parsed = parse_pairs(output, row, renderer)
+        parsed = parse_hoi_pairs(output, row_frame(row, 0, renderer), renderer.convention)
         preds_image = parsed.pairs or []
         preds = [(to_annotation_frame(p, scale), to_annotation_frame(o, scale)) for p, o in preds_image]
         counts = {**match_counts(preds, gts, self.options.variant), "malformed_items": parsed.malformed}

@@ -1,4 +1,4 @@
-"""HOI action referring (hoi-benchmarks' SWIG-HOI / HICO-DET referring, 000): person and object boxes → action phrase.
+"""HOI action referring (hoi-benchmarks' SWIG-HOI / HICO-DET referring): person and object boxes → action phrase.
 
 The prompt shows the person box and the object box (`{box:0}`, `{box:1}`, rendered in the model family's coordinate
 convention) and asks for a 2–4 word action phrase such as "riding bicycle".
@@ -25,7 +25,7 @@ without `model_max_length` overflows the package's truncation, so the limit is s
 embeddings. A BERTScore model that cannot be loaded (offline, no cache) leaves BERTScore None with the reason in
 metrics.json, instead of losing the run's other metrics.
 
-Data: see `hoi.py` (fields `file_name`, `width`, `height`, `boxes`, `person_box_idx`, `object_box_idx`,
+Data: see `_hoi.py` (fields `file_name`, `width`, `height`, `boxes`, `person_box_idx`, `object_box_idx`,
 `gt_action` — a phrase or a list of phrases —, optional `object_category`).
 """
 
@@ -38,47 +38,18 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from ...answers.parse import clean_action
 from ...data.render import GeometryRenderer
-from ..tables import Table
-from ..tools import declare_tools
+from ...data.sources import Table
+from ...tasks.hoi import normalise_reference, referring_prompt
+from ...tools.crop import declare_tools
 from . import Benchmark, SampleResult, register
-from .hoi import HoiSample, boxes_in_image, hoi_rows, sample_box
+from ._hoi import HoiSample, boxes_in_image, hoi_rows, sample_box
 
 logger = logging.getLogger(__name__)
 
 TASK = "referring"
 LANG = "en"
-ANSWER_PREFIXES = ("the person is ", "person is ", "they are ", "action: ", "answer: ")
-TRAILING_PUNCTUATION = ".!?,;:"
-
-
-def clean_action(output: str) -> str:
-    """The action phrase of a reply: one leading "the person is " / "person is " / … dropped, trailing punctuation cut, lowercase."""
-    text = output.strip()
-    for prefix in ANSWER_PREFIXES:
-        if text.lower().startswith(prefix):
-            text = text[len(prefix):].strip()
-            break
-    return text.rstrip(TRAILING_PUNCTUATION).lower().strip()
-
-
-def normalise_reference(reference: str) -> str:
-    """A reference phrase as the exact match compares it: lowercased, stripped."""
-    return reference.lower().strip()
-
-
-def referring_prompt(object_category: str | None) -> str:
-    """The question with the two box placeholders; names the object category when the sample gives one."""
-    thing = f"the {object_category}" if object_category else "the object"
-    return (
-        "Person bounding box: {box:0}\n"
-        "Object bounding box: {box:1}\n"
-        f"What action is the person in the first box performing with {thing} in the second box?\n"
-        "Answer with a short action phrase of 2-4 words, verb and object, like 'riding bicycle' or 'holding cup'. "
-        "No explanation, no punctuation."
-    )
-
-
 def is_local_model(model: str) -> bool:
     """Whether a BERTScore model name is a local folder (which bert-score knows no layer for)."""
     return Path(model).expanduser().exists()

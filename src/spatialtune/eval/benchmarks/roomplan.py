@@ -1,15 +1,15 @@
-"""RoomPlan anchor placement (003 §9): from views of an ARKitScenes room and an instruction, emit the structured action
+"""RoomPlan anchor placement (the RoomPlan task of the 3D-scene source pipeline): from views of an ARKitScenes room and an instruction, emit the structured action
 
     {"action": "place_anchor", "scene": "<scene id>", "center": [x, y, z], "normal": [x, y, z], "extent": [x, y, z]}
 
-(metres, in the scene's frame). The 003 source only ever scored free text against these by exact match (0%); here the
+(metres, in the scene's frame). That pipeline only ever scored free text against these by exact match (0%); here the
 reply is parsed and every part of the action is measured.
 
 Data: a JSONL of spatial records (`spatialtune.records` format: `id`, `task`, `images`, `messages` with one
 `{"type": "image"}` per view; relative image paths resolve against `--image-root`, default the file's folder). The
 assistant turn holds the action as canonical JSON text (`canonical_action_text`: `json.dumps(action, sort_keys=True)`)
 and the record carries the action as a structured field, looked up in this order: `meta.action`, `action`,
-`action_json` (the 003 source's name), else the JSON object of the assistant's text. `scene` may be a string or an
+`action_json` (the source pipeline's name), else the JSON object of the assistant's text. `scene` may be a string or an
 integer (compared as text); `center`, `normal`, `extent` are three finite numbers, `normal` non-zero, `extent` ≥ 0.
 Option `format_hint` appends the JSON format to the prompt (off: the records' own instruction is used as it is).
 
@@ -35,91 +35,21 @@ Metrics:
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from statistics import median
 from typing import Any
 
-from ...data.builders.roomplan import FORMAT_HINT
+from ...answers.match import action_errors
+from ...answers.parse import MALFORMED_ACTION_REASONS as MALFORMED_REASONS
+from ...answers.parse import malformed_reason, parse_action_object, scene_text, vector3
 from ...data.render import GeometryRenderer
-from ...records import finite_number
-from ..parsing import parse_json
-from ..tables import Table, first_rows, last_assistant_text, read_table, table_row
-from . import Benchmark, SampleResult, group_means, mean, register
+from ...data.sources import Table, read_table
+from ...tasks.roomplan import FORMAT_HINT, VECTOR_KEYS
+from . import Benchmark, SampleResult, first_rows, group_means, last_assistant_text, mean, register, table_row
 
-ACTION_KEYS = ("action", "scene", "center", "normal", "extent")
-VECTOR_KEYS = ("center", "normal", "extent")
-MALFORMED_REASONS = ("no_json", "not_object", "missing_keys", "wrong_types", "zero_normal", "negative_extent")
 CENTER_THRESHOLDS_M = (0.1, 0.25, 0.5, 1.0)
 NORMAL_THRESHOLDS_DEG = (15.0, 30.0, 45.0)
 ERROR_KEYS = ("center_l2_m", "normal_angle_deg", "extent_mae_m", "extent_l2_m")
-
-Vector = tuple[float, float, float]
-
-
-def vector3(value: Any) -> Vector | None:
-    """Three finite numbers as a tuple, else None (booleans, strings, NaN, huge integers and wrong lengths are not vectors)."""
-    if not isinstance(value, (list, tuple)) or len(value) != 3:
-        return None
-    if not all(finite_number(v) for v in value):
-        return None
-    return (float(value[0]), float(value[1]), float(value[2]))
-
-
-def scene_text(value: Any) -> str | None:
-    """A scene id as text (ARKitScenes ids are numbers, written as strings or integers), else None."""
-    if isinstance(value, str):
-        return value.strip()
-    return str(value) if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def malformed_reason(obj: Any) -> str | None:
-    """Why a parsed reply is not a well-formed place_anchor action (the first reason that applies), or None."""
-    if obj is None:
-        return "no_json"
-    if not isinstance(obj, dict):
-        return "not_object"
-    if any(key not in obj for key in ACTION_KEYS):
-        return "missing_keys"
-    if not isinstance(obj["action"], str) or scene_text(obj["scene"]) is None or any(vector3(obj[k]) is None for k in VECTOR_KEYS):
-        return "wrong_types"
-    if not any(vector3(obj["normal"])):
-        return "zero_normal"
-    if min(vector3(obj["extent"])) < 0:
-        return "negative_extent"
-    return None
-
-
-def parse_action_object(output: str) -> Any | None:
-    """The first JSON object of a reply (inside a fence or an array too), else the first JSON value, else None."""
-    value = parse_json(output)
-    if value is None or isinstance(value, dict):
-        return value
-    brace = output.find("{")
-    inner = parse_json(output[brace:]) if brace >= 0 else None
-    return inner if isinstance(inner, dict) else value
-
-
-def angle_deg(a: Vector, b: Vector) -> float:
-    """Angle between two non-zero vectors in degrees (after normalising both)."""
-    na, nb = math.sqrt(sum(v * v for v in a)), math.sqrt(sum(v * v for v in b))
-    cosine = sum(x * y for x, y in zip(a, b)) / (na * nb)
-    return math.degrees(math.acos(max(-1.0, min(1.0, cosine))))
-
-
-def action_errors(pred: dict[str, Any], gt: dict[str, Any]) -> dict[str, float]:
-    """Per-field errors of a reply object against the reference, for every field of the reply that is well-formed."""
-    errors: dict[str, float] = {}
-    center, normal, extent = (vector3(pred.get(k)) for k in VECTOR_KEYS)
-    if center is not None:
-        errors["center_l2_m"] = math.dist(center, gt["center"])
-    if normal is not None and any(normal):
-        errors["normal_angle_deg"] = angle_deg(normal, gt["normal"])
-    if extent is not None:
-        diffs = [abs(p - g) for p, g in zip(extent, gt["extent"])]
-        errors["extent_mae_m"] = sum(diffs) / 3
-        errors["extent_l2_m"] = math.sqrt(sum(d * d for d in diffs))
-    return errors
 
 
 def _summary(values: list[float]) -> dict[str, float | int | None]:

@@ -7,7 +7,7 @@ Tasks and scores:
   family's convention, and `boxes[0]`;
 - `pointing`: the first two numbers of the output, read back into pixels, fall inside `masks[0]`.
 Outputs that cannot be parsed score 0 and are counted per task. With the option `tools=true` every prompt declares
-the chain-of-focus crop tool and the runner executes the model's calls (see `spatialtune.eval.tools`).
+the chain-of-focus crop tool and the runner executes the model's calls (see `spatialtune.tools`).
 """
 
 from __future__ import annotations
@@ -17,16 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...data.builders.synthetic import CLASSIFICATION_CHOICES, TASKS
+from ...answers.match import box_iou_pixel, point_in_mask
+from ...answers.parse import parse_box_pixel, parse_choice, parse_point_pixel
 from ...data.render import GeometryRenderer, record_to_row
+from ...media import read_mask
 from ...records import SpatialRecord, read_records
-from ..parsing import parse_choice
-from ..scoring import box_iou_pixel, load_mask, parse_box_pixel, parse_point_pixel, point_in_mask, row_frame
-from ..tools import declare_tools
+from ...tasks.synthetic import CHOICE_TASKS, TASKS
+from ...tools.crop import declare_tools
+from ..scoring import row_frame
 from . import Benchmark, SampleResult, register
 
-CLASSIFICATION_TASKS = tuple(CLASSIFICATION_CHOICES)
-CHOICE_TASKS = CLASSIFICATION_TASKS + ("counting",)
 GROUNDING, POINTING = "grounding", "pointing"
 IOU_THRESHOLD = 0.5
 
@@ -92,6 +92,6 @@ class SyntheticBenchmark(Benchmark):
         if task == POINTING:
             target = row["masks"][0]
             point = parse_point_pixel(output, row_frame(row, target["image"], renderer), renderer.convention)
-            hit = point is not None and point_in_mask(point, load_mask(target["path"]))
+            hit = point is not None and point_in_mask(point, read_mask(target["path"]))
             return SampleResult(float(hit), point, row["points"][0]["point"], mask)
         raise ValueError(f"{row.get('source', '?')}: unknown synthetic task {task!r}")

@@ -27,21 +27,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...answers.parse import parse_letter
 from ...data.render import GeometryRenderer
-from ..parsing import choice_prompt, letters, parse_letter
+from ...data.sources import Table, coco_image_candidates, existing_path, image_path, is_present, read_table
+from ...tasks.multiple_choice import choice_prompt, letters
 from ..scoring import letter_result
-from ..tables import (
-    Table,
-    coco_image_candidates,
-    existing_path,
-    first_rows,
-    image_path,
-    is_present,
-    question_record,
-    read_table,
-    table_row,
-)
-from . import Benchmark, SampleResult, mean, register
+from . import Benchmark, SampleResult, first_rows, mean, question_record, register, table_row
 
 HUB_ID = "ccvl/3DSRBench"
 TYPES = {

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from ...data.render import GeometryRenderer
-from ..tables import Table, coco_image_candidates, existing_path, first_rows, question_record, read_table, table_row
-from . import Benchmark, SampleResult, group_means, mean, register
+from ...data.sources import Table, coco_image_candidates, existing_path, read_table
+from . import Benchmark, SampleResult, first_rows, group_means, mean, question_record, register, table_row
 
 HUB_IDS = ("cambridgeltl/vsr_random", "cambridgeltl/vsr_zeroshot")
 # `rel_meta_category_dict.txt` of the VSR repository, line by line; later lines win (so `among` is Unallocated).

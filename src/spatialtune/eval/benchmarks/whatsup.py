@@ -28,11 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from ...answers.parse import parse_letter
 from ...data.render import GeometryRenderer
+from ...data.sources import Table, existing_path, is_present
 from ...records import RecordError
-from ..parsing import choice_prompt, letters, parse_letter
-from ..tables import Table, existing_path, first_rows, is_present, question_record, table_row
-from . import Benchmark, SampleResult, group_means, mean, register
+from ...tasks.multiple_choice import choice_prompt, letters
+from . import Benchmark, SampleResult, first_rows, group_means, mean, question_record, register, table_row
 
 ANNOTATION_FILES = (
     "controlled_images_dataset.json", "controlled_clevr_dataset.json", "coco_qa_one_obj.json", "coco_qa_two_obj.json",

@@ -77,6 +77,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+from ...tasks.multiple_choice import MC_INSTRUCTION, choice_prompt, letters
 from . import (
     BuildError,
     BuildReport,
@@ -90,7 +91,7 @@ from . import (
     read_jsonl_file,
     seeded_subset,
 )
-from .qualitative_lift import (
+from ._qualitative_lift import (
     ImageEntry,
     Object3D,
     default_intrinsics,
@@ -106,7 +107,6 @@ TASKS = {"left_of": "spatial_relation", "right_of": "spatial_relation", "above":
          "in_front_of": "depth_order", "behind": "depth_order", "closer_to": "relative_distance", "farther_from": "relative_distance"}
 CV_BENCH_TASK = {"spatial_relation": "Relation", "depth_order": "Depth", "relative_distance": "Distance"}
 DIRECTION_WORDS = {"left_of": ("left", "right"), "right_of": ("right", "left"), "above": ("above", "below"), "below": ("below", "above")}
-MC_INSTRUCTION = "Answer with the option's letter from the given choices directly."
 COT_INSTRUCTION = ("Reason briefly inside <think></think> by comparing the objects, without estimating any numbers, "
                    "then give the option's letter inside <answer></answer>.")
 _NUMBER_WORDS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
@@ -294,8 +294,7 @@ def relation_record(candidate: Candidate, position: int, settings: QualitativeSe
         template = rng.choice(QUESTIONS[relation])
     named = [f"the {o.label} {{box:{k}}}" if settings.boxes_in_prompt else f"the {o.label}" for k, o in enumerate(objects)]
     question = template.format(A=named[0], B=named[1], R=named[2] if len(named) > 2 else "", a=objects[0].label, b=objects[1].label)
-    letter = "AB"[position]
-    options = "\n".join(f"({'AB'[k]}) {c}" for k, c in enumerate(choices))
+    letter = letters(len(choices))[position]
     w, o = candidate.objects[0].label, candidate.objects[1].label
     chain = rng.choice(CHAINS[relation]).format(w=w, o=o, r=candidate.objects[2].label if len(candidate.objects) > 2 else "")
     if NUMERIC_TEXT.search(chain):
@@ -305,7 +304,7 @@ def relation_record(candidate: Candidate, position: int, settings: QualitativeSe
         "id": rid,
         "task": TASKS[relation],
         "images": [candidate.image],
-        "messages": chat(f"{question}\n{options}\n{COT_INSTRUCTION if settings.cot else MC_INSTRUCTION}", reply),
+        "messages": chat(choice_prompt(question, choices, COT_INSTRUCTION if settings.cot else MC_INSTRUCTION), reply),
         "boxes": [{"bbox": [round(v, 2) for v in obj.bbox_pixel], "image": 0, "label": obj.label} for obj in objects],
         "answer": letter,
         "choices": choices,

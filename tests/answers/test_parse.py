@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from spatialtune.eval.parsing import parse_json, parse_tuples
+from spatialtune.answers.parse import final_answer, parse_hoi_pairs, parse_json, parse_tuples
+from spatialtune.geometry import Convention, ImageFrame
 from spatialtune.records import finite_number
 
 
@@ -23,3 +24,16 @@ def test_finite_number(value, ok):
 def test_parse_tuples_reads_parenthesised_points_and_boxes():
     assert parse_tuples("go to (0.25, 0.5) or (1, 2, 3, 4)") == [(0.25, 0.5), (1.0, 2.0, 3.0, 4.0)]
     assert parse_tuples("[0.2, 0.3]") == []
+
+
+def test_final_answer_takes_the_last_answer_tag_else_the_reply_without_thinking():
+    assert final_answer("<answer>a</answer> <answer> b </answer>") == "b"
+    assert final_answer("<think>maybe (A)</think> (B)") == "(B)"
+
+
+def test_hoi_pairs_are_read_back_into_pixels_and_malformed_items_counted():
+    frame = ImageFrame.of(200, 100, None)
+    reply = '[{"person_bbox": [0, 0, 500, 1000], "object_bbox": [500, 0, 1000, 500]}, {"person_bbox": [1, 2]}]'
+    parsed = parse_hoi_pairs(reply, frame, Convention.QWEN3_1000)
+    assert parsed.pairs == [([0.0, 0.0, 100.0, 100.0], [100.0, 0.0, 200.0, 50.0])] and parsed.malformed == 1
+    assert parse_hoi_pairs("no pairs here", frame, Convention.QWEN3_1000).pairs is None

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ...media import MediaError, read_mask
 from . import BuildReport, finite_numbers
 from .hoi_boxes import check_box
 
@@ -89,14 +90,6 @@ def load_depth_m(path: Path, png_scale: float) -> np.ndarray:
     return depth
 
 
-def load_mask(path: Path) -> np.ndarray:
-    """A boolean mask (non-zero = object) from an image file."""
-    with Image.open(path) as im:
-        im.load()
-        mask = np.asarray(im)
-    return (mask.max(axis=2) if mask.ndim == 3 else mask) > 0
-
-
 # ---------------------------------------------------------------- lifting to 3D
 
 
@@ -165,8 +158,8 @@ def lift_object(raw: Any, index: int, entry: ImageEntry, depth_m: np.ndarray, in
 def _mask_region(path: Path, shape: tuple[int, int], where: str, report: BuildReport) -> np.ndarray | None:
     """An object's mask, or None with the reason counted (unreadable, another size than the image, empty)."""
     try:
-        region = load_mask(path)
-    except Exception:  # PIL and numpy raise many types for unreadable files
+        region = read_mask(path, any_channel=True)
+    except MediaError:
         report.skip("unreadable_mask", where)
         return None
     if region.shape != shape:

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...tasks.hoi import grounding_answer, grounding_prompt, normalise_reference, referring_prompt
 from . import (
     BuildError,
     BuildReport,
@@ -308,8 +309,6 @@ def _stem(file_name: str) -> str:
 
 def referring_record(image: ImageHois, pair: tuple[int, int], verb_id: int, vocab: Vocabulary) -> dict:
     """A referring sample: the pair's boxes in the prompt, the drawn verb's phrase as the answer, all its verbs as references."""
-    from ...eval.benchmarks.hoi_referring import normalise_reference, referring_prompt
-
     hois = [h for h in image.hois if (h.subject, h.object) == pair]
     first, verbs = hois[0], [verb_id] + sorted({h.verb_id for h in hois} - {verb_id})
     category = vocab.objects[first.object_id]
@@ -328,19 +327,8 @@ def referring_record(image: ImageHois, pair: tuple[int, int], verb_id: int, voca
     }
 
 
-def grounding_answer(box_indices: list[int]) -> str:
-    """The hoi-grounding answer array with box placeholders: [{"pair_id": 1, "person_bbox": {box:0}, "object_bbox": {box:1}}, …]."""
-    items = [
-        f'{{"pair_id": {k + 1}, "person_bbox": {{box:{box_indices[2 * k]}}}, "object_bbox": {{box:{box_indices[2 * k + 1]}}}}}'
-        for k in range(len(box_indices) // 2)
-    ]
-    return "[" + ", ".join(items) + "]"
-
-
 def grounding_record(image: ImageHois, verb_id: int, object_id: int, vocab: Vocabulary) -> dict:
     """A grounding sample: the action query, every (person, object) pair of that HOI in the image as the answer."""
-    from ...eval.benchmarks.hoi_grounding import grounding_prompt
-
     hois = list({(h.subject, h.object): h for h in image.hois if (h.verb_id, h.object_id) == (verb_id, object_id)}.values())
     boxes, index_of, inds = [], {}, []
     for h in hois:

@@ -1,4 +1,4 @@
-"""Point referring: Where2Place and RefSpatial-Bench — point at the free space or the object a sentence describes.
+"""Point referring, shared by `where2place.py` and `refspatial.py`: point at the free space or the object a sentence describes.
 
 Score (RoboPoint's `summarize_vqa.py` for Where2Place; RoboRefer's scorer and the RefSpatial-Bench card): per sample,
 the fraction of predicted points inside the ground-truth mask; a point outside the image counts 0; a reply that
@@ -43,25 +43,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
-from PIL import Image
-
+from ...answers.match import fraction_in_mask
+from ...answers.parse import PointAnswer, parse_point_answer
 from ...data.render import GeometryRenderer, record_to_row
-from ...geometry import Convention, ImageFrame, model_to_pixel
-from ...records import SpatialRecord, check_media, finite_number, parse_record
-from ..parsing import parse_json, tuple_texts
-from ..scoring import load_mask, row_frame
-from ..tables import Table, first_rows, image_path, read_table, user_turn
-from . import Benchmark, SampleResult, UnknownBenchmarkError, group_means, mean, register
+from ...data.sources import Table
+from ...geometry import Convention, ImageFrame
+from ...media import read_mask_values
+from ...records import SpatialRecord, check_media, parse_record
+from ..scoring import row_frame
+from . import Benchmark, SampleResult, UnknownBenchmarkError, first_rows, mean, user_turn
 
 COORDS = ("norm01", "pixel", "grid1000", "model")
-_CONVENTION_OF_FRAME = {"norm01": Convention.NORM01, "grid1000": Convention.QWEN3_1000, "qwen25_abs": Convention.QWEN25_ABS}
 FORMAT_INSTRUCTION = (
     "Your answer should be formatted as a list of tuples, i.e. [(x1, y1), (x2, y2), ...], where each tuple contains "
     "the x and y coordinates of a point satisfying the conditions above. The coordinates should be {units}."
@@ -72,9 +67,7 @@ UNITS = {
     "qwen25_abs": "integer pixel positions in the image, which is {width} pixels wide and {height} pixels high",
     "grid1000": "integers between 0 and 1000, the position along the image's width and height on a 0 to 1000 scale",
 }
-_FORMAT_SENTENCE = re.compile(r"\s*Your answer should be formatted")  # where RoboPoint's format instruction starts
 MAX_DRAWN_POINTS = 200
-PIXEL_TOLERANCE = 1e-6  # 0.3 / (1/80) is 23.999…: floor must not drop a pixel to float round-off
 
 
 def resolve_frame(coords: str, convention: Convention) -> str:
@@ -88,91 +81,6 @@ def format_instruction(frame: str, image: ImageFrame) -> str:
     """The answer-format sentence for a frame (pixel frames state the image size the model must count in)."""
     width, height = (image.resized_width, image.resized_height) if frame == "qwen25_abs" else (image.width, image.height)
     return FORMAT_INSTRUCTION.format(units=UNITS[frame].format(width=width, height=height))
-
-
-@dataclass(frozen=True)
-class PointAnswer:
-    """Points and boxes of a reply in integer pixels of the original image."""
-
-    points_pixel: tuple[tuple[int, int], ...]
-    boxes_pixel: tuple[tuple[int, int, int, int], ...]
-    from_json: bool = False
-
-    def as_json(self) -> dict[str, Any]:
-        """What results.jsonl stores as `parsed`: pixel points and boxes."""
-        return {"points": [list(p) for p in self.points_pixel], "boxes": [list(b) for b in self.boxes_pixel]}
-
-
-def _text_tuples(output: str) -> list[tuple[list[float], bool]]:
-    """(numbers, written with a decimal point) of every 2- or 4-number parenthesised tuple (integers mean pixels in the originals)."""
-    found = []
-    for texts in tuple_texts(output):
-        values = [float(t) for t in texts]
-        if len(values) in (2, 4) and all(math.isfinite(v) for v in values):  # 400 digits read as inf: not a point
-            found.append((values, any("." in t for t in texts)))
-    return found
-
-
-def _json_tuples(output: str) -> list[tuple[list[float], bool]]:
-    """(numbers, any float) of Qwen-style JSON points `{"point_2d": [x, y]}` and boxes `{"bbox_2d": [...]}`."""
-    value = parse_json(output)
-    items = value if isinstance(value, list) else [value]
-    found = []
-    for item in items:
-        if not isinstance(item, dict):
-            continue
-        for key, size in (("point_2d", 2), ("point", 2), ("bbox_2d", 4), ("bbox", 4)):
-            coords = item.get(key)
-            if isinstance(coords, list) and len(coords) == size and all(finite_number(v) for v in coords):
-                found.append(([float(v) for v in coords], any(isinstance(v, float) for v in coords)))
-                break
-    return found
-
-
-def to_pixels(values: list[float], decimal: bool, frame: str, image: ImageFrame) -> list[int]:
-    """A point or box in `frame` → integer pixels of the original image (norm01 integers are pixels already)."""
-    if frame == "pixel" or (frame == "norm01" and not decimal):
-        pixels = values
-    else:
-        pixels = model_to_pixel(values, image, _CONVENTION_OF_FRAME[frame])
-    return [math.floor(v + PIXEL_TOLERANCE) for v in pixels]
-
-
-def parse_point_answer(output: str, frame: str, image: ImageFrame, json_points: bool = True) -> PointAnswer | None:
-    """The points and boxes of a reply in pixels, or None when it holds no tuple (nor JSON point)."""
-    tuples, from_json = _text_tuples(output), False
-    if not tuples and json_points:
-        tuples, from_json = _json_tuples(output), True
-    if not tuples:
-        return None
-    pixels = [to_pixels(values, decimal, frame, image) for values, decimal in tuples]
-    return PointAnswer(tuple((p[0], p[1]) for p in pixels if len(p) == 2), tuple((b[0], b[1], b[2], b[3]) for b in pixels if len(b) == 4), from_json)
-
-
-def mask_values(path: str | Path, threshold: float | None) -> np.ndarray:
-    """A mask as floats in [0, 1]: binarised (value/255 > threshold) or, with threshold None, value/255 itself."""
-    if threshold is None:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("L"), dtype=np.float64) / 255.0
-    return load_mask(path, threshold).astype(np.float64)
-
-
-def fraction_in_mask(answer: PointAnswer, mask: np.ndarray) -> tuple[float, int, float]:
-    """(score, number of points, summed mask value at them): a point outside the image counts (as a miss); a box adds
-    its pixels inside the image, as the originals do (they fill the box into an image-sized array and take its pixels)."""
-    height, width = mask.shape
-    total, inside = 0, 0.0
-    for x, y in answer.points_pixel:
-        total += 1
-        if 0 <= x < width and 0 <= y < height:
-            inside += float(mask[y, x])
-    for x0, y0, x1, y1 in answer.boxes_pixel:
-        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
-        if x1 <= x0 or y1 <= y0:
-            continue
-        total += (x1 - x0) * (y1 - y0)
-        inside += float(mask[y0:y1, x0:x1].sum())
-    return (inside / total if total else 0.0), total, inside
 
 
 @dataclass(frozen=True)
@@ -266,7 +174,7 @@ class PointReferring(Benchmark):
         answer = parse_point_answer(output, frame, row_frame(row, 0, renderer), self.options.json_points)
         if answer is None:
             return SampleResult(0.0, None, mask_path, mask_path, {"num_points": 0, "in_mask": 0.0, "from_json": False}, _draw(None))
-        score, total, inside = fraction_in_mask(answer, mask_values(mask_path, self.options.mask_threshold))
+        score, total, inside = fraction_in_mask(answer, read_mask_values(mask_path, self.options.mask_threshold))
         scores = {"num_points": total, "in_mask": inside, "from_json": answer.from_json}
         return SampleResult(score, answer.as_json(), mask_path, mask_path, scores, _draw(answer))
 
@@ -305,104 +213,6 @@ class PointReferring(Benchmark):
             coords=frames[0] if len(frames) == 1 else frames,
         )
         metrics["headline"] = {"score": overall, "score_skip_unparsable": metrics["score_skip_unparsable"], "coords": metrics["coords"]}
-        return metrics
-
-
-@register
-class Where2Place(PointReferring):
-    """Where2Place (RoboPoint): point at free space described by a relation; fraction of points in the mask."""
-
-    name = "where2place"
-    hub_id = "FlagEval/Where2Place"
-
-    def _tables(self, path, image_root) -> list[tuple[Table, str | None]]:
-        """The one `test` table."""
-        return [(read_table(path, hub_ids=(self.hub_id,), split="test", image_root=image_root, image_columns=("image", "mask")), None)]
-
-    def _sample(self, table: Table, line: int, item: dict[str, Any], group: str | None) -> PointSample:
-        """A Where2Place row; the question type is the reporting group."""
-        question = item.get("question", item.get("text"))
-        for key, value in (("question_id", item.get("question_id")), ("question", question), ("image", item.get("image")), ("mask", item.get("mask"))):
-            if value is None or value == "":
-                raise table.error(line, key, "missing (Where2Place rows need question_id, question, image, mask)")
-        rid = str(item["question_id"])
-        question_type = str(item.get("question_type") or "where2place")
-        return PointSample(
-            rid, question_type, image_path(table, item["image"], line, "image", rid), image_path(table, item["mask"], line, "mask", f"{rid}_mask"),
-            {"question": question, "question_type": question_type}, {"question_type": question_type},
-        )
-
-    def _default_prompt(self, sample: PointSample, frame: str, instruction: str) -> str:
-        """The question as given for norm01 (it carries RoboPoint's format sentence); else its format sentence replaced."""
-        question = sample.fields["question"].strip()
-        if frame == "norm01" and ("[(x1, y1)" in question or "between 0 and 1" in question):
-            return question
-        return f"{_FORMAT_SENTENCE.split(question)[0]} {instruction}"
-
-    def aggregate(self, results: list[dict[str, Any]]) -> dict[str, Any]:
-        """Adds the per-question-type breakdown."""
-        metrics = super().aggregate(results)
-        metrics["breakdown"] = {"per question type": metrics["scores"]} if len(metrics["scores"]) > 1 else {}
-        return metrics
-
-
-@register
-class RefSpatial(PointReferring):
-    """RefSpatial-Bench (RoboRefer): multi-step spatial referring, location / placement / unseen; points in the mask."""
-
-    name = "refspatial"
-    hub_id = "BAAI/RefSpatial-Bench"
-    splits = ("location", "placement", "unseen")
-
-    @dataclass(frozen=True)
-    class Options(PointReferring.Options):
-        """As the point-referring options, with PNG masks (> 0) and `split` (None: every split)."""
-
-        mask_threshold: float | None = 0.0
-        split: str | None = None
-
-        def __post_init__(self):
-            super().__post_init__()
-            if self.split is not None and self.split not in RefSpatial.splits:
-                raise UnknownBenchmarkError(f"option split={self.split!r}: expected one of {', '.join(RefSpatial.splits)} or null")
-
-    def _tables(self, path, image_root) -> list[tuple[Table, str | None]]:
-        """Every split of the hub dataset (or the chosen one); a local file once, its split from columns or path."""
-        read = lambda split: read_table(path, hub_ids=(self.hub_id,), split=split, image_root=image_root, image_columns=("image", "mask"))
-        if str(path) == self.hub_id:
-            return [(read(split), split) for split in ((self.options.split,) if self.options.split else self.splits)]
-        table = read(self.options.split or "location")
-        named = [s for s in self.splits if re.search(rf"(?<![a-z]){s}(?![a-z])", str(table.source).lower())]
-        return [(table, self.options.split or (named[-1] if named else None))]
-
-    def _sample(self, table: Table, line: int, item: dict[str, Any], group: str | None) -> PointSample | None:
-        """A RefSpatial-Bench row (hub or raw `question.json` fields); rows of other splits than the option's are skipped."""
-        split = str(item.get("split") or item.get("config") or group or "refspatial").lower()
-        if self.options.split is not None and split != self.options.split:
-            return None
-        image, mask = item.get("image", item.get("rgb_path")), item.get("mask", item.get("mask_path"))
-        for key, value in (("id", item.get("id")), ("image", image), ("mask", mask), ("prompt", item.get("prompt"))):
-            if value is None or value == "":
-                raise table.error(line, key, "missing (RefSpatial-Bench rows need id, image, mask, object, prompt, suffix, step)")
-        rid = f"{split}-{item['id']}"
-        fields = {"prompt": str(item["prompt"]), "suffix": str(item.get("suffix") or ""), "object": str(item.get("object") or ""), "split": split, "step": item.get("step")}
-        return PointSample(
-            rid, split, image_path(table, image, line, "image", rid), image_path(table, mask, line, "mask", f"{rid}_mask"),
-            fields, {"split": split, "step": item.get("step"), "object": fields["object"]},
-        )
-
-    def _default_prompt(self, sample: PointSample, frame: str, instruction: str) -> str:
-        """`f"{prompt} {suffix}"` for norm01 (the card's prompt); else the prompt with our instruction for the frame."""
-        prompt, suffix = sample.fields["prompt"].strip(), sample.fields["suffix"].strip()
-        return f"{prompt} {suffix}".strip() if frame == "norm01" and suffix else f"{prompt} {instruction}"
-
-    def aggregate(self, results: list[dict[str, Any]]) -> dict[str, Any]:
-        """Adds the score per split (headline) and per reasoning step."""
-        metrics = super().aggregate(results)
-        per_step = group_means(results, key=lambda r: r["meta"].get("step"))
-        metrics["per_step"] = per_step
-        metrics["headline"] = {"score": metrics["overall"], **metrics["scores"], "score_skip_unparsable": metrics["score_skip_unparsable"], "coords": metrics["coords"]}
-        metrics["breakdown"] = {name: values for name, values in (("per split", metrics["scores"]), ("per step", per_step)) if len(values) > 1}
         return metrics
 
 

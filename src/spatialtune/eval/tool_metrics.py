@@ -1,25 +1,8 @@
-"""Chain-of-focus tool use, eval side: the part of a reply that is scored, and the tool-use metrics of a run.
-
-The crop tool, its session and the dialect live in `spatialtune.tools`; the runner drives one `CropSession` per sample.
-"""
+"""The tool-use metrics of an eval run (the crop tool, its session and the dialect live in `spatialtune.tools`)."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
-
-from ..tools.crop import (
-    ToolSettings,  # noqa: F401  # re-export for eval/suite.py and cli.py, removed at merge
-    declare_tools,  # noqa: F401  # re-export for eval/benchmarks/synthetic.py and hoi_referring.py, removed at merge
-)
-
-
-def final_answer(output: str) -> str:
-    """The part of a reply to score: the last `<answer>…</answer>` if any, else the reply without `<think>` blocks."""
-    answers = re.findall(r"<answer>(.*?)</answer>", output, re.S)
-    if answers:
-        return answers[-1].strip()
-    return re.sub(r"<think>.*?(?:</think>|$)", "", output, flags=re.S).strip()
 
 
 def tool_use_metrics(results: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -18,31 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from PIL import Image
-
+from ... import media
+from ...answers.parse import as_box
 from ...data.render import GeometryRenderer
-from ...geometry import Convention
+from ...data.sources import Table, image_path, read_table
+from ...geometry import Convention, is_proper
 from ...records import finite_number
-from ..tables import Table, first_rows, image_path, question_record, read_table, table_row
+from . import first_rows, question_record, table_row
 
 ASPECT_TOLERANCE = 0.02  # a resized copy keeps the aspect ratio; more than 2 % off means a different image
-
-
-def as_box(value: Any) -> list[float] | None:
-    """A list of four numbers as a float box [x1, y1, x2, y2], or None (any order of corners is kept as given)."""
-    if isinstance(value, (list, tuple)) and len(value) == 4 and all(finite_number(v) for v in value):
-        return [float(v) for v in value]
-    return None
-
-
-def is_proper(box: Sequence[float]) -> bool:
-    """Whether a box has positive width and height (x2 > x1, y2 > y1); other boxes overlap nothing."""
-    return box[2] > box[0] and box[3] > box[1]
-
-
-def box_area(box: Sequence[float]) -> float:
-    """Area of a proper [x1, y1, x2, y2] box in its frame's pixels."""
-    return (box[2] - box[0]) * (box[3] - box[1])
 
 
 def sample_id(table: Table, line: int, item: dict[str, Any], seen: dict[str, int]) -> str:
@@ -86,12 +70,9 @@ def sample_image(table: Table, line: int, item: dict[str, Any], rid: str) -> str
 def image_size(table: Table, line: int, path: str) -> tuple[int, int]:
     """(width, height) of the sample's image file, read from its header."""
     try:
-        with Image.open(path) as im:
-            return im.size
-    except FileNotFoundError:
-        raise table.error(line, "file_name", f"image not found: {path}") from None
-    except Exception as e:  # PIL raises many types for unreadable files
-        raise table.error(line, "file_name", f"cannot read image {path}: {e}") from None
+        return media.image_size(path)
+    except media.MediaError as e:  # "image not found: …" or "cannot read image …: …"
+        raise table.error(line, "file_name", str(e)) from None
 
 
 def frame_scale(table: Table, line: int, size: tuple[int, int], frame: tuple[float, float]) -> tuple[float, float]:

@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from spatialtune.cli import app
 from spatialtune.data.builders import BuildError, run_builder
-from spatialtune.data.builders.cof_tools import CofToolSettings
+from spatialtune.data.builders.cof_tool_sft import CofToolSettings
 from spatialtune.data.builders.hoi_boxes import HoiBoxesSettings
-from spatialtune.data.builders.hoi_spatial import HoiSpatialSettings, balanced_pick, gerund
+from spatialtune.data.builders.hoi_spatial_sft import HoiSpatialSettings, balanced_pick, gerund
 from spatialtune.records import read_records
 
 SIZE = (200, 160)

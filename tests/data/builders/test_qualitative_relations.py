@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 from helpers import folder_digest
 from spatialtune.cli import app
 from spatialtune.data.builders import BuildError, run_builder
-from spatialtune.data.builders.qualitative import CHAINS, RELATIONS, QualitativeSettings, relation_quotas
-from spatialtune.data.builders.qualitative_lift import default_intrinsics, lift_region
+from spatialtune.data.builders._qualitative_lift import default_intrinsics, lift_region
+from spatialtune.data.builders.qualitative_relations import CHAINS, RELATIONS, QualitativeSettings, relation_quotas
 from spatialtune.records import read_records
 
 W, H = 128, 96

@@ -1,7 +1,7 @@
 """Shared input side of the public-dataset converters (`rlhf-v`, `pixmo-cap`, `spatial-vqa`): rows from a local copy or
 the Hugging Face hub, images from embedded bytes or files, and a seeded draw of N records.
 
-Rows (`load_rows`), from `--input`:
+Rows (`load_rows`, through `spatialtune.data.sources.read_rows`), from `--input`:
 - a `.jsonl` file (one object per line), a `.json` file (a list of objects, or an object holding exactly one list),
   or a `.parquet` file (images as `{"bytes", "path"}` structs, as `datasets` writes them);
 - a folder (a hub snapshot): its `.parquet` files whose name starts with `--split` (`data/train-00000-of-00004.parquet`),
@@ -31,20 +31,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ...io import atomic_write_bytes
-from . import BuildError, BuildReport, Progress, check_image, item_rng, parallel_map, read_json_file, read_jsonl_file
+from ..sources import SourceError, SourceRows, read_rows
+from . import BuildError, BuildReport, Progress, check_image, item_rng, parallel_map
 
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
 IMAGE_TOKEN = re.compile(r"\s*<image>\s*")  # LLaVA-style placeholder some sources keep in their question text
-
-
-@dataclass
-class SourceRows:
-    """Rows of an input and what names it in messages; `image_root` resolves relative image paths (None: hub rows)."""
-
-    rows: list[dict[str, Any]]
-    source: str
-    image_root: Path | None
 
 
 @dataclass(frozen=True)
@@ -65,81 +55,13 @@ class Candidate:
     make_record: Callable[[list[str]], dict[str, Any]]
 
 
-def is_hub_id(text: str) -> bool:
-    """`owner/name` that is not a local path (nor names a data file) is read as a Hugging Face dataset id."""
-    return bool(HUB_ID.match(text)) and not Path(text).exists() and Path(text).suffix not in DATA_SUFFIXES
-
-
-def _checked_rows(rows: list[Any], source: str) -> list[dict[str, Any]]:
-    for number, row in enumerate(rows, start=1):
-        if not isinstance(row, dict):
-            raise BuildError(f"{source}:{number}: expected a JSON object per row, got {type(row).__name__}")
-    return rows
-
-
-def _parquet_rows(path: Path) -> list[dict[str, Any]]:
-    import pyarrow.parquet as pq
-
-    try:
-        return pq.read_table(path).to_pylist()
-    except Exception as e:  # pyarrow raises several types for a damaged or foreign file
-        raise BuildError(f"{path}: cannot read it as parquet ({type(e).__name__}: {e})") from None
-
-
-def _local_rows(path: Path, split: str) -> list[dict[str, Any]]:
-    if path.is_dir():
-        shards = sorted(path.rglob("*.parquet"))
-        wanted = [p for p in shards if p.name.startswith(split)] or shards
-        if not wanted:
-            raise BuildError(f"{path}: no .parquet files in this folder; give a .jsonl, .json or .parquet file")
-        return [row for shard in wanted for row in _checked_rows(_parquet_rows(shard), str(shard))]
-    if path.suffix == ".parquet":
-        return _checked_rows(_parquet_rows(path), str(path))
-    if path.suffix == ".json":
-        content = read_json_file(path, "dataset file")
-        if isinstance(content, dict):
-            lists = [v for v in content.values() if isinstance(v, list)]
-            if len(lists) != 1:
-                raise BuildError(f"{path}: expected a list of rows, or an object holding exactly one list")
-            content = lists[0]
-        if not isinstance(content, list):
-            raise BuildError(f"{path}: expected a list of rows")
-        return _checked_rows(content, str(path))
-    rows = read_jsonl_file(path, "dataset file")
-    for number, row in rows:
-        if not isinstance(row, dict):
-            raise BuildError(f"{path}:{number}: expected a JSON object per line, got {type(row).__name__}")
-    return [row for _, row in rows]
-
-
-def _hub_rows(dataset_id: str, split: str) -> list[dict[str, Any]]:
-    """Rows of a hub dataset split, image columns left as {"bytes", "path"} (decoding all of them up front is slow)."""
-    try:
-        from datasets import Image as ImageFeature
-        from datasets import load_dataset
-
-        dataset = load_dataset(dataset_id, split=split)
-    except Exception as e:  # offline, unknown id, gated, no such split: one message that says which
-        raise BuildError(
-            f"{dataset_id}: not a local file or folder, and loading it from the Hugging Face hub failed "
-            f"({type(e).__name__}: {e}); when offline, download it first and pass the local file or folder"
-        ) from None
-    for name, feature in dataset.features.items():
-        if isinstance(feature, ImageFeature):
-            dataset = dataset.cast_column(name, ImageFeature(decode=False))
-    return list(dataset)
-
-
 def load_rows(input: str | Path, split: str, image_root: str | Path | None = None) -> SourceRows:
-    """The rows of `--input` (local file or folder, else a hub id), with the folder relative image paths resolve in."""
-    text = str(input)
-    path = Path(text).expanduser()
-    if path.exists():
-        root = Path(image_root) if image_root else (path if path.is_dir() else path.parent)
-        return SourceRows(_local_rows(path, split), str(path), root)
-    if is_hub_id(text):
-        return SourceRows(_hub_rows(text, split), text, Path(image_root) if image_root else None)
-    raise BuildError(f"{text}: no such file or folder (and not an owner/name hub id)")
+    """The rows of `--input` (local file or folder, else a hub id; see `spatialtune.data.sources`); what cannot be read
+    is a BuildError naming the file (and line)."""
+    try:
+        return read_rows(input, split=split, image_root=image_root)
+    except SourceError as e:
+        raise BuildError(str(e)) from None
 
 
 def image_source(value: Any, image_root: Path | None, where: str) -> ImageSource | None:

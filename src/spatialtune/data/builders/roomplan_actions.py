@@ -1,4 +1,4 @@
-"""RoomPlan anchor actions from ARKitScenes 3D object annotations (003 §9): "place a virtual anchor at the centre of
+"""RoomPlan anchor actions from ARKitScenes 3D object annotations (the RoomPlan task of the 3D-scene source pipeline): "place a virtual anchor at the centre of
 the <category>" → `{"action": "place_anchor", "scene": …, "center": [x,y,z], "normal": [x,y,z], "extent": [x,y,z]}`.
 
 Input (`--input`): an ARKitScenes 3DOD folder — `Training/` and `Validation/` with one folder per scan, one scan
@@ -38,7 +38,6 @@ per object unless said): `scene_marked_skipped` (the annotation's own `skipped` 
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 from collections import Counter
@@ -47,6 +46,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ...tasks.roomplan import (
+    FORMAT_HINT,
+    PRECISION,
+    anchor_instruction,
+    canonical_action_text,
+    place_anchor_action,
+)
 from . import (
     BuildError,
     BuildReport,
@@ -68,11 +74,8 @@ ARKIT_CATEGORIES = (
 ANNOTATION_SUFFIX = "_3dod_annotation.json"
 SPLIT_FOLDERS = {"Training": "train", "Validation": "val"}
 FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg")
-PRECISION = 3  # decimals of every number in an action (millimetres)
 MIN_EXTENT_M = 10.0 ** -PRECISION
 ORTHONORMAL_TOLERANCE = 1e-3
-FORMAT_HINT = ('Answer with JSON only: {"action": "place_anchor", "scene": "<scene id>", "center": [x, y, z], '
-               '"normal": [x, y, z], "extent": [x, y, z]} (metres, in the scene\'s frame).')
 
 Vector = tuple[float, float, float]
 
@@ -110,20 +113,6 @@ class AnchorObject:
     center: Vector
     normal: Vector
     extent: Vector
-
-
-def canonical_action_text(action: dict[str, Any]) -> str:
-    """The assistant answer: the action as JSON with sorted keys (its numbers already rounded by `place_anchor_action`)."""
-    return json.dumps(action, sort_keys=True)
-
-
-def _rounded(vector) -> list[float]:
-    return [round(float(v), PRECISION) + 0.0 for v in vector]  # + 0.0 turns -0.0 into 0.0
-
-
-def place_anchor_action(scene: str, center: Vector, normal: Vector, extent: Vector) -> dict[str, Any]:
-    """The structured action with every number rounded to PRECISION decimals."""
-    return {"action": "place_anchor", "scene": scene, "center": _rounded(center), "normal": _rounded(normal), "extent": _rounded(extent)}
 
 
 def normalise_label(label: str) -> str:
@@ -268,7 +257,7 @@ def copy_views(job: tuple[str, list[Path]], out: Path) -> list[str] | None:
 def anchor_record(obj: AnchorObject, images: list[str], frames: list[str], format_hint: bool) -> dict[str, Any]:
     """The record of one object: the views, the instruction, the canonical action text and `meta.action`."""
     action = place_anchor_action(obj.scan.video_id, obj.center, obj.normal, obj.extent)
-    instruction = f"In scene {obj.scan.video_id}, place a virtual anchor at the centre of the {obj.category.replace('_', ' ')}."
+    instruction = anchor_instruction(obj.scan.video_id, obj.category)
     text = canonical_action_text(action)
     return {
         "id": f"{obj.scan.video_id}/{obj.uid}",

@@ -1,0 +1,316 @@
+"""Reading answers out of free text: the scored part of a reply, option letters, named choices, numbers, coordinate
+tuples and JSON; boxes and points read back into pixels; action phrases and structured actions.
+
+Every parser returns None (or an empty list) when the output holds no answer of its kind, so that benchmarks and
+rewards count unparsable outputs instead of crashing on them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from ..geometry import Convention, ImageFrame, model_to_pixel
+from ..records import finite_number
+from ..tasks.crossview import NOT_VISIBLE
+from ..tasks.multiple_choice import letters
+from ..tasks.roomplan import ACTION_KEYS, VECTOR_KEYS
+
+_LETTER_PATTERNS = (
+    r"\(([A-Z])\)",  # (B)
+    r"(?i:answer)\s*(?:(?i:is))?\s*[:：]?\s*\(?([A-Z])\b",  # The answer is B / Answer: B
+    r"(?<![A-Za-z])([A-Z])[.)](?!\w)",  # B.  B)
+    r"^\s*([A-Z])\s*$",  # B
+)
+# A number that is not part of a word: the "2" of Qwen's `bbox_2d` / `point_2d` keys is not a coordinate.
+NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?")
+# A parenthesised tuple of numbers as RoboPoint's `find_vectors` reads it ("(+1., 2)" too, and 1-tuples).
+_TUPLE = re.compile(r"\(\s*([-+]?\d+\.?\d*(?:\s*,\s*[-+]?\d+\.?\d*)*)\s*\)")
+# hoi-benchmarks' `clean_action_response`: one of these leading phrases is dropped, then trailing punctuation.
+ANSWER_PREFIXES = ("the person is ", "person is ", "they are ", "action: ", "answer: ")
+TRAILING_PUNCTUATION = ".!?,;:"
+_BRACKETED_POINT = re.compile(r"\[\(\s*([0-9.]+)\s*,\s*([0-9.]+)\s*\)\]")  # the x3 source's pattern
+# Frames a pointing reply may be read in, other than plain pixels (`pixel`).
+_CONVENTION_OF_FRAME = {"norm01": Convention.NORM01, "grid1000": Convention.QWEN3_1000, "qwen25_abs": Convention.QWEN25_ABS}
+PIXEL_TOLERANCE = 1e-6  # 0.3 / (1/80) is 23.999…: floor must not drop a pixel to float round-off
+HOI_PERSON_KEYS, HOI_OBJECT_KEYS = ("person_bbox", "person_box"), ("object_bbox", "object_box")
+MALFORMED_ACTION_REASONS = ("no_json", "not_object", "missing_keys", "wrong_types", "zero_normal", "negative_extent")
+
+Vector = tuple[float, float, float]
+
+
+def final_answer(output: str) -> str:
+    """The part of a reply to score: the last `<answer>…</answer>` if any, else the reply without `<think>` blocks."""
+    answers = re.findall(r"<answer>(.*?)</answer>", output, re.S)
+    if answers:
+        return answers[-1].strip()
+    return re.sub(r"<think>.*?(?:</think>|$)", "", output, flags=re.S).strip()
+
+
+def parse_letter(output: str, num_choices: int) -> str | None:
+    """The option letter of a reply (earliest match of the accepted forms, within A.. the last choice), or None.
+
+    Accepted: "(B)", "B", "B.", "B)", "The answer is (B)", "Answer: B" — not the first character of the reply.
+    """
+    valid = set(letters(num_choices))
+    found = [(m.start(), m.group(1)) for pattern in _LETTER_PATTERNS for m in re.finditer(pattern, output) if m.group(1) in valid]
+    return min(found)[1] if found else None
+
+
+def parse_choice(output: str, choices: Sequence[str]) -> str | None:
+    """The choice occurring earliest in the output as a whole word (case-insensitive), or None if none occurs."""
+    text = output.strip().lower()
+    found = []
+    for choice in choices:
+        match = re.search(rf"(?<!\w){re.escape(choice.strip().lower())}(?!\w)", text)
+        if match:
+            found.append((match.start(), -len(choice), choice))  # earliest; at a tie, the longer choice
+    return min(found)[2] if found else None
+
+
+def parse_numbers(output: str) -> list[float]:
+    """Every number in the output, in order (numbers inside words, like the 2 of `bbox_2d`, are skipped)."""
+    return [float(n) for n in NUMBER.findall(output)]
+
+
+def tuple_texts(output: str) -> list[list[str]]:
+    """The numbers of every parenthesised numeric tuple in the output, as written (a decimal point may carry meaning)."""
+    return [[t.strip() for t in m.group(1).split(",")] for m in _TUPLE.finditer(output)]
+
+
+def parse_tuples(output: str) -> list[tuple[float, ...]]:
+    """Every parenthesised numeric tuple of two or more numbers, "(x, y)" / "(x1, y1, x2, y2)", in order."""
+    return [tuple(float(t) for t in texts) for texts in tuple_texts(output) if len(texts) >= 2]
+
+
+def parse_json(output: str) -> Any | None:
+    """The first JSON value (object or array) in the output, also inside a ```json fence; None if there is none."""
+    text = output.strip()
+    fenced = re.search(r"```(?:json)?\s*(.*?)```", text, re.S)
+    if fenced:
+        text = fenced.group(1).strip()
+    decoder = json.JSONDecoder()
+    for start in (m.start() for m in re.finditer(r"[\[{]", text)):
+        try:
+            return decoder.raw_decode(text, start)[0]
+        except ValueError:  # JSONDecodeError, or an integer past Python's digit limit
+            continue
+    return None
+
+
+def parse_box_pixel(output: str, frame: ImageFrame, convention: Convention) -> list[float] | None:
+    """The first four numbers of the output as a box [x1, y1, x2, y2] in original pixels, or None."""
+    numbers = parse_numbers(output)
+    return model_to_pixel(numbers[:4], frame, convention) if len(numbers) >= 4 else None
+
+
+def parse_point_pixel(output: str, frame: ImageFrame, convention: Convention) -> list[float] | None:
+    """The first two numbers of the output as a point [x, y] in original pixels, or None."""
+    numbers = parse_numbers(output)
+    return model_to_pixel(numbers[:2], frame, convention) if len(numbers) >= 2 else None
+
+
+def clean_action(output: str) -> str:
+    """The action phrase of a reply: one leading "the person is " / "person is " / … dropped, trailing punctuation cut, lowercase."""
+    text = output.strip()
+    for prefix in ANSWER_PREFIXES:
+        if text.lower().startswith(prefix):
+            text = text[len(prefix):].strip()
+            break
+    return text.rstrip(TRAILING_PUNCTUATION).lower().strip()
+
+
+def vector3(value: Any) -> Vector | None:
+    """Three finite numbers as a tuple, else None (booleans, strings, NaN, huge integers and wrong lengths are not vectors)."""
+    if not isinstance(value, (list, tuple)) or len(value) != 3:
+        return None
+    if not all(finite_number(v) for v in value):
+        return None
+    return (float(value[0]), float(value[1]), float(value[2]))
+
+
+def scene_text(value: Any) -> str | None:
+    """A scene id as text (ARKitScenes ids are numbers, written as strings or integers), else None."""
+    if isinstance(value, str):
+        return value.strip()
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def malformed_reason(obj: Any) -> str | None:
+    """Why a parsed reply is not a well-formed place_anchor action (the first reason that applies), or None."""
+    if obj is None:
+        return "no_json"
+    if not isinstance(obj, dict):
+        return "not_object"
+    if any(key not in obj for key in ACTION_KEYS):
+        return "missing_keys"
+    if not isinstance(obj["action"], str) or scene_text(obj["scene"]) is None or any(vector3(obj[k]) is None for k in VECTOR_KEYS):
+        return "wrong_types"
+    if not any(vector3(obj["normal"])):
+        return "zero_normal"
+    if min(vector3(obj["extent"])) < 0:
+        return "negative_extent"
+    return None
+
+
+def parse_action_object(output: str) -> Any | None:
+    """The first JSON object of a reply (inside a fence or an array too), else the first JSON value, else None."""
+    value = parse_json(output)
+    if value is None or isinstance(value, dict):
+        return value
+    brace = output.find("{")
+    inner = parse_json(output[brace:]) if brace >= 0 else None
+    return inner if isinstance(inner, dict) else value
+
+
+# ---------------------------------------------------------------- x3 cross-view points
+
+
+@dataclass(frozen=True)
+class X3Answer:
+    """A parsed x3 answer: NOT_VISIBLE, or a point normalised to [0,1] of the answer frame."""
+
+    not_visible: bool
+    point_norm01: tuple[float, float] | None = None
+    bare: bool = False  # written as "(x, y)", without the brackets the source requires
+
+    def as_json(self) -> str | list[float]:
+        """`NOT_VISIBLE` or [x, y]: what results.jsonl stores."""
+        return NOT_VISIBLE if self.not_visible else list(self.point_norm01)
+
+
+def parse_prediction(text: str, strict_brackets: bool = False) -> X3Answer | None:
+    """NOT_VISIBLE if the reply contains it (any case), else the first `[(x, y)]` (or bare `(x, y)`), else None."""
+    if NOT_VISIBLE in text.upper():
+        return X3Answer(True)
+    match = _BRACKETED_POINT.search(text)
+    if match:
+        try:
+            point = float(match.group(1)), float(match.group(2))
+        except ValueError:  # "1.2.3": the source gives up on the reply here
+            return None
+        return X3Answer(False, point) if all(math.isfinite(v) for v in point) else None
+    if strict_brackets:
+        return None
+    bare = next((t for t in parse_tuples(text) if len(t) == 2 and all(math.isfinite(v) for v in t)), None)
+    return X3Answer(False, (bare[0], bare[1]), bare=True) if bare else None
+
+
+def parse_ground_truth(value: Any) -> X3Answer | None:
+    """A GT answer: exactly "NOT_VISIBLE", a "[(x, y)]" string, or a list [x, y]; None if it is none of these."""
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
+        return X3Answer(False, (float(value[0]), float(value[1])))
+    if not isinstance(value, str):
+        return None
+    if value.strip().upper() == NOT_VISIBLE:
+        return X3Answer(True)
+    answer = parse_prediction(value, strict_brackets=True)
+    return answer if answer is not None and not answer.not_visible else None
+
+
+# ---------------------------------------------------------------- pointing (Where2Place, RefSpatial)
+
+
+@dataclass(frozen=True)
+class PointAnswer:
+    """Points and boxes of a reply in integer pixels of the original image."""
+
+    points_pixel: tuple[tuple[int, int], ...]
+    boxes_pixel: tuple[tuple[int, int, int, int], ...]
+    from_json: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        """What results.jsonl stores as `parsed`: pixel points and boxes."""
+        return {"points": [list(p) for p in self.points_pixel], "boxes": [list(b) for b in self.boxes_pixel]}
+
+
+def _text_tuples(output: str) -> list[tuple[list[float], bool]]:
+    """(numbers, written with a decimal point) of every 2- or 4-number parenthesised tuple (integers mean pixels in the originals)."""
+    found = []
+    for texts in tuple_texts(output):
+        values = [float(t) for t in texts]
+        if len(values) in (2, 4) and all(math.isfinite(v) for v in values):  # 400 digits read as inf: not a point
+            found.append((values, any("." in t for t in texts)))
+    return found
+
+
+def _json_tuples(output: str) -> list[tuple[list[float], bool]]:
+    """(numbers, any float) of Qwen-style JSON points `{"point_2d": [x, y]}` and boxes `{"bbox_2d": [...]}`."""
+    value = parse_json(output)
+    items = value if isinstance(value, list) else [value]
+    found = []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        for key, size in (("point_2d", 2), ("point", 2), ("bbox_2d", 4), ("bbox", 4)):
+            coords = item.get(key)
+            if isinstance(coords, list) and len(coords) == size and all(finite_number(v) for v in coords):
+                found.append(([float(v) for v in coords], any(isinstance(v, float) for v in coords)))
+                break
+    return found
+
+
+def to_pixels(values: list[float], decimal: bool, frame: str, image: ImageFrame) -> list[int]:
+    """A point or box in `frame` → integer pixels of the original image (norm01 integers are pixels already)."""
+    if frame == "pixel" or (frame == "norm01" and not decimal):
+        pixels = values
+    else:
+        pixels = model_to_pixel(values, image, _CONVENTION_OF_FRAME[frame])
+    return [math.floor(v + PIXEL_TOLERANCE) for v in pixels]
+
+
+def parse_point_answer(output: str, frame: str, image: ImageFrame, json_points: bool = True) -> PointAnswer | None:
+    """The points and boxes of a reply in pixels, or None when it holds no tuple (nor JSON point)."""
+    tuples, from_json = _text_tuples(output), False
+    if not tuples and json_points:
+        tuples, from_json = _json_tuples(output), True
+    if not tuples:
+        return None
+    pixels = [to_pixels(values, decimal, frame, image) for values, decimal in tuples]
+    return PointAnswer(tuple((p[0], p[1]) for p in pixels if len(p) == 2), tuple((b[0], b[1], b[2], b[3]) for b in pixels if len(b) == 4), from_json)
+
+
+# ---------------------------------------------------------------- HOI grounding pairs
+
+
+def as_box(value: Any) -> list[float] | None:
+    """A list of four numbers as a float box [x1, y1, x2, y2], or None (any order of corners is kept as given)."""
+    if isinstance(value, (list, tuple)) and len(value) == 4 and all(finite_number(v) for v in value):
+        return [float(v) for v in value]
+    return None
+
+
+@dataclass(frozen=True)
+class ParsedPairs:
+    """Predicted HOI pairs (person box, object box) in pixels of the image, and the array items that were unusable."""
+
+    pairs: list[tuple[list[float], list[float]]] | None  # None: no array of pairs in the output
+    malformed: int
+
+
+def _first_box(item: dict[str, Any], keys: tuple[str, ...]) -> list[float] | None:
+    return next((as_box(item[k]) for k in keys if k in item), None)
+
+
+def parse_hoi_pairs(output: str, frame: ImageFrame, convention: Convention) -> ParsedPairs:
+    """The first JSON array (or single pair object) of an HOI grounding reply as pixel pairs; items without two 4-number
+    boxes are counted."""
+    value = parse_json(output)
+    if isinstance(value, dict):
+        lists = [v for v in value.values() if isinstance(v, list) and all(isinstance(x, dict) for x in v)]
+        value = [value] if any(k in value for k in HOI_PERSON_KEYS + HOI_OBJECT_KEYS) else lists[0] if len(lists) == 1 else None
+    if not isinstance(value, list):
+        return ParsedPairs(None, 0)
+    pairs, malformed = [], 0
+    for item in value:
+        boxes = (_first_box(item, HOI_PERSON_KEYS), _first_box(item, HOI_OBJECT_KEYS)) if isinstance(item, dict) else (None, None)
+        if boxes[0] is None or boxes[1] is None:
+            malformed += 1
+            continue
+        pairs.append(tuple(model_to_pixel(b, frame, convention) for b in boxes))
+    if value and not pairs:
+        return ParsedPairs(None, malformed)  # an array, but nothing in it is a pair: not an answer of this format
+    return ParsedPairs(pairs, malformed)
