@@ -195,8 +195,9 @@ def held_folder(tmp_path):
     proc.start()
     assert ready.wait(60)
     yield tmp_path / "out", proc, release
-    release.set()
-    proc.join(10)
+    if proc.is_alive():  # a killed waiter never acknowledges a notify: setting the event would then block forever
+        release.set()
+        proc.join(10)
     if proc.is_alive():
         proc.kill()
 
