@@ -6,10 +6,11 @@ import copy
 import json
 
 import pytest
+from datasets import Dataset
 from PIL import Image
 
 from helpers import draw_scene, grounding_record
-from spatialtune.data.render import GeometryRenderer, format_coords, record_to_row
+from spatialtune.data.render import GeometryRenderer, dataset_row, format_coords, record_to_row
 from spatialtune.geometry import Convention, ImageFrame, ResizePolicy
 from spatialtune.records import SpatialRecord, parse_record, read_records
 
@@ -268,10 +269,16 @@ def test_row_geometry_stays_in_original_pixels(checked_record, tmp_path):
     assert row["masks"] == [{"path": str(tmp_path / "m.png"), "image": 0, "label": "square"}]
 
 
-def test_row_answer_and_meta_are_json_text(checked_record):
+def test_row_answer_and_meta_are_values(checked_record):
     row = record_to_row(checked_record, GeometryRenderer(Convention.QWEN3_1000))
-    assert isinstance(row["answer"], str) and json.loads(row["answer"]) == {"box": [12, 30, 64, 84]}
-    assert isinstance(row["meta"], str) and json.loads(row["meta"]) == {"source": "synthetic", "difficulty": 1}
+    assert row["answer"] == {"box": [12, 30, 64, 84]} and row["meta"] == {"source": "synthetic", "difficulty": 1}
+
+
+def test_a_dataset_row_holds_answer_and_meta_as_json_text(checked_record):
+    row = dataset_row(record_to_row(checked_record, GeometryRenderer(Convention.QWEN3_1000)))
+    assert json.loads(row["answer"]) == {"box": [12, 30, 64, 84]}
+    assert json.loads(row["meta"]) == {"source": "synthetic", "difficulty": 1}
+    assert Dataset.from_list([row, {**row, "answer": json.dumps("left")}])[1]["answer"] == '"left"'
 
 
 def test_row_choices_are_a_list(checked_record):
@@ -280,7 +287,7 @@ def test_row_choices_are_a_list(checked_record):
 
 def test_row_of_a_record_without_answer_choices_or_meta_has_uniform_empty_values():
     record = _record("{box:0}")
-    row = record_to_row(record, GeometryRenderer(Convention.QWEN3_1000))
+    row = dataset_row(record_to_row(record, GeometryRenderer(Convention.QWEN3_1000)))
     assert (row["answer"], row["choices"], row["meta"], row["masks"], row["refer_boxes"]) == ("null", [], "{}", [], [])
 
 

@@ -4,7 +4,6 @@ the mean-over-subtasks total, scripted and real runs."""
 from __future__ import annotations
 
 import io
-import json
 
 import pytest
 from fixtures_mc import blink_row, edit_jsonl_row, scene, scripted, write_blink_fixture
@@ -42,7 +41,7 @@ def test_one_file_loads_the_chosen_subtasks_with_every_image(tmp_path, tiny_mode
     assert [r["task"] for r in rows] == ["Spatial_Relation", "Spatial_Relation", "Relative_Depth", "Multi-view_Reasoning", "Counting", "Object_Localization"]
     multi = rows[3]
     assert len(multi["images"]) == 2 and [p["type"] for p in multi["messages"][0]["content"]] == ["image", "image", "text"]
-    assert [json.loads(r["answer"]) for r in rows] == ["A", "B", "B", "A", "B", "A"] and rows[4]["choices"] == ["A", "B", "C", "D"]
+    assert [r["answer"] for r in rows] == ["A", "B", "B", "A", "B", "A"] and rows[4]["choices"] == ["A", "B", "C", "D"]
     assert "(A) 0\n(B) 1\n(C) 2\n(D) 3" in rows[4]["messages"][0]["content"][1]["text"]
     only = get_benchmark("blink", {"subtasks": "Art_Style"}).load(path, loaded.processor, loaded.family.convention)
     assert [r["id"] for r in only] == ["val_Art_Style_1"] and len(only[0]["images"]) == 3

@@ -91,7 +91,7 @@ def test_a_jpeg_query_is_never_its_own_mask(tmp_path, tiny_models):
     with pytest.raises(RecordError, match=r"jpeg.json:1: field 'query_original': no mask .*not a .png"):
         get_benchmark("crossview").load(path, loaded.processor, loaded.family.convention)
     row = get_benchmark("crossview", {"require_masks": False}).load(path, loaded.processor, loaded.family.convention)[0]
-    assert json.loads(row["meta"])["query_mask"] is None
+    assert row["meta"]["query_mask"] is None
 
 
 def test_concat_points_on_the_left_half_miss_and_the_right_half_is_rescaled_and_clamped():
@@ -136,10 +136,10 @@ def test_loading_puts_images_before_the_prompt_and_finds_the_dilated_query_mask(
     assert [r["task"] for r in rows] == ["t1_multi", "t1_multi", "t1_concat", "t2b", "t2a", "t1_multi"]
     content = rows[0]["messages"][0]["content"]
     assert [p["type"] for p in content] == ["image", "image", "text"] and content[2]["text"] == T1_PROMPT
-    meta = json.loads(rows[0]["meta"])
+    meta = rows[0]["meta"]
     assert meta["query_mask"].endswith("02_000200_mask_dialated.png") and meta["answer_image"] == 1
-    assert json.loads(rows[2]["meta"])["concat"] and len(rows[2]["images"]) == 1
-    assert json.loads(rows[0]["answer"]) == [0.695, 0.51]  # the task's own [0,1] format, not the model's 0–1000 grid
+    assert rows[2]["meta"]["concat"] and len(rows[2]["images"]) == 1
+    assert rows[0]["answer"] == [0.695, 0.51]  # the task's own [0,1] format, not the model's 0–1000 grid
 
 
 def test_the_plain_mask_is_used_when_the_dilated_one_is_missing(tmp_path, tiny_models):
@@ -147,7 +147,7 @@ def test_the_plain_mask_is_used_when_the_dilated_one_is_missing(tmp_path, tiny_m
     next(tmp_path.rglob("02_000200_mask_dialated.png")).unlink()
     loaded = tiny_models("tiny-qwen3-vl")
     rows = get_benchmark("crossview").load(path, loaded.processor, loaded.family.convention, max_samples=1)
-    assert json.loads(rows[0]["meta"])["query_mask"].endswith("02_000200_mask.png")
+    assert rows[0]["meta"]["query_mask"].endswith("02_000200_mask.png")
 
 
 def test_a_scripted_run_reproduces_the_sources_metrics(fixture_path, tiny_models, tmp_path, monkeypatch):
@@ -207,8 +207,8 @@ def test_jsonl_records_with_query_original_in_meta_load_and_score(tmp_path, tiny
     loaded = tiny_models("tiny-qwen3-vl")
     bench = get_benchmark("crossview")
     rows = bench.load(path, loaded.processor, loaded.family.convention)
-    assert [r["task"] for r in rows] == ["t1_multi", "t2a", "t1_multi"] and json.loads(rows[0]["answer"]) == list(views[2].gt_point)
-    assert json.loads(rows[2]["meta"])["query_mask"] == str(views[2].mask)
+    assert [r["task"] for r in rows] == ["t1_multi", "t2a", "t1_multi"] and rows[0]["answer"] == list(views[2].gt_point)
+    assert rows[2]["meta"]["query_mask"] == str(views[2].mask)
     assert [bench.score(rows[i], answer_text(views[2].gt_point), None).score for i in (0, 2)] == [1.0, 1.0]
 
 

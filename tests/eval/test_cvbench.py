@@ -58,10 +58,10 @@ def test_a_local_file_loads_with_prompts_letters_and_sources(tmp_path, tiny_mode
     loaded = tiny_models("tiny-qwen3-vl")
     path = _write(tmp_path, [_row(0), _row(1, "Count", "ADE20K", "(B)")])
     rows = get_benchmark("cvbench").load(path, loaded.processor, loaded.family.convention)
-    assert [json.loads(r["answer"]) for r in rows] == ["A", "B"]
+    assert [r["answer"] for r in rows] == ["A", "B"]
     text = rows[0]["messages"][0]["content"][1]["text"]
     assert "(A) the cup\n(B) the cat" in text and "letter" in text
-    assert json.loads(rows[1]["meta"])["source"] == "ADE20K"
+    assert rows[1]["meta"]["source"] == "ADE20K"
     qualitative = get_benchmark("cvbench-qualitative").load(path, loaded.processor, loaded.family.convention)
     assert [r["task"] for r in qualitative] == ["Relation"]
 

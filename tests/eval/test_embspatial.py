@@ -32,9 +32,9 @@ def test_a_file_loads_with_lettered_options_and_sources(tmp_path, tiny_models):
     path, options = write_embspatial_fixture(tmp_path)
     rows = get_benchmark("embspatial", options).load(path, loaded.processor, loaded.family.convention)
     assert [r["id"] for r in rows] == ["mp3d_0", "mp3d_1", "scannet_0", "ai2thor_0"]
-    assert [json.loads(r["answer"]) for r in rows] == ["A", "C", "B", "D"]
+    assert [r["answer"] for r in rows] == ["A", "C", "B", "D"]
     assert "(C) The chair is above the table." in rows[1]["messages"][0]["content"][1]["text"]
-    assert json.loads(rows[2]["meta"]) == {"relation": "close", "data_source": "scannet"}
+    assert rows[2]["meta"] == {"relation": "close", "data_source": "scannet"}
 
 
 def test_the_original_json_with_base64_images_loads(tmp_path, tiny_models):

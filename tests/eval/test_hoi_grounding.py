@@ -31,10 +31,10 @@ def _row(pairs, size=(1000, 1000), action="riding", rid="s0") -> dict:
     return {
         "id": rid,
         "task": "grounding",
-        "answer": json.dumps({"pairs": pairs}),
+        "answer": {"pairs": pairs},
         "image_sizes": [list(size)],
         "boxes": [{"bbox": b, "image": 0, "label": ""} for pair in pairs for b in pair],
-        "meta": json.dumps({"action": action, "object_category": "bicycle", "width": size[0], "height": size[1]}),
+        "meta": {"action": action, "object_category": "bicycle", "width": size[0], "height": size[1]},
     }
 
 
@@ -49,7 +49,7 @@ def _results(bench, samples) -> list[dict]:
         row = _row(pairs, rid=str(k))
         scored = bench.score(row, output, QWEN3)
         results.append({"id": row["id"], "task": row["task"], "score": scored.score, "parsed": scored.parsed, "scores": scored.scores,
-                        "meta": json.loads(row["meta"])})
+                        "meta": row["meta"]})
     return results
 
 
@@ -220,9 +220,9 @@ def test_the_simplified_json_loads_with_the_query_and_the_pairs(tmp_path, tiny_m
     rows = get_benchmark("hoi-grounding", options).load(path, loaded.processor, loaded.family.convention)
     assert len(rows) == 6 and rows[0]["id"] == "0"
     assert "Detect all person-bicycle pairs where the person is riding the bicycle." in rows[0]["messages"][0]["content"][1]["text"]
-    shared_person = json.loads(rows[3]["answer"])["pairs"]  # gt_box_inds [0, 1, 0, 2]: one person in two pairs
+    shared_person = rows[3]["answer"]["pairs"]  # gt_box_inds [0, 1, 0, 2]: one person in two pairs
     assert shared_person == [[[80, 40, 130, 150], [70, 5, 150, 45]], [[80, 40, 130, 150], [140, 90, 190, 140]]]
-    assert json.loads(rows[3]["meta"]) == {"action": "carrying", "object_category": "umbrella", "width": 200, "height": 160}
+    assert rows[3]["meta"] == {"action": "carrying", "object_category": "umbrella", "width": 200, "height": 160}
 
 
 def test_a_resized_image_copy_is_scored_in_the_annotation_frame(tmp_path, tiny_models):
@@ -258,7 +258,7 @@ def test_a_scripted_run_reports_hand_computed_ar(tmp_path, tiny_models, monkeypa
         """Exact pairs for the bicycle and the two cups, garbage for the bench, nothing for the rest."""
         outputs = []
         for row in rows:
-            meta, pairs = json.loads(row["meta"]), json.loads(row["answer"])["pairs"]
+            meta, pairs = row["meta"], row["answer"]["pairs"]
             grid = [[[round(v / (meta["width"] if i % 2 == 0 else meta["height"]) * 1000) for i, v in enumerate(b)] for b in pair] for pair in pairs]
             outputs.append({"bicycle": _answer(grid), "cup": _answer(grid), "bench": "a person on a bench"}.get(meta["object_category"], "[]"))
         return outputs

@@ -3,7 +3,6 @@ RoBERTa (max over references per P/R/F, layer, rescaling really applied or not, 
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
@@ -32,9 +31,9 @@ def _options(model: str, **changes) -> HoiReferring.Options:
 
 
 def _row(references, rid="r0") -> dict:
-    return {"id": rid, "task": "referring", "answer": json.dumps(references), "image_sizes": [[200, 160]],
+    return {"id": rid, "task": "referring", "answer": references, "image_sizes": [[200, 160]],
             "boxes": [{"bbox": [10, 10, 50, 150], "image": 0, "label": "person"}, {"bbox": [60, 60, 90, 90], "image": 0, "label": "cup"}],
-            "meta": json.dumps({"object_category": "cup", "action": references[0]})}
+            "meta": {"object_category": "cup", "action": references[0]}}
 
 
 def _results(bench, samples) -> list[dict]:
@@ -43,7 +42,7 @@ def _results(bench, samples) -> list[dict]:
         row = _row(references, str(k))
         scored = bench.score(row, output, QWEN3)
         results.append({"id": row["id"], "task": row["task"], "score": scored.score, "parsed": scored.parsed, "ground_truth": scored.ground_truth,
-                        "scores": scored.scores, "meta": json.loads(row["meta"])})
+                        "scores": scored.scores, "meta": row["meta"]})
     return results
 
 
@@ -194,7 +193,7 @@ def test_the_prompt_shows_both_boxes_in_the_model_convention(tmp_path, tiny_mode
     text = rows[0]["messages"][0]["content"][1]["text"]
     assert "Person bounding box: [200, 63, 500, 750]" in text and "Object bounding box: [150, 438, 650, 938]" in text  # 0–1000 grid of 200×160
     assert "with the bicycle" in text and "with the object" in rows[1]["messages"][0]["content"][1]["text"]
-    assert json.loads(rows[1]["answer"]) == ["holding cup", "drinking with cup"]
+    assert rows[1]["answer"] == ["holding cup", "drinking with cup"]
     assert rows[4]["image_sizes"] == [[100, 80]] and "[100, 63, 450, 938]" in rows[4]["messages"][0]["content"][1]["text"]  # resized copy
 
 
@@ -211,7 +210,7 @@ def test_a_scripted_run_reports_exact_match_and_bertscore(tmp_path, tiny_models,
     path, options = write_hoi_referring_fixture(tmp_path / "data")
     replies = {"riding bicycle": "The person is riding bicycle.", "holding cup": "drinking with cup", "sitting on bench": "sitting",
                "carrying umbrella": "Answer: carrying umbrella!", "kicking ball": "", "eating pizza": "eating pizza"}
-    monkeypatch.setattr(runner, "generate_batch", lambda model, processor, rows, max_new_tokens: [replies[json.loads(r["meta"])["action"]] for r in rows])
+    monkeypatch.setattr(runner, "generate_batch", lambda model, processor, rows, max_new_tokens: [replies[r["meta"]["action"]] for r in rows])
     result = run_eval(tiny_models("tiny-qwen3-vl"), get_benchmark("hoi-referring", options), path, tmp_path / "out", batch_size=4, progress=False)
     metrics = result.metrics
     assert metrics["exact_match"] == pytest.approx(4 / 6) and metrics["unparsable"] == {"referring": 1}

@@ -115,14 +115,14 @@ def _text(row) -> str:
 def test_where2place_prompts_say_the_coordinate_frame(where2place_path, tiny_models):
     qwen3, qwen25 = tiny_models("tiny-qwen3-vl"), tiny_models("tiny-qwen2.5-vl")
     norm = get_benchmark("where2place").load(where2place_path, qwen3.processor, qwen3.family.convention)
-    assert "between 0 and 1" in _text(norm[0]) and json.loads(norm[0]["meta"]) == {"question_type": "seen", "coords": "norm01"}
+    assert "between 0 and 1" in _text(norm[0]) and norm[0]["meta"] == {"question_type": "seen", "coords": "norm01"}
     pixel = get_benchmark("where2place", {"coords": "pixel"}).load(where2place_path, qwen3.processor, qwen3.family.convention)
     assert "between 0 and 1" not in _text(pixel[0]) and "80 pixels wide and 60 pixels high" in _text(pixel[0])
     grid = get_benchmark("where2place", {"coords": "model"}).load(where2place_path, qwen3.processor, qwen3.family.convention)
-    assert json.loads(grid[0]["meta"])["coords"] == "grid1000" and "0 to 1000" in _text(grid[0])
+    assert grid[0]["meta"]["coords"] == "grid1000" and "0 to 1000" in _text(grid[0])
     rows = get_benchmark("where2place", {"coords": "model"}).load(where2place_path, qwen25.processor, qwen25.family.convention)
     width, height = ResizePolicy.from_processor(qwen25.processor).resized_size(80, 60)
-    assert json.loads(rows[0]["meta"])["coords"] == "qwen25_abs" and f"{width} pixels wide and {height} pixels high" in _text(rows[0])
+    assert rows[0]["meta"]["coords"] == "qwen25_abs" and f"{width} pixels wide and {height} pixels high" in _text(rows[0])
 
 
 def test_a_scripted_where2place_run_reports_both_treatments_of_parse_failures(where2place_path, tiny_models, tmp_path, monkeypatch):

@@ -105,8 +105,8 @@ def test_the_fixture_loads_with_the_action_as_answer_and_views_as_images(tmp_pat
     path, options = write_roomplan_fixture(tmp_path)
     rows = _load(path, qwen3, **options)
     assert len(rows) == len(ROOMPLAN_OBJECTS) and rows[0]["images"][0].endswith("images/47333462/view_0.png")
-    assert json.loads(rows[0]["answer"]) == {**GOOD, "normal": [0.0, 1.0, 0.0]}
-    assert json.loads(rows[0]["meta"]) == {"label": "cabinet", "source": "ARKitScenes 3dod", "scene_id": "47333462"}
+    assert rows[0]["answer"] == {**GOOD, "normal": [0.0, 1.0, 0.0]}
+    assert rows[0]["meta"] == {"label": "cabinet", "source": "ARKitScenes 3dod", "scene_id": "47333462"}
 
 
 @pytest.mark.parametrize("where", ["action", "action_json", "assistant"])
@@ -116,7 +116,7 @@ def test_the_reference_action_may_sit_in_other_fields(where, tmp_path, qwen3):
     if where != "assistant":
         record[where] = {**action, "scene": 47333462}
     rows = _load(_write(tmp_path, [record]), qwen3)
-    assert json.loads(rows[0]["answer"])["scene"] == "47333462"
+    assert rows[0]["answer"]["scene"] == "47333462"
 
 
 def test_a_reference_with_a_zero_normal_names_the_field(tmp_path, qwen3):
@@ -193,7 +193,7 @@ def test_malformed_counts_come_from_the_scored_answer_not_the_raw_reply(tmp_path
     path, options = write_roomplan_fixture(tmp_path / "data")
     bench = get_benchmark("roomplan", options)
     row = bench.load(path, qwen3.processor, qwen3.family.convention)[0]
-    action = json.loads(row["answer"])
+    action = row["answer"]
     output = '<think>Maybe {"action": "place_anchor"} first.</think>' + json.dumps(action)  # the runner scores the part after </think>
     m = bench.aggregate([runner.result_row(bench, row, output, None)])
     assert m["valid_rate"] == 1.0 and m["malformed_total"] == 0 and m["malformed"]["missing_keys"] == 0

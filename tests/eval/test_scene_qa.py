@@ -149,8 +149,8 @@ def test_scanqa_rows_carry_views_question_references_and_class(tmp_path, qwen3):
     content = first["messages"][0]["content"]
     assert [p["type"] for p in content] == ["image", "image", "text"]
     assert content[-1]["text"].startswith("What color is the table in the kitchen?\n") and "single word" in content[-1]["text"]
-    assert json.loads(first["answer"]) == ["brown", "dark brown"]
-    assert [json.loads(r["meta"])["question_class"] for r in rows] == ["Color", "Place", "Number", "Object nature", "Object", "Other"]
+    assert first["answer"] == ["brown", "dark brown"]
+    assert [r["meta"]["question_class"] for r in rows] == ["Color", "Place", "Number", "Object nature", "Object", "Other"]
 
 
 def test_scanqa_test_split_without_answers_names_the_field(tmp_path, qwen3):
@@ -183,10 +183,10 @@ def test_a_scene_without_images_is_an_error_naming_the_scene(tmp_path, qwen3):
 def test_sqa3d_joins_annotations_beside_the_questions_and_shows_the_situation(tmp_path, qwen3):
     path, options = write_sqa3d_fixture(tmp_path)
     rows = _load("sqa3d", path, qwen3, **options)
-    assert [json.loads(r["answer"]) for r in rows] == [[answer] for *_, answer in SQA3D_ROWS]
+    assert [r["answer"] for r in rows] == [[answer] for *_, answer in SQA3D_ROWS]
     text = rows[0]["messages"][0]["content"][-1]["text"]
     assert text.startswith("Situation: I am facing the kitchen counter with the fridge on my left.\nQuestion: What is on my right?\n")
-    assert [json.loads(r["meta"])["question_type"] for r in rows] == ["What", "Is", "How", "Can", "Which", "Others"]
+    assert [r["meta"]["question_type"] for r in rows] == ["What", "Is", "How", "Can", "Which", "Others"]
 
 
 def test_sqa3d_annotations_can_be_given_and_their_absence_is_explained(tmp_path, qwen3):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
@@ -26,7 +25,7 @@ def _row(task: str, answer=None, choices=(), boxes=(), points=(), masks=(), size
     return {
         "id": "r0",
         "task": task,
-        "answer": json.dumps(answer),
+        "answer": answer,
         "choices": list(choices),
         "image_sizes": [list(size)],
         "boxes": [{"bbox": list(b), "image": 0, "label": "red square"} for b in boxes],

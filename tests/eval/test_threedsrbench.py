@@ -47,9 +47,9 @@ def test_a_vlmevalkit_tsv_loads_base64_and_index_referenced_images(tmp_path, tin
     rows = get_benchmark("3dsrbench", options).load(path, loaded.processor, loaded.family.convention)
     assert [r["id"] for r in rows] == [qid for _, qid, *_ in THREEDSR_ROWS]
     assert len({r["images"][0] for r in rows[:4]}) == 1 and rows[4]["images"][0].endswith(".images/4.png")
-    assert [json.loads(r["answer"]) for r in rows] == ["A", "B", "A", "B", "C", "B", "A", "D"]
+    assert [r["answer"] for r in rows] == ["A", "B", "A", "B", "C", "B", "A", "D"]
     assert rows[0]["choices"] == ["A", "B"] and "(D) behind" in rows[4]["messages"][0]["content"][1]["text"]
-    assert json.loads(rows[3]["meta"]) == {"qid": "Q1AAAAAA-flip-1", "type": "height", "circular_group": "Q1AAAAAA-flip", "flip_group": "Q1AAAAAA"}
+    assert rows[3]["meta"] == {"qid": "Q1AAAAAA-flip-1", "type": "height", "circular_group": "Q1AAAAAA-flip", "flip_group": "Q1AAAAAA"}
 
 
 def test_rows_without_qid_or_image_use_index_and_the_coco_url(tmp_path, tiny_models):
@@ -60,7 +60,7 @@ def test_rows_without_qid_or_image_use_index_and_the_coco_url(tmp_path, tiny_mod
     (tmp_path / "3dsrbench.jsonl").write_text(json.dumps(row) + "\n")
     rows = get_benchmark("3dsrbench").load(tmp_path / "3dsrbench.jsonl", loaded.processor, loaded.family.convention, image_root=tmp_path / "coco_images")
     assert rows[0]["id"] == "42" and rows[0]["images"][0].endswith("coco_images/train2017/000000000139.jpg")
-    assert json.loads(rows[0]["meta"])["circular_group"] == "42"
+    assert rows[0]["meta"]["circular_group"] == "42"
 
 
 @pytest.mark.parametrize(

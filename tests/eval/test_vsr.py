@@ -63,8 +63,8 @@ def test_a_split_loads_with_prompts_labels_and_coco_folders(tmp_path, tiny_model
     assert len(rows) == 6 and rows[0]["id"] == "1-000000000139"
     assert rows[0]["images"][0].endswith("train2017/000000000139.png")  # found through image_link's folder
     assert '"The cup is left of the cat."' in rows[0]["messages"][0]["content"][1]["text"]
-    assert [json.loads(r["answer"]) for r in rows] == ["true", "false", "true", "false", "true", "false"]
-    assert json.loads(rows[3]["meta"]) == {"relation": "congruent", "meta_category": None, "split": "random"}
+    assert [r["answer"] for r in rows] == ["true", "false", "true", "false", "true", "false"]
+    assert rows[3]["meta"] == {"relation": "congruent", "meta_category": None, "split": "random"}
 
 
 def test_the_zeroshot_split_is_recorded(tmp_path, tiny_models):
@@ -72,7 +72,7 @@ def test_the_zeroshot_split_is_recorded(tmp_path, tiny_models):
     path, _ = write_vsr_fixture(tmp_path)
     path.write_text(json.dumps(vsr_record(0, "000000000139", "The cup is left of the cat.", 1, "left of", zeroshot=True)) + "\n")
     rows = get_benchmark("vsr").load(path, loaded.processor, loaded.family.convention)
-    assert json.loads(rows[0]["meta"])["split"] == "zeroshot"
+    assert rows[0]["meta"]["split"] == "zeroshot"
 
 
 @pytest.mark.parametrize("field, value, message", [("label", 2, "expected 1 .true. or 0"), ("caption", ..., "missing"), ("image", "nope.jpg", "image not found")])

@@ -38,13 +38,13 @@ def test_the_answer_letter_shows_the_first_caption_and_answers_are_not_all_a(tmp
     path, options = write_whatsup_fixture(tmp_path)
     rows = get_benchmark("whatsup", options).load(path, loaded.processor, loaded.family.convention)
     assert [r["id"] for r in rows] == [f"controlled_images/{i}" for i in range(1, 5)] + ["coco_qa_two_obj/1", "coco_qa_two_obj/2"]
-    assert [json.loads(r["answer"]) for r in rows] == ["C", "B", "B", "D", "B", "B"]
+    assert [r["answer"] for r in rows] == ["C", "B", "B", "D", "B", "B"]
     for row in rows:
-        meta = json.loads(row["meta"])
-        assert _shown_options(row)[letters(4).index(json.loads(row["answer"]))] == meta["correct_caption"]
+        meta = row["meta"]
+        assert _shown_options(row)[letters(4).index(row["answer"])] == meta["correct_caption"]
     assert rows[4]["images"][0].endswith("val2017/000000000139.jpg") and rows[0]["images"][0].endswith("data/controlled_images/mug_left_of_table.jpeg")
     other = get_benchmark("whatsup", {"seed": 1}).load(path, loaded.processor, loaded.family.convention)
-    assert [json.loads(r["answer"]) for r in other] == ["A", "D", "B", "B", "A", "A"]
+    assert [r["answer"] for r in other] == ["A", "D", "B", "B", "A", "A"]
 
 
 def test_the_letter_maps_back_to_the_original_option(tmp_path, tiny_models):
@@ -72,7 +72,7 @@ def test_a_single_annotation_file_and_bad_entries(tmp_path, tiny_models):
     generic = tmp_path / "mine.jsonl"
     generic.write_text(json.dumps({"id": "x1", "image": "whatsup/val2017/000000000139.jpg", "caption_options": ["A cup left of a cat", "A cup right of a cat"]}) + "\n")
     rows = get_benchmark("whatsup").load(generic, loaded.processor, loaded.family.convention)
-    assert (rows[0]["id"], rows[0]["task"], json.loads(rows[0]["meta"])["preposition"]) == ("x1", "mine", "left")
+    assert (rows[0]["id"], rows[0]["task"], rows[0]["meta"]["preposition"]) == ("x1", "mine", "left")
     with pytest.raises(FileNotFoundError, match="no What'sUp annotation file"):
         get_benchmark("whatsup").load(tmp_path, loaded.processor, loaded.family.convention)
     generic.write_text(generic.read_text() + '{"id": "x2", "image": \n')

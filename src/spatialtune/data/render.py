@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from ..geometry import Convention, ImageFrame, ResizePolicy, pixel_to_model
 from ..records import GEOMETRY_PLACEHOLDER, SpatialRecord
@@ -80,7 +80,65 @@ class GeometryRenderer:
                 for g in record.refer_boxes]
 
 
-def record_columns(record: SpatialRecord) -> dict[str, Any]:
+class BoxColumn(TypedDict):
+    """A box of a row, in pixels of image `image`."""
+
+    bbox: list[float]
+    image: int
+    label: str
+
+
+class PointColumn(TypedDict):
+    """A point of a row, in pixels of image `image`."""
+
+    point: list[float]
+    image: int
+    label: str
+
+
+class MaskColumn(TypedDict):
+    """A mask of a row: the path of a mask image aligned with image `image`."""
+
+    path: str
+    image: int
+    label: str
+
+
+class ReferGroupColumn(TypedDict):
+    """A `refer_boxes` group of a row: the pixel boxes of one referred region on image `image`."""
+
+    boxes: list[list[float]]
+    image: int
+    label: str
+
+
+class RecordColumns(TypedDict):
+    """What every row carries besides its chat: images and the structured ground truth in the pixel frame."""
+
+    images: list[str]
+    image_sizes: list[list[int]]
+    boxes: list[BoxColumn]
+    points: list[PointColumn]
+    masks: list[MaskColumn]
+    refer_boxes: list[ReferGroupColumn]
+    answer: Any
+    choices: list[str]
+    meta: dict[str, Any]
+
+
+class Row(RecordColumns):
+    """One record as the runner, the benchmarks and the collator use it: the chat rendered in the model's frame."""
+
+    id: str
+    task: str
+    source: str
+    messages: list[dict[str, Any]]
+
+
+FREE_FORM_COLUMNS = ("answer", "meta")  # any JSON value: encoded as text inside a datasets.Dataset (one schema)
+
+
+def record_columns(record: SpatialRecord) -> RecordColumns:
     """The columns every row carries besides its chat: image paths and sizes, and the structured ground truth in the
     pixel frame (what rewards, metrics and add-ons read)."""
     return {
@@ -90,14 +148,19 @@ def record_columns(record: SpatialRecord) -> dict[str, Any]:
         "points": [{"point": list(p.xy_pixel), "image": p.image, "label": p.label} for p in record.points],
         "masks": [{"path": str(m.path), "image": m.image, "label": m.label} for m in record.masks],
         "refer_boxes": [{"boxes": [list(b) for b in g.boxes_pixel], "image": g.image, "label": g.label} for g in record.refer_boxes],
-        # Free-form values travel as JSON text so that every row of a datasets.Dataset has one schema.
-        "answer": json.dumps(record.answer),
+        # plain JSON values (tuples become lists), as a record file or a results file holds them
+        "answer": json.loads(json.dumps(record.answer)),
         "choices": record.choices or [],
-        "meta": json.dumps(record.meta),
+        "meta": json.loads(json.dumps(record.meta)),
     }
 
 
-def record_to_row(record: SpatialRecord, renderer: GeometryRenderer) -> dict[str, Any]:
+def dataset_row(row: RecordColumns) -> dict[str, Any]:
+    """A row as a `datasets.Dataset` stores it: the free-form columns (`answer`, `meta`) as JSON text."""
+    return {**row, **{key: json.dumps(row[key]) for key in FREE_FORM_COLUMNS}}
+
+
+def record_to_row(record: SpatialRecord, renderer: GeometryRenderer) -> Row:
     """A TRL-ready row: rendered messages, image paths, and the structured ground truth in the pixel frame."""
     return {
         "id": record.id,

@@ -169,7 +169,7 @@ def result_row(bench: Benchmark, row: dict[str, Any], output: str, renderer: Geo
         "mask": scored.mask,
         "draw": scored.draw,
         "tools": tools,  # the tool-use exchange, for rows that allow tools
-        "meta": json.loads(row["meta"]),  # what a benchmark groups by (e.g. CV-Bench's source)
+        "meta": row["meta"],  # what a benchmark groups by (e.g. CV-Bench's source)
     }
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from ..answers.match import letter_score
@@ -13,7 +12,7 @@ from .benchmarks import SampleResult
 
 def letter_result(row: dict[str, Any], output: str) -> SampleResult:
     """Score 1 if the option letter read from `output` (shared parser, earliest form wins) is the row's answer."""
-    answer = json.loads(row["answer"])
+    answer = row["answer"]
     parsed, score = letter_score(output, answer, len(row["choices"]))
     return SampleResult(score, parsed, answer)
 

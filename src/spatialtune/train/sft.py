@@ -22,6 +22,7 @@ from trl.trainer.callbacks import RichProgressCallback
 
 from ..data.collate import SpatialCollator
 from ..data.dataset import DatasetError, prepare_rows
+from ..data.render import dataset_row
 from ..models.adapters import AdapterSettings, apply_adapters, trainable_summary
 from ..models.loading import ModelConfig, load_model_from_config
 from ..runs import RunConfig
@@ -157,7 +158,7 @@ def run_sft(
         trainer = SFTTrainer(
             model=model,
             args=args,
-            train_dataset=Dataset.from_list(prepared.rows),
+            train_dataset=Dataset.from_list([dataset_row(row) for row in prepared.rows]),
             processing_class=loaded.processor,
             data_collator=collator,
             callbacks=[run.callback, *(callbacks or [])],

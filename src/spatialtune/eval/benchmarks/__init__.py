@@ -14,7 +14,6 @@ shows), `breakdown` (named groups of per-category scores, drawn as bar charts) a
 from __future__ import annotations
 
 import importlib
-import json
 import pkgutil
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field, fields
@@ -95,7 +94,7 @@ class Benchmark(ABC):
 
     def allows_tools(self, row: dict[str, Any]) -> bool:
         """Whether the runner executes tool calls (chain-of-focus crops) for this row: when its record's meta lists tools."""
-        return bool(json.loads(row.get("meta") or "{}").get("tools"))
+        return bool((row.get("meta") or {}).get("tools"))
 
     @abstractmethod
     def load(

@@ -42,7 +42,6 @@ embedded bytes (parquet / hub). `prompt_template` replaces the prompt, e.g. Robo
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -169,7 +168,7 @@ class PointReferring(Benchmark):
 
     def score(self, row: dict[str, Any], output: str, renderer: GeometryRenderer) -> SampleResult:
         """Fraction of the reply's points inside the mask (0 for an unparsable reply or one without points)."""
-        frame = json.loads(row["meta"])["coords"]
+        frame = row["meta"]["coords"]
         mask_path = row["masks"][0]["path"]
         answer = parse_point_answer(output, frame, row_frame(row, 0, renderer), self.options.json_points)
         if answer is None:

@@ -37,7 +37,6 @@ Metrics (answers are the stripped reply; an empty reply is unparsable and scores
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,7 +113,7 @@ class SceneQA(Benchmark):
 
     def score(self, row: dict[str, Any], output: str, renderer: GeometryRenderer) -> SampleResult:
         """EM@1 as the score; the source's and LEO's matches as further per-sample scores."""
-        references = json.loads(row["answer"])
+        references = row["answer"]
         prediction = output.strip()
         if not prediction:
             return SampleResult(0.0, None, references, scores=dict.fromkeys(SCORE_KEYS, 0.0))

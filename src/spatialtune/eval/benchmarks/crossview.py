@@ -44,7 +44,6 @@ or JSONL spatial records (`images`, `messages`, `answer` or the last assistant t
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,8 +201,8 @@ class CrossView(Benchmark):
 
     def score(self, row: dict[str, Any], output: str, renderer: GeometryRenderer) -> SampleResult:
         """Parse the reply and compute the source's per-sample quantities (see the module docstring)."""
-        meta = json.loads(row["meta"])
-        gt = parse_ground_truth(json.loads(row["answer"]))
+        meta = row["meta"]
+        gt = parse_ground_truth(row["answer"])
         pred = parse_prediction(output, self.options.strict_brackets)
         point = pred.point_norm01 if pred is not None and not pred.not_visible else None
         scores: dict[str, Any] = {

@@ -28,7 +28,6 @@ Data: see `_hoi.py` (fields `file_name`, `action`, `object_category`, `height`, 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -161,8 +160,8 @@ class HoiGrounding(Benchmark):
 
     def score(self, row: dict[str, Any], output: str, renderer: GeometryRenderer) -> SampleResult:
         """Match the predicted pairs at every threshold; the per-threshold TP counts go to `scores` for pooling."""
-        meta = json.loads(row["meta"])
-        gts = [tuple(pair) for pair in json.loads(row["answer"])["pairs"]]
+        meta = row["meta"]
+        gts = [tuple(pair) for pair in row["answer"]["pairs"]]
         scale = row_scale(row, meta)
         parsed = parse_hoi_pairs(output, row_frame(row, 0, renderer), renderer.convention)
         preds_image = parsed.pairs or []

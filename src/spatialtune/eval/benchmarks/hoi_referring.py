@@ -31,7 +31,6 @@ Data: see `_hoi.py` (fields `file_name`, `width`, `height`, `boxes`, `person_box
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -140,7 +139,7 @@ class HoiReferring(Benchmark):
 
     def score(self, row: dict[str, Any], output: str, renderer: GeometryRenderer) -> SampleResult:
         """Exact match of the cleaned answer; BERTScore needs every sample at once and is computed in `aggregate`."""
-        references = json.loads(row["answer"])
+        references = row["answer"]
         phrase = clean_action(output)
         exact = float(phrase in references) if phrase else 0.0
         draw = {"image": 0, "pred": {"boxes": []}, "gt": {"boxes": [b["bbox"] for b in row["boxes"]]}}

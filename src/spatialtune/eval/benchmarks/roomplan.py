@@ -121,7 +121,7 @@ class RoomPlan(Benchmark):
 
     def score(self, row: dict[str, Any], output: str, renderer: GeometryRenderer) -> SampleResult:
         """Success (see the module docstring), with every field's error as a per-sample score."""
-        gt = json.loads(row["answer"])
+        gt = row["answer"]
         obj = parse_action_object(output)
         reason = malformed_reason(obj)
         scores: dict[str, Any] = {"json_object": float(isinstance(obj, dict)), "valid": float(reason is None), "malformed": reason}

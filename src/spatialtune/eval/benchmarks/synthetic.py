@@ -12,7 +12,6 @@ the chain-of-focus crop tool and the runner executes the model's calls (see `spa
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,7 +79,7 @@ class SyntheticBenchmark(Benchmark):
         """Score one output against the row's label, box or mask (see the module docstring)."""
         task = row["task"]
         if task in CHOICE_TASKS:
-            answer = json.loads(row["answer"])
+            answer = row["answer"]
             parsed = parse_choice(output, row["choices"])
             return SampleResult(float(parsed == answer), parsed, answer)
         mask = row["masks"][0]["path"] if row["masks"] else None

@@ -21,7 +21,6 @@ included: `image` is looked up under `--image-root` (default: the jsonl's folder
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -96,7 +95,7 @@ class VSR(Benchmark):
 
     def score(self, row: dict[str, Any], output: str, renderer: GeometryRenderer) -> SampleResult:
         """1 if the true/false read from the output equals the label."""
-        answer = json.loads(row["answer"])
+        answer = row["answer"]
         parsed = parse_true_false(output)
         label = None if parsed is None else ("true" if parsed else "false")
         return SampleResult(float(label == answer), label, answer)

@@ -155,11 +155,11 @@ class WhatsUp(Benchmark):
 
     def score(self, row: dict[str, Any], output: str, renderer: GeometryRenderer) -> SampleResult:
         """1 if the parsed letter maps back to the original first caption; `chosen_option` is that original index."""
-        answer = json.loads(row["answer"])
+        answer = row["answer"]
         parsed = parse_letter(output, len(row["choices"]))
         if parsed is None:
             return SampleResult(0.0, None, answer)
-        chosen = json.loads(row["meta"])["order"][letters(len(row["choices"])).index(parsed)]
+        chosen = row["meta"]["order"][letters(len(row["choices"])).index(parsed)]
         return SampleResult(float(chosen == 0), parsed, answer, scores={"chosen_option": chosen})
 
     def definitions(self) -> dict[str, str]:
