@@ -175,7 +175,7 @@ def test_refuses_to_resume_a_folder_of_other_data(synthetic_dataset, tiny_models
 
 
 def test_unknown_benchmark_is_a_clear_error(synthetic_dataset, tiny_models, tmp_path):
-    with pytest.raises(UnknownBenchmarkError, match="known benchmarks: .*synthetic"):
+    with pytest.raises(UnknownBenchmarkError, match="unknown benchmark .nope.*; known: .*synthetic"):
         run_eval(tiny_models("tiny-qwen3-vl"), "nope", synthetic_dataset(2), tmp_path / "out", progress=False)
 
 
