@@ -22,8 +22,8 @@ from spatialtune.data.builders import (
     seeded_subset,
     text_parts,
 )
-from spatialtune.io import FolderBusyError
 from spatialtune.data.builders.roomplan import object_geometry
+from spatialtune.io import FolderBusyError
 
 
 def png_bytes(size=(6, 4)) -> bytes:
