@@ -12,6 +12,7 @@ import textwrap
 import pytest
 import torch
 
+from helpers import start_stalled
 from spatialtune.eval import runner
 from spatialtune.eval.benchmarks import UnknownBenchmarkError
 from spatialtune.eval.runner import EvalError, read_results, run_eval
@@ -136,15 +137,7 @@ STALLING_EVAL = textwrap.dedent(
 def _stalled_eval(data, output_dir) -> subprocess.Popen:
     """`run_eval` of `data` into `output_dir` in another process, stopped after three batches (it printed "stalled")."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    command = [sys.executable, "-c", STALLING_EVAL, str(data), str(output_dir), str(torch.get_num_threads())]
-    process = subprocess.Popen(command, env=env, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    lines = []
-    for line in process.stdout:
-        lines.append(line)
-        if line.strip() == "stalled":
-            return process
-    process.wait()
-    raise AssertionError("the eval subprocess ended before it stalled:\n" + "".join(lines)[-3000:])
+    return start_stalled([sys.executable, "-c", STALLING_EVAL, str(data), str(output_dir), str(torch.get_num_threads())], env)
 
 
 def test_sigkilled_run_resumes_to_the_metrics_of_an_uninterrupted_run(synthetic_dataset, tiny_models, tmp_path):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import folder_digest
+from helpers import folder_digest, start_stalled
 from spatialtune.data.builders import BuildError, get_builder, run_builder
 from spatialtune.data.builders.synthetic import (
     COLOURS,
@@ -230,15 +230,7 @@ TINY = SyntheticSettings(num_samples=4, test_samples=1, tasks=["counting"])
 def _stalled_build(output: Path) -> subprocess.Popen:
     """A build of `output` in another process, stopped mid-way (it has printed "stalled")."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    process = subprocess.Popen([sys.executable, "-c", STALLING_BUILD, str(output)], env=env, text=True,
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    lines = []
-    for line in process.stdout:
-        lines.append(line)
-        if line.strip() == "stalled":
-            return process
-    process.wait()
-    raise AssertionError("the build subprocess ended before it stalled:\n" + "".join(lines)[-3000:])
+    return start_stalled([sys.executable, "-c", STALLING_BUILD, str(output)], env)
 
 
 def test_a_second_build_of_the_same_output_is_refused_naming_the_first_which_finishes_intact(tmp_path):
