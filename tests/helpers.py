@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -44,3 +45,15 @@ def folder_digest(root: Path, skip: tuple[str, ...] = ()) -> str:
     for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name not in skip):
         h.update(str(path.relative_to(root)).encode() + path.read_bytes())
     return h.hexdigest()
+
+
+def start_stalled(command: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """Start `command` and return once it prints "stalled" (it then waits on stdin for the test to release or kill it)."""
+    process = subprocess.Popen(command, env=env, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.strip() == "stalled":
+            return process
+    process.wait()
+    raise AssertionError(f"{command[:2]} ended before it stalled:\n" + "".join(lines)[-3000:])

@@ -73,6 +73,10 @@ class Registry(Generic[T]):
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
+    def values(self) -> list[T]:
+        """Every entry, in name order."""
+        return [self._entries[name] for name in self.names()]
+
     def items(self) -> list[tuple[str, T]]:
         """(name, entry) pairs in name order."""
         return [(name, self._entries[name]) for name in self.names()]

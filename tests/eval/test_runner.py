@@ -8,14 +8,15 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 import torch
 
+from helpers import start_stalled
 from spatialtune.eval import runner
 from spatialtune.eval.benchmarks import UnknownBenchmarkError
 from spatialtune.eval.runner import EvalError, read_results, run_eval
+from spatialtune.io import FolderBusyError
 
 RESULT_KEYS = {"id", "task", "prompt", "output", "parsed", "ground_truth", "score", "images", "mask", "scores", "draw", "tools", "meta"}
 
@@ -110,9 +111,9 @@ def test_corrupt_line_before_the_last_raises_naming_the_line(tmp_path):
         read_results(path)
 
 
-SIGKILL_SCRIPT = textwrap.dedent(
+STALLING_EVAL = textwrap.dedent(
     """
-    import sys, time
+    import sys
     import torch
     torch.set_num_threads(int(sys.argv[3]))
     from spatialtune.eval import runner
@@ -122,8 +123,9 @@ SIGKILL_SCRIPT = textwrap.dedent(
 
     def stalling_generate(*args, **kwargs):
         batches.append(1)
-        if len(batches) > 3:  # hold still after three batches so the test's SIGKILL lands mid-run, not after it
-            time.sleep(600)
+        if len(batches) == 4:  # three batches written: say so, then wait for the test to release (or SIGKILL) us
+            print("stalled", flush=True)
+            sys.stdin.readline()
         return real_generate(*args, **kwargs)
 
     runner.generate_batch = stalling_generate
@@ -132,28 +134,69 @@ SIGKILL_SCRIPT = textwrap.dedent(
 )
 
 
+def _stalled_eval(data, output_dir) -> subprocess.Popen:
+    """`run_eval` of `data` into `output_dir` in another process, stopped after three batches (it printed "stalled")."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    return start_stalled([sys.executable, "-c", STALLING_EVAL, str(data), str(output_dir), str(torch.get_num_threads())], env)
+
+
 def test_sigkilled_run_resumes_to_the_metrics_of_an_uninterrupted_run(synthetic_dataset, tiny_models, tmp_path):
     data, killed_dir = synthetic_dataset(16), tmp_path / "killed"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    command = [sys.executable, "-c", SIGKILL_SCRIPT, str(data), str(killed_dir), str(torch.get_num_threads())]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    results, deadline = killed_dir / "results.jsonl", time.monotonic() + 120
-    try:
-        while not (results.is_file() and results.read_text().count("\n") >= 1):
-            assert process.poll() is None, process.stdout.read().decode()[-3000:]
-            assert time.monotonic() < deadline, "the eval subprocess wrote no result in 120 s"
-            time.sleep(0.05)
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-    assert process.returncode == -signal.SIGKILL and len(_ids(results)) < 16
+    process = _stalled_eval(data, killed_dir)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    results = killed_dir / "results.jsonl"
+    assert process.returncode == -signal.SIGKILL and len(_ids(results)) == 6
 
     loaded = tiny_models("tiny-qwen3-vl")
     resumed = run_eval(loaded, "synthetic", data, killed_dir, batch_size=2, progress=False)
     fresh = run_eval(loaded, "synthetic", data, tmp_path / "fresh", batch_size=16, progress=False)
-    assert sorted(_ids(results)) == sorted(f"test-{i:04d}" for i in range(16))
+    assert resumed.generated == 10 and sorted(_ids(results)) == sorted(f"test-{i:04d}" for i in range(16))
     assert resumed.metrics_path.read_bytes() == fresh.metrics_path.read_bytes()
     assert [r["output"] for r in resumed.rows] == [r["output"] for r in fresh.rows]
+
+
+def test_a_second_eval_into_a_folder_in_use_is_refused_naming_the_first_which_finishes_intact(synthetic_dataset, tiny_models, tmp_path):
+    data, busy = synthetic_dataset(16), tmp_path / "busy"
+    process = _stalled_eval(data, busy)
+    try:
+        with pytest.raises(FolderBusyError, match=rf"busy is in use by eval \(process {process.pid} on .*, started "):
+            run_eval(tiny_models("tiny-qwen3-vl"), "synthetic", data, busy, batch_size=2, progress=False)
+        assert len(_ids(busy / "results.jsonl")) == 6  # the refused run wrote nothing
+        output, _ = process.communicate("go\n")
+    finally:
+        process.kill()
+    assert process.returncode == 0, output[-3000:]
+    fresh = run_eval(tiny_models("tiny-qwen3-vl"), "synthetic", data, tmp_path / "fresh", batch_size=16, progress=False)
+    assert sorted(_ids(busy / "results.jsonl")) == sorted(_ids(fresh.results_path))
+    assert (busy / "metrics.json").read_bytes() == fresh.metrics_path.read_bytes()
+
+
+def test_rescoring_into_a_folder_an_eval_is_writing_is_refused(synthetic_dataset, tiny_models, tmp_path, monkeypatch):
+    data, refusals = synthetic_dataset(4), []
+    loaded = tiny_models("tiny-qwen3-vl")
+    predictions = tmp_path / "predictions.jsonl"
+    predictions.write_text("".join(json.dumps({"id": f"test-{i:04d}", "output": "left"}) + "\n" for i in range(4)))
+
+    def generate_and_rescore(model, processor, rows, max_new_tokens):
+        try:
+            runner.score_predictions("synthetic", data, predictions, tmp_path / "out", processor=loaded.processor,
+                                     convention=loaded.family.convention, model="elsewhere")
+        except FolderBusyError as e:
+            refusals.append(str(e))
+        return oracle_generate(model, processor, rows, max_new_tokens)
+
+    monkeypatch.setattr(runner, "generate_batch", generate_and_rescore)
+    result = run_eval(loaded, "synthetic", data, tmp_path / "out", progress=False)
+    assert refusals and all(f"in use by eval (process {os.getpid()} on " in r for r in refusals)
+    assert result.metrics["overall"] == 1.0
+
+
+def test_a_failed_eval_leaves_its_folder_free(synthetic_dataset, tiny_models, tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "generate_batch", oracle_generate)
+    with pytest.raises(FileNotFoundError):
+        run_eval(tiny_models("tiny-qwen3-vl"), "synthetic", tmp_path / "missing.jsonl", tmp_path / "out", progress=False)
+    assert run_eval(tiny_models("tiny-qwen3-vl"), "synthetic", synthetic_dataset(2), tmp_path / "out", progress=False).metrics["overall"] == 1.0
 
 
 # ---------------------------------------------------------------- folder identity and user errors
@@ -175,7 +218,7 @@ def test_refuses_to_resume_a_folder_of_other_data(synthetic_dataset, tiny_models
 
 
 def test_unknown_benchmark_is_a_clear_error(synthetic_dataset, tiny_models, tmp_path):
-    with pytest.raises(UnknownBenchmarkError, match="known benchmarks: .*synthetic"):
+    with pytest.raises(UnknownBenchmarkError, match="unknown benchmark .nope.*; known: .*synthetic"):
         run_eval(tiny_models("tiny-qwen3-vl"), "nope", synthetic_dataset(2), tmp_path / "out", progress=False)
 
 

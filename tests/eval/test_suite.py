@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from spatialtune.cli import app
 from spatialtune.eval import runner
 from spatialtune.eval.runner import EvalError, run_eval, score_predictions
 from spatialtune.eval.suite import SuiteConfig, SuiteEntry, run_suite
+from spatialtune.io import FolderBusyError
 from spatialtune.viz.eval_report import pick_gallery, write_eval_report
 
 
@@ -53,6 +55,22 @@ def test_a_suite_with_a_repeated_name_is_refused_before_running(tiny_models, tmp
     config = SuiteConfig(output_dir=str(tmp_path), benchmarks=[SuiteEntry("synthetic", "a.jsonl"), SuiteEntry("synthetic", "b.jsonl")])
     with pytest.raises(EvalError, match="used twice"):
         run_suite(config, tiny_models("tiny-qwen3-vl"), progress=False)
+
+
+def test_a_second_suite_into_a_folder_in_use_is_refused_and_the_first_finishes(synthetic_dataset, tiny_models, tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "generate_batch", oracle_generate)
+    data, refusals = synthetic_dataset(4), []
+    config = SuiteConfig(output_dir=str(tmp_path / "suite"), benchmarks=[SuiteEntry("synthetic", str(data), name="a"), SuiteEntry("synthetic", str(data), name="b")])
+
+    def start_another(name, result):
+        try:
+            run_suite(config, tiny_models("tiny-qwen3-vl"), progress=False)
+        except FolderBusyError as e:
+            refusals.append(str(e))
+
+    summary = run_suite(config, tiny_models("tiny-qwen3-vl"), progress=False, on_run=start_another)
+    assert len(refusals) == 2 and f"in use by eval suite (process {os.getpid()} on " in refusals[0]
+    assert [r["overall"] for r in summary["runs"]] == [1.0, 1.0]
 
 
 def test_the_suite_command_prints_one_summary_table(synthetic_dataset, tmp_path, monkeypatch):

@@ -217,5 +217,5 @@ def test_synthetic_is_registered():
 
 
 def test_unknown_benchmark_lists_the_known_names():
-    with pytest.raises(UnknownBenchmarkError, match=r"unknown benchmark 'cvbench2'; known benchmarks: .*synthetic"):
+    with pytest.raises(UnknownBenchmarkError, match=r"unknown benchmark 'cvbench2' \(did you mean 'cvbench'\?\); known: .*synthetic"):
         get_benchmark("cvbench2")

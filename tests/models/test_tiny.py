@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from spatialtune.errors import UnknownNameError
 from spatialtune.models.loading import UnknownModelError, load_model, load_processor
 from spatialtune.models.tiny import TINY_BPE_RANKS, TINY_MODELS, build_tiny, tiny_tokenizer
 from spatialtune.models.tokenizer import QWEN_SPECIAL_TOKENS, qwen_tokenizer_from_ranks, read_tiktoken_ranks
 
-TINY = sorted(TINY_MODELS)
+TINY = TINY_MODELS.names()
 
 
 def test_tiny_tokenizer_is_small_and_carries_the_real_special_tokens():
@@ -76,3 +77,14 @@ def test_pixel_budget_override_reaches_the_image_processor():
 def test_unknown_model_names_the_known_ones():
     with pytest.raises(UnknownModelError, match="tiny-qwen2.5-vl, tiny-qwen3-vl"):
         load_model("not-a-model-anywhere")
+
+
+def test_a_misspelt_model_name_suggests_the_closest_tiny_model():
+    with pytest.raises(UnknownModelError, match=r"unknown model 'tiny-qwen3vl' \(did you mean 'tiny-qwen3-vl'\?\)"):
+        load_model("tiny-qwen3vl")
+
+
+def test_tiny_models_are_one_registry():
+    assert TINY_MODELS.names() == ["tiny-qwen2.5-vl", "tiny-qwen3-vl"]
+    with pytest.raises(UnknownNameError, match="did you mean 'tiny-qwen2.5-vl'"):
+        build_tiny("tiny-qwen25-vl")

@@ -11,13 +11,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from spatialtune.viz.report import (
-    GROUND_TRUTH_COLOUR,
-    PREDICTION_COLOUR,
-    draw_shapes,
-    gallery_items,
-    write_report,
-)
+from spatialtune.viz.overlays import GROUND_TRUTH_COLOUR, PREDICTION_COLOUR, draw_shapes
+from spatialtune.viz.report import gallery_items, write_report
 
 METRICS = {
     "before": {"classification": 0.25, "grounding": 0.125, "pointing": 0.5},

@@ -50,33 +50,6 @@ def data_check(
         console.print(f"preference pairs: {report.preference_pairs}; first pairs through TRL's preference collator: {shapes}")
 
 
-@build_app.command("synthetic")
-def build_synthetic_cmd(
-    output: Path = typer.Option(..., help="Folder to write train.jsonl, test.jsonl, images/, masks/ and stats.json into."),
-    seed: int = typer.Option(0, help="Seed of the whole dataset (train and test use different streams of it)."),
-    num_samples: int = typer.Option(8000, min=0, help="Training samples, spread evenly over the tasks."),
-    test_samples: int = typer.Option(200, min=0, help="Test samples per task."),
-    tasks: Optional[list[str]] = typer.Option(None, help="Tasks to build (repeat the option); default: all."),
-    difficulty: int = typer.Option(0, min=0, max=2, help="0: large objects, no distractors (tiny models); 1, 2: harder."),
-    image_size: int = typer.Option(128, min=64, help="Side of the square images in pixels."),
-) -> None:
-    """A procedural world of coloured shapes with exact ground truth (absolute/pairwise position, counting, occlusion, grounding, pointing)."""
-    from rich.progress import Progress
-
-    from ..data.builders.synthetic import TASKS, SyntheticSettings, build_synthetic
-
-    settings = SyntheticSettings(seed, num_samples, test_samples, list(tasks) if tasks else list(TASKS), difficulty, image_size)
-    with user_errors(), Progress(console=err_console) as bar:
-        job = bar.add_task("building synthetic world", total=None)
-        stats = build_synthetic(output, settings, progress=lambda done, total: bar.update(job, completed=done, total=total))
-    table = Table("split", "task", "samples", "labels")
-    for split, tasks_ in stats["labels"].items():
-        for task, labels in tasks_.items():
-            table.add_row(split, task, str(sum(labels.values())), ", ".join(f"{k}: {v}" for k, v in sorted(labels.items())))
-    console.print(table)
-    console.print(f"[green]done[/] {output} (stats.json beside the data)")
-
-
 def _cli_annotation(tp):
     """A settings field type typer understands: `X | None` → Optional[X], Literal → str (the builder validates)."""
     import types

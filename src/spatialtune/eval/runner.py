@@ -6,18 +6,21 @@
                   and cuts away a line torn by a crash; rows that allow tools keep their whole tool-use exchange;
 - `crops/`        the images cut by executed crop tool calls (see `spatialtune.tools.crop`);
 - `metrics.json`  the benchmark's metrics over results.jsonl in dataset order (identical after kill + resume);
-- `timing.json`   throughput of the last invocation (kept out of metrics.json, which must be deterministic).
+- `timing.json`   throughput of the last invocation (kept out of metrics.json, which must be deterministic);
+- `.spatialtune.lock` held while a run or a re-scoring writes here: a second one is refused at once, naming the holder.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import json
 import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -27,7 +30,7 @@ from ..data.collate import sequence_layout
 from ..data.render import GeometryRenderer
 from ..errors import SpatialtuneError
 from ..geometry import Convention
-from ..io import atomic_write_bytes, atomic_write_json
+from ..io import atomic_write_bytes, atomic_write_json, folder_lock
 from ..models.loading import LoadedModel
 from ..records import last_assistant_index
 from ..tools.crop import Crop, CropSession, ToolSettings
@@ -39,6 +42,7 @@ from .tool_metrics import tool_use_metrics
 
 RESULTS, METRICS, RUN, TIMING = "results.jsonl", "metrics.json", "run.json", "timing.json"
 RUN_IDENTITY = ("model", "benchmark", "options", "data", "max_new_tokens", "tools")  # what must match to resume a folder
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class EvalError(SpatialtuneError):
@@ -245,6 +249,33 @@ def finish(bench: Benchmark, rows: list[dict[str, Any]], paths: dict[str, Path],
     return metrics, ordered
 
 
+def holds_output_dir(job: str) -> Callable[[F], F]:
+    """Decorator: the call holds its `output_dir` argument (`folder_lock`) from start to end, so a second job on the
+    folder is refused at once, naming the holder; a folder the call created and left holding only the lock (it failed
+    before writing anything) is removed again."""
+
+    def wrap(fn: F) -> F:
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def held(*args, **kwargs):
+            output_dir = Path(signature.bind(*args, **kwargs).arguments["output_dir"])
+            created = not output_dir.exists()
+            with folder_lock(output_dir, job) as lock:
+                try:
+                    return fn(*args, **kwargs)
+                except BaseException:
+                    if created and [p.name for p in output_dir.iterdir()] == [lock.name]:
+                        lock.unlink()
+                        output_dir.rmdir()
+                    raise
+
+        return held  # type: ignore[return-value]
+
+    return wrap
+
+
+@holds_output_dir("eval")
 def run_eval(
     loaded: LoadedModel,
     benchmark: str | Benchmark,
@@ -330,6 +361,7 @@ def read_predictions(path: str | Path) -> dict[str, str]:
     return outputs
 
 
+@holds_output_dir("eval score")
 def score_predictions(
     benchmark: str | Benchmark,
     data: str | Path,

@@ -12,6 +12,7 @@ benchmarks:
 ```
 
 Each run lives in `output_dir/<name>/` and resumes like any eval; `summary.json` and `report.html` sit beside them.
+The suite holds `output_dir` while it runs (and each run its own folder): a second suite there is refused at once.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..io import atomic_write_bytes, atomic_write_json
+from ..io import atomic_write_bytes, atomic_write_json, folder_lock
 from ..tools.crop import ToolSettings
 from ..viz.eval_report import render_suite_report, write_eval_report
 from .runner import EvalError, EvalResult, run_eval
@@ -90,6 +91,13 @@ def summary_row(name: str, benchmark: str, metrics: dict[str, Any], columns: lis
 def run_suite(config: SuiteConfig, loaded, *, progress: bool = True, on_run: Callable[[str, EvalResult], None] | None = None) -> dict[str, Any]:
     """Run every entry (each resumable) with the loaded model; write each run's report, summary.json and report.html."""
     names = entry_names(config)
+    out = Path(config.output_dir)
+    with folder_lock(out, "eval suite"):
+        return _run_entries(config, names, loaded, progress, on_run)
+
+
+def _run_entries(config: SuiteConfig, names: list[str], loaded, progress: bool, on_run: Callable[[str, EvalResult], None] | None) -> dict[str, Any]:
+    """Run the entries in order, then write summary.json and the suite's report.html."""
     out = Path(config.output_dir)
     tools = ToolSettings(max_calls=config.max_tool_calls)
     results: list[EvalResult] = []

@@ -14,6 +14,7 @@ from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor,
 
 from ..errors import SpatialtuneError
 from ..geometry import Convention, convention_for_model_type
+from ..registry import did_you_mean
 from ..runs import CONFIG_FILE, trained_model_path
 from .tiny import TINY_MODELS, build_tiny
 
@@ -42,13 +43,13 @@ class LoadedModel:
 
 def known_model_names() -> list[str]:
     """Names `--model` accepts besides local paths and hub ids."""
-    return sorted(TINY_MODELS)
+    return TINY_MODELS.names()
 
 
 def _unknown(name: str, cause: Exception) -> UnknownModelError:
     offline = os.environ.get("HF_HUB_OFFLINE") == "1"
     return UnknownModelError(
-        f"unknown model {name!r}: not an embedded default ({', '.join(known_model_names())}), not a local "
+        f"unknown model {name!r}{did_you_mean(name, known_model_names())}: not an embedded default ({', '.join(known_model_names())}), not a local "
         f"checkpoint folder, and not a hub id {'in the local Hugging Face cache (HF_HUB_OFFLINE=1)' if offline else 'that could be loaded'}"
         f" [{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}]"
     )

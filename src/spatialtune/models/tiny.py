@@ -28,6 +28,8 @@ from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageP
 from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
 
+from ..registry import Registry
+
 TINY_BPE_RANKS = 4000
 TINY_TOKENIZER_DIR = Path(__file__).parent / "assets" / "tiny_qwen_tokenizer"
 TINY_VOCAB_ROWS = 4096  # embedding rows: tokenizer size rounded up, as the real models pad 151,669 to 151,936
@@ -146,19 +148,19 @@ class TinySpec:
     build: Callable[[object], tuple[PreTrainedModel, ProcessorMixin]]
 
 
-TINY_MODELS: dict[str, TinySpec] = {
-    spec.name: spec
-    for spec in (
-        TinySpec("tiny-qwen2.5-vl", "Qwen2.5-VL architecture, 4+4 layers, hidden 128, random init", _build_qwen2_5_vl),
-        TinySpec("tiny-qwen3-vl", "Qwen3-VL architecture, 4+4 layers, hidden 128, random init", _build_qwen3_vl),
-    )
-}
+TINY_MODELS: Registry[TinySpec] = Registry("tiny model")
+for _spec in (
+    TinySpec("tiny-qwen2.5-vl", "Qwen2.5-VL architecture, 4+4 layers, hidden 128, random init", _build_qwen2_5_vl),
+    TinySpec("tiny-qwen3-vl", "Qwen3-VL architecture, 4+4 layers, hidden 128, random init", _build_qwen3_vl),
+):
+    TINY_MODELS.register(_spec.name, _spec)
 
 
 def build_tiny(name: str, seed: int = TINY_SEED) -> tuple[PreTrainedModel, ProcessorMixin]:
-    """Build an embedded tiny model and its processor; the same seed gives the same weights."""
+    """Build an embedded tiny model and its processor; the same seed gives the same weights (unknown names: did you mean)."""
+    spec = TINY_MODELS.get(name)
     torch.manual_seed(seed)
-    model, processor = TINY_MODELS[name].build(tiny_tokenizer())
+    model, processor = spec.build(tiny_tokenizer())
     model.generation_config.pad_token_id = processor.tokenizer.pad_token_id
     model.generation_config.eos_token_id = processor.tokenizer.eos_token_id
     return model, processor

@@ -6,8 +6,6 @@ Pages open from disk: CSS inline, images embedded as data URIs, links only to fi
 
 from __future__ import annotations
 
-import base64
-import io
 import random
 from pathlib import Path
 from typing import Any, Sequence
@@ -15,17 +13,9 @@ from typing import Any, Sequence
 from PIL import Image
 
 from ..io import atomic_write_bytes
-from .report import (
-    CSS,
-    GROUND_TRUTH_COLOUR,
-    PREDICTION_COLOUR,
-    draw_shapes,
-    esc,
-    format_answer,
-    gallery_scale,
-    image_data_uri,
-    score_mark,
-)
+from .charts import bar_chart_png
+from .overlays import GALLERY_SIDE, overlay
+from .page import card_html, esc, format_answer, image_data_uri, page_html, png_data_uri, score_mark
 
 EVAL_CSS = """
 .chart{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:8px;margin-bottom:12px}.chart img{width:100%;display:block}
@@ -44,33 +34,6 @@ def _value(value: Any) -> str:
     return str(value) if isinstance(value, int) else f"{value:.3f}"
 
 
-def bar_chart_png(title: str, values: dict[str, float | None]) -> bytes | None:
-    """A horizontal bar chart of per-category scores (matplotlib, Agg); None when there is nothing to draw."""
-    items = [(k, v) for k, v in values.items() if isinstance(v, (int, float))]
-    if not items:
-        return None
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # Agg without pyplot: no global backend state
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(9, 0.6 + 0.28 * len(items)), dpi=110)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    names, numbers = zip(*items)
-    ax.barh(range(len(items)), numbers, color="#2563eb")
-    ax.set_yticks(range(len(items)), [str(n) for n in names], fontsize=8)
-    ax.invert_yaxis()
-    ax.set_title(title, fontsize=10, loc="left")
-    if all(0 <= v <= 1 for v in numbers):
-        ax.set_xlim(0, 1)
-    for i, v in enumerate(numbers):
-        ax.text(v, i, f" {v:.3f}", va="center", fontsize=7)
-    ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", metadata={"Software": None})
-    return buffer.getvalue()
-
-
 def pick_gallery(results: Sequence[dict], worst: int, others: int, seed: int = 0) -> list[tuple[str, dict]]:
     """The `worst` lowest-scoring samples (unparsable first, then dataset order) and a seeded sample of `others`."""
     order = sorted(range(len(results)), key=lambda i: (results[i]["score"], results[i].get("parsed") is not None, i))
@@ -80,26 +43,22 @@ def pick_gallery(results: Sequence[dict], worst: int, others: int, seed: int = 0
     return [("worst", results[i]) for i in chosen] + [("sample", results[i]) for i in sample]
 
 
-def annotated(result: dict, side: int = 256) -> Image.Image:
-    """The image the sample is judged on, mask tinted, ground truth (green) and prediction (magenta) drawn over it."""
+def annotated(result: dict, side: int = GALLERY_SIDE) -> Image.Image:
+    """The image the sample is judged on, mask tinted, ground truth (green) and prediction (magenta) drawn over it:
+    the benchmark's `draw` geometry when it gives one, else the shapes in the ground truth and the parsed answer."""
     draw = result.get("draw") or {}
     index = min(max(int(draw.get("image", 0)), 0), len(result["images"]) - 1)
-    image = Image.open(result["images"][index]).convert("RGB")
-    scale = gallery_scale(image.size, side)
-    resample = Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.BILINEAR
-    image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), resample)
-    if result.get("mask") and Path(result["mask"]).is_file():
-        mask = Image.open(result["mask"]).convert("L").resize(image.size, Image.Resampling.NEAREST)
-        tint = Image.blend(image, Image.new("RGB", image.size, GROUND_TRUTH_COLOUR), 0.35)
-        image.paste(tint, mask=mask.point(lambda v: 255 if v else 0))
     if draw:
-        for key, colour in (("gt", GROUND_TRUTH_COLOUR), ("pred", PREDICTION_COLOUR)):
-            shapes = draw.get(key) or {}
-            draw_shapes(image, list(shapes.get("boxes") or []) + list(shapes.get("points") or []), colour, scale)
+        truth, prediction = _drawn_shapes(draw.get("gt")), _drawn_shapes(draw.get("pred"))
     else:
-        draw_shapes(image, result.get("ground_truth"), GROUND_TRUTH_COLOUR, scale)
-        draw_shapes(image, result.get("parsed"), PREDICTION_COLOUR, scale)
-    return image
+        truth, prediction = result.get("ground_truth"), result.get("parsed")
+    return overlay(result["images"][index], truth, prediction, result.get("mask"), side)
+
+
+def _drawn_shapes(entry: dict | None) -> list:
+    """The boxes, then the points, of one side (`gt` or `pred`) of a result's `draw` geometry."""
+    entry = entry or {}
+    return [*(entry.get("boxes") or []), *(entry.get("points") or [])]
 
 
 def _thumb(path: str) -> str:
@@ -128,13 +87,7 @@ def gallery_card(kind: str, result: dict) -> str:
     rows += [(k, _value(v)) for k, v in (result.get("scores") or {}).items() if isinstance(v, (int, float, str))][:6]
     exchange = (result.get("tools") or {}).get("turns")
     raw = "".join(f"<div class=small>{esc(t['role'])}</div><pre>{esc(t.get('text', ''))}</pre>" for t in exchange) if exchange else f"<pre>{esc(result.get('output', ''))}</pre>"
-    return (
-        f'<article class="card {"ok" if score >= 0.5 else "bad"}"><figure>{figure}</figure><div class="body">'
-        f'<div class="card-head"><span class="task">{esc(result.get("task", ""))}</span>'
-        f'<span class="muted small">{esc(kind)} · {esc(result["id"])}</span></div>'
-        f'<p class="q">{esc(result.get("prompt", ""))}</p><dl>{"".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows)}</dl>'
-        f"<details><summary>raw output</summary>{raw}</details></div></article>"
-    )
+    return card_html(figure, result.get("task", ""), f"{kind} · {result['id']}", result.get("prompt", ""), rows, raw, score >= 0.5)
 
 
 def metrics_tables(metrics: dict) -> str:
@@ -155,18 +108,6 @@ def metrics_tables(metrics: dict) -> str:
     return html
 
 
-def _png(data: bytes) -> str:
-    return f"data:image/png;base64,{base64.b64encode(data).decode()}"
-
-
-def _page(title: str, hero: str, body: str) -> str:
-    return (
-        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">'
-        f"<title>{esc(title)}</title><style>{CSS}{EVAL_CSS}</style></head><body>"
-        f'<header class="hero"><div class="inner"><h1>{esc(title)}</h1>{hero}</div></header><main>{body}</main></body></html>'
-    )
-
-
 def render_eval_report(metrics: dict, results: Sequence[dict], *, title: str | None = None, worst: int = 8, others: int = 8) -> str:
     """The report page of one benchmark run."""
     name = metrics.get("benchmark", "benchmark")
@@ -177,7 +118,7 @@ def render_eval_report(metrics: dict, results: Sequence[dict], *, title: str | N
         f'<ul class="facts">{"".join(f"<li><span>{esc(k)}</span>{esc(v)}</li>" for k, v in facts.items() if v is not None)}</ul>'
     )
     charts = [bar_chart_png(group, values) for group, values in (metrics.get("breakdown") or {}).items()]
-    charts_html = "".join(f'<div class="chart"><img alt="chart" src="{_png(c)}"></div>' for c in charts if c) or '<p class="note">No per-category breakdown.</p>'
+    charts_html = "".join(f'<div class="chart"><img alt="chart" src="{png_data_uri(c)}"></div>' for c in charts if c) or '<p class="note">No per-category breakdown.</p>'
     definitions = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in (metrics.get("definitions") or {}).items())
     cards = "".join(gallery_card(kind, r) for kind, r in pick_gallery(results, worst, others)) or '<p class="note">No samples.</p>'
     body = (
@@ -187,7 +128,7 @@ def render_eval_report(metrics: dict, results: Sequence[dict], *, title: str | N
         f'<section><h2>Gallery</h2><p class="legend"><i class="sw gt"></i>ground truth <i class="sw pred"></i>prediction · the {worst} worst cases, then a sample</p>'
         f"<div class=gallery>{cards}</div></section>"
     )
-    return _page(title, hero, body)
+    return page_html(title, hero, body, EVAL_CSS)
 
 
 def write_eval_report(output_dir: str | Path, metrics: dict, results: Sequence[dict], **kwargs) -> Path:
@@ -214,4 +155,4 @@ def render_suite_report(title: str, summary: dict[str, Any], show_headline: bool
         for r in summary["runs"]
     )
     hero = f'<ul class="facts"><li><span>model</span>{esc(summary.get("model"))}</li><li><span>runs</span>{len(summary["runs"])}</li></ul>'
-    return _page(title, hero, f"<section><h2>Summary</h2><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></section>")
+    return page_html(title, hero, f"<section><h2>Summary</h2><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></section>", EVAL_CSS)

@@ -1,26 +1,24 @@
-"""The quickstart/eval report: one self-contained report.html with the before/after table, loss curve and a gallery.
+"""The training report (quickstart): one self-contained report.html with the before/after table, the loss curve and a
+gallery of test samples answered before and after training.
 
-The page opens from disk with no network: CSS is inline and every image is a base64 data URI.
-Geometry in eval rows (boxes [x1, y1, x2, y2], points [x, y]) is in `pixel` coordinates of the original image.
+The page opens from disk with no network (see `page.py`). Geometry in eval rows (boxes [x1, y1, x2, y2], points
+[x, y]) is in `pixel` coordinates of the original image and drawn by `overlays.py`.
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from ..io import atomic_write_bytes
+from .charts import loss_curve_png
+from .overlays import GALLERY_SIDE, overlay
+from .page import card_html, esc, format_answer, image_data_uri, page_html, png_data_uri, score_mark
 
-GROUND_TRUTH_COLOUR = (0, 180, 60)
-PREDICTION_COLOUR = (230, 0, 230)
-GALLERY_SIDE = 256  # gallery images are resized to about this many pixels on their longest side
 RUN_FACT_SKIP = {"before", "after", "chance", "unparsable", "train"}
 
 
@@ -52,88 +50,9 @@ def mean_score(scores: dict[str, float]) -> float | None:
     return sum(scores.values()) / len(scores) if scores else None
 
 
-def loss_curve_png(log_history: Sequence[dict]) -> bytes | None:
-    """PNG of training loss vs step (learning rate on a twin axis when logged); None when no loss was logged."""
-    points = [(e["step"], e["loss"]) for e in log_history if "loss" in e and "step" in e]
-    if not points:
-        return None
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # Agg without pyplot: no global backend state
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(9, 3.2), dpi=130)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    marker = "o" if len(points) < 30 else None
-    lines = ax.plot(*zip(*points), color="#2563eb", lw=1.8, marker=marker, ms=3, label="training loss")
-    ax.set(xlabel="step", ylabel="loss")
-    ax.grid(alpha=0.3)
-    rates = [(e["step"], e["learning_rate"]) for e in log_history if "learning_rate" in e and "step" in e]
-    if rates:
-        lr_ax = ax.twinx()
-        lines += lr_ax.plot(*zip(*rates), color="#f59e0b", lw=1.2, ls="--", label="learning rate")
-        lr_ax.set_ylabel("learning rate")
-        lr_ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
-    ax.legend(lines, [line.get_label() for line in lines], loc="upper right", frameon=False)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", metadata={"Software": None})
-    return buffer.getvalue()
-
-
-def shapes_pixel(value: Any) -> list[list[float]]:
-    """Boxes (4 numbers) and points (2 numbers) in an answer, which may hold one shape or a list; [] for labels."""
-    if not isinstance(value, (list, tuple)) or not value:
-        return []
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-        return [[float(v) for v in value]] if len(value) in (2, 4) else []
-    return [shape for v in value for shape in shapes_pixel(v)]
-
-
-def draw_shapes(image: Image.Image, value: Any, colour: tuple[int, int, int], scale: float = 1.0) -> None:
-    """Draw an answer's boxes as rectangles and points as circled crosshairs, pixel coordinates times `scale`."""
-    draw = ImageDraw.Draw(image)
-    width = max(2, round(max(image.size) / 128))
-    for shape in shapes_pixel(value):
-        xy = [c * scale for c in shape]
-        if len(xy) == 4:
-            x1, y1, x2, y2 = xy
-            # pixel boxes are [x1, x2) exclusive; PIL's rectangle includes its end point
-            draw.rectangle((min(x1, x2), min(y1, y2), max(max(x1, x2) - 1, min(x1, x2)), max(max(y1, y2) - 1, min(y1, y2))), outline=colour, width=width)
-        else:
-            x, y = xy
-            r = 4 * width
-            draw.ellipse((x - r, y - r, x + r, y + r), outline=colour, width=width)
-            draw.line((x - 2 * r, y, x + 2 * r, y), fill=colour, width=width)
-            draw.line((x, y - 2 * r, x, y + 2 * r), fill=colour, width=width)
-
-
-def gallery_scale(size: tuple[int, int], side: int = GALLERY_SIDE) -> float:
-    """Resize factor for the gallery: a whole number ≥ 1 for small images (crisp NEAREST pixels), < 1 for large ones."""
-    longest = max(size)
-    return float(max(1, side // longest)) if longest <= side else side / longest
-
-
 def annotated_image(item: GalleryItem, side: int = GALLERY_SIDE) -> Image.Image:
-    """The sample's first image resized for the gallery, mask tinted, ground truth (green) and prediction (magenta) drawn."""
-    image = Image.open(item.images[0]).convert("RGB")
-    scale = gallery_scale(image.size, side)
-    resample = Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.BILINEAR
-    image = image.resize((round(image.width * scale), round(image.height * scale)), resample)
-    if item.mask and Path(item.mask).is_file():
-        mask = Image.open(item.mask).convert("L").resize(image.size, Image.Resampling.NEAREST)
-        tint = Image.blend(image, Image.new("RGB", image.size, GROUND_TRUTH_COLOUR), 0.35)
-        image.paste(tint, mask=mask.point(lambda v: 255 if v else 0))
-    draw_shapes(image, item.ground_truth, GROUND_TRUTH_COLOUR, scale)
-    draw_shapes(image, item.after.parsed, PREDICTION_COLOUR, scale)
-    return image
-
-
-def image_data_uri(image: Image.Image) -> str:
-    """A data URI for an image: PNG when small (synthetic scenes stay exact), JPEG for large photos (keeps the page small)."""
-    buffer = io.BytesIO()
-    fmt = "PNG" if image.width * image.height <= GALLERY_SIDE * GALLERY_SIDE else "JPEG"
-    image.save(buffer, format=fmt, **({"quality": 85} if fmt == "JPEG" else {}))
-    return f"data:image/{fmt.lower()};base64,{base64.b64encode(buffer.getvalue()).decode()}"
+    """The sample's first image for the gallery: mask tinted, ground truth (green) and prediction (magenta) drawn."""
+    return overlay(item.images[0], item.ground_truth, item.after.parsed, item.mask, side)
 
 
 def _prediction(row: dict) -> Prediction:
@@ -168,26 +87,6 @@ def gallery_items(
             )
         )
     return items
-
-
-def esc(value: Any) -> str:
-    """HTML-escaped text of any value."""
-    return html.escape(str(value), quote=True)
-
-
-def _number(value: float) -> str:
-    """A coordinate for display: whole numbers without decimals, others to one decimal."""
-    return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
-
-
-def format_answer(value: Any) -> str:
-    """An answer (label, box, point, None) as escaped HTML."""
-    if value is None:
-        return '<em class="muted">unparsable</em>'
-    shapes = shapes_pixel(value)
-    if shapes:
-        return "; ".join("[" + ", ".join(_number(c) for c in s) + "]" for s in shapes)
-    return esc(value)
 
 
 def _score(value: float | None) -> str:
@@ -280,13 +179,6 @@ def _headline(metrics: dict) -> str:
     )
 
 
-def score_mark(score: float) -> str:
-    """✓ or ✗ for a sample score (✓ from 0.5 up); partial scores are shown too."""
-    symbol = "✓" if score >= 0.5 else "✗"
-    partial = "" if score in (0.0, 1.0) else f" {score:.2f}"
-    return f'<span class="mark {"ok" if score >= 0.5 else "bad"}">{symbol}{partial}</span>'
-
-
 def gallery_card_html(item: GalleryItem) -> str:
     """One gallery card: the annotated image (or a note why not) beside the question and the answers."""
     if not item.images:
@@ -305,56 +197,8 @@ def gallery_card_html(item: GalleryItem) -> str:
     if item.before is not None:
         answers.append(("before", f"{format_answer(item.before.parsed)} {score_mark(item.before.score)}"))
         raw.append(("before", item.before.output))
-    rows = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in answers)
     raw_html = "".join(f"<div class=small>{k}</div><pre>{esc(v)}</pre>" for k, v in raw)
-    return (
-        f'<article class="card {"ok" if item.after.score >= 0.5 else "bad"}"><figure>{figure}{more}</figure><div class="body">'
-        f'<div class="card-head"><span class="task">{esc(item.task)}</span><span class="muted small">{esc(item.sample_id)}</span></div>'
-        f'<p class="q">{esc(item.prompt)}</p><dl>{rows}</dl>'
-        f"<details><summary>raw output</summary>{raw_html}</details></div></article>"
-    )
-
-
-CSS = """
-:root{--fg:#1f2937;--muted:#6b7280;--line:#e5e7eb;--bg:#f8fafc;--card:#fff;--up:#15803d;--down:#b91c1c;--accent:#2563eb}
-*{box-sizing:border-box}body{margin:0;font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;color:var(--fg);background:var(--bg)}
-main{max-width:1200px;margin:0 auto;padding:0 24px 48px}
-header.hero{background:linear-gradient(135deg,#1e3a8a,#2563eb);color:#fff;padding:28px 0 24px}
-header.hero .inner{max-width:1200px;margin:0 auto;padding:0 24px}h1{margin:0 0 6px;font-size:26px;font-weight:650}
-.headline{font-size:30px;margin:8px 0 12px;font-variant-numeric:tabular-nums}.headline b{font-weight:700}
-.headline .label{font-size:14px;text-transform:uppercase;letter-spacing:.06em;opacity:.8;margin-right:12px}
-.arrow{margin:0 10px;opacity:.7}.pill{font-size:15px;border-radius:999px;padding:2px 10px;margin-left:12px;background:#fff;vertical-align:middle}
-.pill.up{color:var(--up)}.pill.down{color:var(--down)}.pill.flat{color:var(--muted)}
-.facts{display:flex;flex-wrap:wrap;gap:8px;margin:0;padding:0;list-style:none}
-.facts li{background:rgba(255,255,255,.14);border-radius:6px;padding:3px 10px;font-size:13px}.facts span{opacity:.75;margin-right:6px}
-h2{font-size:19px;margin:32px 0 12px;padding-bottom:6px;border-bottom:1px solid var(--line)}
-table{border-collapse:collapse;width:100%;background:var(--card);border:1px solid var(--line);border-radius:8px;overflow:hidden;font-variant-numeric:tabular-nums}
-th,td{padding:8px 12px;text-align:right;border-bottom:1px solid var(--line)}th{background:#f1f5f9;font-size:13px;color:var(--muted);font-weight:600}
-td.name,th:first-child{text-align:left}td.name{font-weight:600}td.name small{font-weight:400;color:#6b7280}td.strong{font-weight:700}
-tr.up td:first-child{box-shadow:inset 4px 0 var(--up)}tr.down td:first-child{box-shadow:inset 4px 0 var(--down)}tr.flat td:first-child{box-shadow:inset 4px 0 #cbd5e1}
-.delta.up{color:var(--up);font-weight:600}.delta.down{color:var(--down);font-weight:600}.delta.flat{color:var(--muted)}
-tfoot td{background:#f8fafc;border-bottom:0}
-.bars{position:relative;width:140px;height:14px;margin-left:auto;background:#f1f5f9;border-radius:3px}
-.bars i{position:absolute;left:0;height:6px;border-radius:2px}.bars i.b{top:1px;background:#94a3b8}.bars i.a{top:7px;background:var(--accent)}
-.bars s{position:absolute;top:-2px;width:2px;height:18px;background:#f59e0b}
-.legend{font-size:13px;color:var(--muted);margin:-4px 0 12px}.sw{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:6px}
-.sw.gt{background:rgb(0,180,60)}.sw.pred{background:rgb(230,0,230)}.sw.chance{background:#f59e0b}.sw.before{background:#94a3b8}.sw.after{background:var(--accent)}
-.curve{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:8px}.curve img{width:100%;display:block}
-.note{background:var(--card);border:1px dashed var(--line);border-radius:8px;padding:16px;color:var(--muted)}
-.gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(540px,1fr));gap:16px}
-.card{display:flex;gap:14px;background:var(--card);border:1px solid var(--line);border-left:4px solid var(--line);border-radius:8px;padding:12px}
-.card.ok{border-left-color:var(--up)}.card.bad{border-left-color:var(--down)}
-.card figure{margin:0;flex:0 0 256px}.card img{width:256px;height:auto;display:block;border-radius:4px;image-rendering:pixelated}
-.placeholder{width:256px;height:256px;display:flex;flex-direction:column;align-items:center;justify-content:center;text-align:center;background:#f1f5f9;color:var(--muted);border-radius:4px;font-size:13px;padding:8px;word-break:break-all}
-.body{min-width:0;flex:1}.card-head{display:flex;justify-content:space-between;gap:8px;align-items:center}
-.task{background:#eff6ff;color:#1d4ed8;border-radius:4px;padding:1px 8px;font-size:12px;font-weight:600}
-.q{margin:8px 0;font-weight:500}dl{display:grid;grid-template-columns:auto 1fr;gap:4px 10px;margin:0;font-size:14px}
-dt{color:var(--muted);white-space:nowrap}dd{margin:0;font-variant-numeric:tabular-nums;word-break:break-word}
-.mark{font-weight:700;margin-left:4px}.mark.ok{color:var(--up)}.mark.bad{color:var(--down)}
-details{margin-top:8px;font-size:13px}summary{cursor:pointer;color:var(--muted)}
-pre{white-space:pre-wrap;word-break:break-word;background:#f8fafc;border:1px solid var(--line);border-radius:4px;padding:6px;margin:2px 0 6px;font-size:12px}
-.muted{color:var(--muted)}.small{font-size:12px}code{font-size:12px}
-"""
+    return card_html(figure + more, item.task, item.sample_id, item.prompt, answers, raw_html, item.after.score >= 0.5)
 
 
 def render_report_html(
@@ -363,21 +207,18 @@ def render_report_html(
     """The whole page as one HTML string (no external resources)."""
     facts = "".join(f"<li><span>{esc(k)}</span>{esc(v)}</li>" for k, v in run_facts(metrics, log_history).items())
     if curve_png:
-        curve = f'<div class="curve"><img alt="training loss" src="data:image/png;base64,{base64.b64encode(curve_png).decode()}"></div>'
+        curve = f'<div class="curve"><img alt="training loss" src="{png_data_uri(curve_png)}"></div>'
     else:
         curve = '<p class="note">No training loss was logged (empty log history), so there is no curve.</p>'
     cards = "".join(gallery_card_html(item) for item in items) or '<p class="note">No evaluated samples.</p>'
     legend = '<i class="sw before"></i>before <i class="sw after"></i>after <i class="sw chance"></i>chance'
-    return (
-        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">'
-        f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
-        f'<header class="hero"><div class="inner"><h1>{esc(title)}</h1>{_headline(metrics)}<ul class="facts">{facts}</ul></div></header><main>'
+    body = (
         f'<section><h2>Results</h2><p class="legend">{legend}</p>{results_table_html(metrics)}</section>'
         f"<section><h2>Training loss</h2>{curve}</section>"
         f'<section><h2>Gallery</h2><p class="legend"><i class="sw gt"></i>ground truth <i class="sw pred"></i>prediction after training'
         f" · showing {len(items)} sample(s)</p><div class=gallery>{cards}</div></section>"
-        "</main></body></html>"
     )
+    return page_html(title, f'{_headline(metrics)}<ul class="facts">{facts}</ul>', body)
 
 
 def write_report(

@@ -3,11 +3,27 @@
 from __future__ import annotations
 
 import io
+import os
 
+import pytest
 from PIL import Image
 
-from spatialtune.data.builders import chat, check_image, finite_numbers, message, seeded_subset, text_parts
+from spatialtune.data.builders import (
+    BuildSettings,
+    UnknownBuilderError,
+    builder,
+    builder_names,
+    chat,
+    check_image,
+    finite_numbers,
+    get_builder,
+    message,
+    run_builder,
+    seeded_subset,
+    text_parts,
+)
 from spatialtune.data.builders.roomplan_actions import object_geometry
+from spatialtune.io import FolderBusyError
 
 
 def png_bytes(size=(6, 4)) -> bytes:
@@ -71,3 +87,30 @@ def test_text_parts_reads_string_content_and_the_text_parts_of_a_list():
     assert text_parts("plain") == ["plain"]
     assert text_parts([{"type": "image"}, {"type": "text", "text": "a"}, {"type": "text"}, "x", {"type": "text", "text": "b"}]) == ["a", "b"]
     assert text_parts(None) == []
+
+
+def test_an_unknown_builder_name_suggests_the_closest_one():
+    with pytest.raises(UnknownBuilderError, match=r"unknown builder 'hoi-box' \(did you mean 'hoi-boxes'\?\)"):
+        get_builder("hoi-box")
+    assert {"synthetic", "hoi-boxes", "mix"} <= set(builder_names())
+
+
+_NESTED: dict = {}
+
+
+@builder("test-nested", BuildSettings)
+def _build_then_start_another(settings, staging, report, progress):
+    """A build that, while it runs, starts a second build of its own output."""
+    try:
+        run_builder("test-nested", BuildSettings(), _NESTED["output"])
+    except FolderBusyError as e:
+        _NESTED["refusal"] = str(e)
+    return {"train.jsonl": [{"id": "a", "task": "t", "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ho"}]}]}
+
+
+def test_a_second_build_of_an_output_being_built_is_refused_naming_the_holder(tmp_path):
+    _NESTED["output"] = tmp_path / "out"
+    stats = run_builder("test-nested", BuildSettings(), tmp_path / "out")
+    assert f"in use by build test-nested (process {os.getpid()} on " in _NESTED["refusal"]
+    assert stats["counts"] == {"train.jsonl": {"t": 1}} and (tmp_path / "out" / "train.jsonl").is_file()
+    assert (tmp_path / ".out.lock").is_file() and not list(tmp_path.glob(".out.building-*"))

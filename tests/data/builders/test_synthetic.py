@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import folder_digest
+from helpers import folder_digest, start_stalled
+from spatialtune.data.builders import BuildError, get_builder, run_builder
 from spatialtune.data.builders.synthetic import (
     COLOURS,
     TASKS,
@@ -19,6 +25,7 @@ from spatialtune.data.builders.synthetic import (
     build_synthetic,
     chance_level,
 )
+from spatialtune.io import FolderBusyError
 from spatialtune.records import scan_records
 
 SMALL = dict(num_samples=80, test_samples=8)
@@ -137,7 +144,7 @@ def test_an_existing_dataset_with_the_same_settings_is_reused_and_other_settings
     root = tmp_path / "w"
     first = build_synthetic(root, SyntheticSettings(seed=0, num_samples=4, test_samples=1, tasks=["counting"]))
     assert build_synthetic(root, SyntheticSettings(seed=0, num_samples=4, test_samples=1, tasks=["counting"])) == first
-    with pytest.raises(SyntheticError, match="other settings"):
+    with pytest.raises(BuildError, match="holds a synthetic dataset with other settings"):
         build_synthetic(root, SyntheticSettings(seed=1, num_samples=4, test_samples=1, tasks=["counting"]))
 
 
@@ -148,7 +155,7 @@ def test_a_crash_leaves_no_partial_dataset(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         build_synthetic(tmp_path / "w", SyntheticSettings(num_samples=10, test_samples=2, tasks=["counting"]), progress=crash)
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == [".w.lock"]  # no dataset, no staging folder: only the (free) lock
 
 
 @pytest.mark.parametrize(
@@ -173,3 +180,78 @@ def test_chance_levels():
 def test_the_test_split_interleaves_tasks_so_a_prefix_covers_every_task(world):
     first = _records(world, "test")[: len(TASKS)]
     assert {r["task"] for r in first} == set(TASKS)
+
+
+def test_synthetic_is_a_registered_builder_with_its_own_stats_layout(tmp_path):
+    spec = get_builder("synthetic")
+    assert spec.reusable and spec.settings is SyntheticSettings
+    stats = run_builder("synthetic", SyntheticSettings(num_samples=4, test_samples=1, tasks=["counting", "grounding"]), tmp_path / "w")
+    assert list(stats) == ["settings", "counts", "labels", "redrawn", "skipped"]
+    assert "workers" not in stats["settings"] and set(stats["counts"]) == {"test", "train"}
+    assert json.loads((tmp_path / "w" / "stats.json").read_text()) == stats
+
+
+def test_any_number_of_workers_gives_the_same_bytes(tmp_path):
+    settings = dict(seed=2, num_samples=24, test_samples=2, tasks=["grounding", "counting", "front_behind"])
+    build_synthetic(tmp_path / "one", SyntheticSettings(**settings))
+    build_synthetic(tmp_path / "three", SyntheticSettings(**settings, workers=3))
+    assert folder_digest(tmp_path / "one") == folder_digest(tmp_path / "three")
+
+
+def test_a_dataset_built_with_other_workers_is_reused(tmp_path):
+    first = build_synthetic(tmp_path / "w", SyntheticSettings(num_samples=4, test_samples=1, tasks=["counting"], workers=2))
+    assert build_synthetic(tmp_path / "w", SyntheticSettings(num_samples=4, test_samples=1, tasks=["counting"])) == first
+
+
+def test_overwrite_rebuilds_a_dataset_with_other_settings(tmp_path):
+    build_synthetic(tmp_path / "w", SyntheticSettings(seed=0, num_samples=4, test_samples=1, tasks=["counting"]))
+    stats = run_builder("synthetic", SyntheticSettings(seed=1, num_samples=4, test_samples=1, tasks=["counting"]), tmp_path / "w", overwrite=True)
+    assert stats["settings"]["seed"] == 1 == json.loads((tmp_path / "w" / "stats.json").read_text())["settings"]["seed"]
+
+
+# ---------------------------------------------------------------- a second build of the same output
+
+STALLING_BUILD = textwrap.dedent(
+    """
+    import sys
+    from spatialtune.data.builders.synthetic import SyntheticSettings, build_synthetic
+
+    def stall(done, total):
+        if done == 2:  # mid-build: say so, then wait for the test to release (or SIGKILL) this process
+            print("stalled", flush=True)
+            sys.stdin.readline()
+
+    build_synthetic(sys.argv[1], SyntheticSettings(num_samples=4, test_samples=1, tasks=["counting"]), progress=stall)
+    """
+)
+TINY = SyntheticSettings(num_samples=4, test_samples=1, tasks=["counting"])
+
+
+def _stalled_build(output: Path) -> subprocess.Popen:
+    """A build of `output` in another process, stopped mid-way (it has printed "stalled")."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    return start_stalled([sys.executable, "-c", STALLING_BUILD, str(output)], env)
+
+
+def test_a_second_build_of_the_same_output_is_refused_naming_the_first_which_finishes_intact(tmp_path):
+    process = _stalled_build(tmp_path / "w")
+    try:
+        with pytest.raises(FolderBusyError, match=rf"in use by build synthetic \(process {process.pid} on .*, started "):
+            build_synthetic(tmp_path / "w", TINY)
+        process.communicate("go\n")
+    finally:
+        process.kill()
+    assert process.returncode == 0
+    build_synthetic(tmp_path / "fresh", TINY)
+    assert folder_digest(tmp_path / "w") == folder_digest(tmp_path / "fresh")
+
+
+def test_a_build_killed_mid_way_frees_the_output_and_the_rerun_removes_its_staging_folder(tmp_path):
+    process = _stalled_build(tmp_path / "w")
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert [p.name for p in tmp_path.glob(".w.building-*")]  # the killed build's staging folder
+    build_synthetic(tmp_path / "w", TINY)
+    build_synthetic(tmp_path / "fresh", TINY)
+    assert folder_digest(tmp_path / "w") == folder_digest(tmp_path / "fresh")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".fresh.lock", ".w.lock", "fresh", "w"]

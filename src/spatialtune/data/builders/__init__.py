@@ -3,7 +3,10 @@ registered with `@builder(NAME, Settings)`; `spatialtune data build NAME` gets i
 
 The common contract (`run_builder`):
 - a build writes into a staging folder beside `--output`, moved into place only when complete (no half-written
-  dataset after a crash); an existing non-empty output is refused unless `overwrite`;
+  dataset after a crash); an existing non-empty output is refused unless `overwrite` (or, for a `reusable` builder
+  whose settings alone determine the output, returned as it is when built with the same settings);
+- a build holds a lock file beside `--output` (`.NAME.lock`) while it runs: a second build of the same output is
+  refused at once, naming the holder; a killed build frees it, and the next build removes its staging folder;
 - every record a builder emits is validated by the foundation's `parse_record` before anything is written, so a
   builder bug is an error, never a silently broken dataset;
 - `stats.json` holds the settings, record counts per file / task / label (`meta.label`, else `answer` when it is a
@@ -20,11 +23,10 @@ Helpers every builder shares live here too: `seeded_subset`, `finite_numbers`, `
 from __future__ import annotations
 
 import hashlib
-import importlib
 import io
 import json
-import pkgutil
 import random
+import re
 import shutil
 import tempfile
 from collections import Counter, defaultdict
@@ -35,9 +37,10 @@ from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 from PIL import Image
 
-from ...errors import SpatialtuneError
-from ...io import atomic_write_json, atomic_write_jsonl
+from ...errors import SpatialtuneError, UnknownNameError
+from ...io import atomic_write_json, atomic_write_jsonl, folder_lock
 from ...records import RecordError, finite_number, parse_record
+from ...registry import Registry
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -82,6 +85,7 @@ class BuildReport:
 
 Progress = Callable[[int, int], None]
 BuildFn = Callable[[Any, Path, BuildReport, Progress], dict[str, list[dict]]]
+StatsFn = Callable[[Any, dict[str, list[dict]], BuildReport], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -92,37 +96,41 @@ class Builder:
     settings: type
     build: BuildFn
     help: str
+    reusable: bool = False  # settings alone determine the output: a dataset built with the same ones is reused
+    stats: StatsFn | None = None  # stats.json of a builder with its own layout (default: `build_stats`)
 
 
-_REGISTRY: dict[str, Builder] = {}
+class UnknownBuilderError(BuildError, UnknownNameError):
+    """A builder name that no module of this package registers (the message names the closest ones)."""
 
 
-def builder(name: str, settings: type) -> Callable[[BuildFn], BuildFn]:
-    """Register `fn(settings, staging_dir, report, progress) -> {"train.jsonl": [records], ...}` as builder `name`."""
+BUILDERS: Registry[Builder] = Registry("builder", __name__, UnknownBuilderError)
+
+
+def builder(name: str, settings: type, *, reusable: bool = False, stats: StatsFn | None = None) -> Callable[[BuildFn], BuildFn]:
+    """Register `fn(settings, staging_dir, report, progress) -> {"train.jsonl": [records], ...}` as builder `name`.
+
+    `reusable`: the settings alone determine the output (no input files), so an existing dataset with the same
+    settings is reused as it is instead of refused. `stats(settings, files, report)`: stats.json in the builder's own
+    layout instead of `build_stats`'.
+    """
 
     def register(fn: BuildFn) -> BuildFn:
-        if name in _REGISTRY and _REGISTRY[name].build is not fn:
-            raise ValueError(f"builder {name!r} is registered twice")
         doc = (fn.__doc__ or "").strip().splitlines()
-        _REGISTRY[name] = Builder(name, settings, fn, doc[0] if doc else "")
+        BUILDERS.register(name, Builder(name, settings, fn, doc[0] if doc else "", reusable, stats))
         return fn
 
     return register
 
 
 def builder_names() -> list[str]:
-    """Names `get_builder` accepts (every module of this package is imported so that its builders register)."""
-    for module in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{module.name}")
-    return sorted(_REGISTRY)
+    """Names `get_builder` accepts (every module of this package is imported on the first lookup)."""
+    return BUILDERS.names()
 
 
 def get_builder(name: str) -> Builder:
-    """The builder registered as `name`."""
-    names = builder_names()
-    if name not in _REGISTRY:
-        raise BuildError(f"unknown builder {name!r}; known builders: {', '.join(names)}")
-    return _REGISTRY[name]
+    """The builder registered as `name` (an unknown name raises with the closest known ones)."""
+    return BUILDERS.get(name)
 
 
 # ---------------------------------------------------------------- shared helpers for builders
@@ -265,16 +273,21 @@ def validate_records(files: dict[str, list[dict]], staging: Path) -> None:
             seen.add(str(record["id"]))
 
 
+def settings_for_stats(settings: Any) -> dict[str, Any]:
+    """The settings as stats.json records them: plain values, without `workers` (same dataset for any value)."""
+    plain = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()}
+    plain.pop("workers", None)  # how it was built, not what
+    return plain
+
+
 def build_stats(settings: Any, files: dict[str, list[dict]], report: BuildReport) -> dict[str, Any]:
     """stats.json: settings, counts per file / task / label, skips by reason with examples, builder extras."""
     labels: dict[str, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
     for name, records in files.items():
         for record in records:
             labels[name][str(record["task"])][_label(record)] += 1
-    plain = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()}
-    plain.pop("workers", None)  # how it was built, not what: same dataset for any value
     return {
-        "settings": plain,
+        "settings": settings_for_stats(settings),
         "counts": {name: {task: sum(c.values()) for task, c in tasks.items()} for name, tasks in labels.items()},
         "labels": {name: {task: dict(sorted(c.items())) for task, c in tasks.items()} for name, tasks in labels.items()},
         "skipped": dict(sorted(report.skipped.items())),
@@ -283,8 +296,39 @@ def build_stats(settings: Any, files: dict[str, list[dict]], report: BuildReport
     }
 
 
+def build_lock_file(output: Path) -> Path:
+    """The lock a build holds while it runs: a hidden file beside `output` (never inside the dataset)."""
+    return output.parent / f".{output.name}.lock"
+
+
+def _remove_stale_staging(output: Path) -> None:
+    """Delete staging folders a killed build of `output` left behind (only lock holders make them, and we hold it)."""
+    pattern = re.compile(rf"\.{re.escape(output.name)}\.building-[a-z0-9_]{{8}}")
+    for path in output.parent.iterdir():
+        if path.is_dir() and pattern.fullmatch(path.name):
+            shutil.rmtree(path)
+
+
+def _existing_dataset(spec: Builder, settings: Any, output: Path, overwrite: bool) -> dict[str, Any] | None:
+    """The stats of a dataset already at `output` that a reusable builder made with the same settings, else None;
+    a non-empty `output` that cannot be reused is refused unless `overwrite`."""
+    if overwrite or not output.exists() or (output.is_dir() and not any(output.iterdir())):
+        return None
+    stats_path = output / STATS_FILE
+    if spec.reusable and stats_path.is_file():
+        existing = read_json_file(stats_path, "stats of the dataset already there")
+        if existing.get("settings") == settings_for_stats(settings):
+            return existing
+        raise BuildError(f"{output} holds a {spec.name} dataset with other settings; choose another --output or delete it")
+    raise BuildError(f"{output} exists and is not empty; choose another --output or pass --overwrite")
+
+
 def run_builder(name: str, settings: Any, output: str | Path, *, overwrite: bool = False, progress: Progress | None = None) -> dict[str, Any]:
-    """Build dataset `name` into `output` atomically; returns the stats (also written to `output/stats.json`)."""
+    """Build dataset `name` into `output` atomically; returns the stats (also written to `output/stats.json`).
+
+    The build holds `build_lock_file(output)` throughout, so a second build of the same output is refused at once
+    (naming the holder); a build killed mid-way frees the lock, and the next one removes its staging folder.
+    """
     spec = get_builder(name)
     if not isinstance(settings, spec.settings):
         raise TypeError(f"builder {name!r} takes {spec.settings.__name__}, got {type(settings).__name__}")
@@ -293,29 +337,31 @@ def run_builder(name: str, settings: Any, output: str | Path, *, overwrite: bool
     if settings.num_samples is not None and settings.num_samples < 0:
         raise BuildError(f"--num-samples must be ≥ 0, got {settings.num_samples}")
     output = Path(output)
-    if output.exists() and (not output.is_dir() or any(output.iterdir())) and not overwrite:
-        raise BuildError(f"{output} exists and is not empty; choose another --output or pass --overwrite")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.building-"))
-    staging.chmod(0o755)  # mkdtemp makes 0700; a dataset is meant to be shared
-    try:
-        report = BuildReport()
-        files = spec.build(settings, staging, report, progress or (lambda done, total: None))
-        if not any(files.values()) and settings.num_samples != 0:
-            skipped = ", ".join(f"{reason}: {count}" for reason, count in sorted(report.skipped.items())) or "nothing was skipped"
-            raise BuildError(f"{name}: the input gave no usable item, so there is no dataset to write ({skipped}); see the builder's docs for its input layout")
-        validate_records(files, staging)
-        for file_name, records in files.items():
-            atomic_write_jsonl(staging / file_name, records)
-        stats = build_stats(settings, files, report)
-        atomic_write_json(staging / STATS_FILE, stats)
-        if output.exists():
-            shutil.rmtree(output) if output.is_dir() else output.unlink()
-        staging.rename(output)
-        return stats
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    with folder_lock(output, f"build {name}", lock_file=build_lock_file(output)):
+        _remove_stale_staging(output)
+        existing = _existing_dataset(spec, settings, output, overwrite)
+        if existing is not None:
+            return existing
+        staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.building-"))
+        staging.chmod(0o755)  # mkdtemp makes 0700; a dataset is meant to be shared
+        try:
+            report = BuildReport()
+            files = spec.build(settings, staging, report, progress or (lambda done, total: None))
+            if not any(files.values()) and settings.num_samples != 0:
+                skipped = ", ".join(f"{reason}: {count}" for reason, count in sorted(report.skipped.items())) or "nothing was skipped"
+                raise BuildError(f"{name}: the input gave no usable item, so there is no dataset to write ({skipped}); see the builder's docs for its input layout")
+            validate_records(files, staging)
+            for file_name, records in files.items():
+                atomic_write_jsonl(staging / file_name, records)
+            stats = (spec.stats or build_stats)(settings, files, report)
+            atomic_write_json(staging / STATS_FILE, stats)
+            if output.exists():
+                shutil.rmtree(output) if output.is_dir() else output.unlink()
+            staging.rename(output)
+            return stats
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
 
 
 def settings_fields(settings_cls: type) -> list:

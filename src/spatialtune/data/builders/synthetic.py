@@ -16,19 +16,16 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import shutil
-import tempfile
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from itertools import zip_longest
 from pathlib import Path
-from typing import Callable
 
 from PIL import Image
 
-from ...errors import SpatialtuneError
-from ...io import atomic_write_json
 from ...tasks.synthetic import CLASSIFICATION_CHOICES, TASKS  # noqa: F401  (re-exported: the builder's public vocabulary)
+from . import BuildError, BuildReport, Progress, builder, parallel_map, run_builder, settings_for_stats
 from .synthetic_scenes import (  # noqa: F401  (re-exported: the builder's public vocabulary)
     COLOURS,
     DIFFICULTIES,
@@ -46,15 +43,16 @@ from .synthetic_scenes import (  # noqa: F401  (re-exported: the builder's publi
 class SyntheticSettings:
     """Everything that determines a synthetic dataset (stored in stats.json; same settings ⇒ same bytes)."""
 
-    seed: int = 0
-    num_samples: int = 8000  # training samples, spread evenly over tasks
-    test_samples: int = 200  # per task
-    tasks: list[str] = field(default_factory=lambda: list(TASKS))
-    difficulty: int = 0
-    image_size: int = 128
+    seed: int = field(default=0, metadata={"help": "Seed of the whole dataset (train and test use different streams of it)."})
+    num_samples: int = field(default=8000, metadata={"help": "Training samples, spread evenly over the tasks."})
+    test_samples: int = field(default=200, metadata={"help": "Test samples per task."})
+    tasks: list[str] = field(default_factory=lambda: list(TASKS), metadata={"help": "Tasks to build (repeat the option); default: all."})
+    difficulty: int = field(default=0, metadata={"help": "0: large objects, no distractors (tiny models); 1, 2: harder."})
+    image_size: int = field(default=128, metadata={"help": "Side of the square images in pixels."})
+    workers: int = field(default=1, metadata={"help": "Processes drawing scenes; the output is identical for any value."})
 
 
-class SyntheticError(SpatialtuneError):
+class SyntheticError(BuildError):
     """Settings that cannot produce a dataset."""
 
 
@@ -146,70 +144,61 @@ def validate_settings(settings: SyntheticSettings) -> None:
         raise SyntheticError(f"num_samples and test_samples must be >= 0, got {settings.num_samples} and {settings.test_samples}")
 
 
-def build_synthetic(output: str | Path, settings: SyntheticSettings, progress: Callable[[int, int], None] | None = None) -> dict:
-    """Write train.jsonl, test.jsonl, images/, masks/ and stats.json into `output`; returns the stats.
+def _draw_sample(settings: SyntheticSettings, staging: Path, split: str, avoid: frozenset[str], sample: tuple) -> tuple[dict, int, str]:
+    """Draw one planned sample into `staging` (image, and mask for grounding/pointing): its record, redraws, signature."""
+    task, i, label = sample
+    scene, attempts = make_scene(settings, split, task, i, label, avoid)
+    sample_id = f"{split}-{task}-{i:05d}"
+    picture, index = render_scene(scene, settings.image_size, _background(sample_rng(settings.seed, split, f"{task}/background", i), settings))
+    image_path = f"images/{split}/{sample_id}.png"
+    picture.save(staging / image_path)
+    mask_path = None
+    if task in ("grounding", "pointing"):
+        mask_path = f"masks/{split}/{sample_id}.png"
+        index.point(lambda v, t=scene.targets[0]: 255 if v == t + 1 else 0).save(staging / mask_path)
+    return scene_record(scene, sample_id, image_path, mask_path, index), attempts, _signature(scene)
 
-    The dataset is built in a temporary folder beside `output` and moved into place at the end, so a crash never
-    leaves a half-built dataset. A folder already holding a dataset with the same settings is reused as is.
+
+def synthetic_stats(settings: SyntheticSettings, files: dict[str, list[dict]], report: BuildReport) -> dict:
+    """stats.json of a synthetic dataset: counts and labels per split (labels as planned, in drawing order), redraws."""
+    return {"settings": settings_for_stats(settings), **report.extra, "skipped": dict(sorted(report.skipped.items()))}
+
+
+@builder("synthetic", SyntheticSettings, reusable=True, stats=synthetic_stats)
+def build_synthetic_dataset(settings: SyntheticSettings, staging: Path, report: BuildReport, progress: Progress) -> dict[str, list[dict]]:
+    """A procedural world of coloured shapes with exact ground truth (absolute/pairwise position, counting, occlusion, grounding, pointing).
+
+    Writes train.jsonl, test.jsonl, images/ and masks/; the test split is drawn first, and a train scene that repeats
+    a test scene is redrawn (counted in stats.json `redrawn`). A synthetic sample is redrawn, never skipped.
     """
     validate_settings(settings)
-    output = Path(output)
-    stats_path = output / "stats.json"
-    if stats_path.exists():
-        try:
-            existing = json.loads(stats_path.read_text())
-        except json.JSONDecodeError as e:
-            raise SyntheticError(f"{stats_path}: not valid JSON ({e}); delete the folder to rebuild it") from None
-        if existing.get("settings") == asdict(settings):
-            return existing
-        raise SyntheticError(f"{output} holds a synthetic dataset with other settings; choose another --output or delete it")
-    if output.exists() and any(output.iterdir()):
-        raise SyntheticError(f"{output} exists and is not empty; choose another --output")
+    plans = {split: _split_plan(settings, split) for split in ("test", "train")}
+    total, done = sum(len(p) for p in plans.values()), 0
+    labels: dict[str, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
+    redrawn: Counter = Counter()
+    test_scenes: frozenset[str] = frozenset()
+    files: dict[str, list[dict]] = {}
+    for split, plan in plans.items():  # test first, so train can avoid every test scene
+        (staging / "images" / split).mkdir(parents=True)
+        (staging / "masks" / split).mkdir(parents=True)
+        draw = partial(_draw_sample, settings, staging, split, test_scenes if split == "train" else frozenset())
+        drawn = parallel_map(draw, plan, settings.workers, lambda n, _, before=done: progress(before + n, total))
+        done += len(plan)
+        for (task, _, label), (_, attempts, _) in zip(plan, drawn):
+            redrawn[f"{split}/{task}"] += attempts
+            labels[split][task][str(label) if label is not None else "-"] += 1
+        if split == "test":
+            test_scenes = frozenset(signature for _, _, signature in drawn)
+        files[f"{split}.jsonl"] = [record for record, _, _ in drawn]
+    report.extra.update(
+        counts={split: {task: sum(c.values()) for task, c in tasks.items()} for split, tasks in labels.items()},
+        labels={split: {task: dict(c) for task, c in tasks.items()} for split, tasks in labels.items()},
+        redrawn=dict(redrawn),  # scenes redrawn for failing constraints or repeating a test scene
+    )
+    return files
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.building-"))
-    tmp.chmod(0o755)  # mkdtemp makes 0700; a dataset is meant to be shared
-    try:
-        plans = {split: _split_plan(settings, split) for split in ("test", "train")}
-        total, done = sum(len(p) for p in plans.values()), 0
-        labels: dict[str, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
-        redrawn: Counter = Counter()
-        test_scenes: set[str] = set()
-        for split, plan in plans.items():  # test first, so train can avoid every test scene
-            (tmp / "images" / split).mkdir(parents=True)
-            (tmp / "masks" / split).mkdir(parents=True)
-            records = []
-            for task, i, label in plan:
-                scene, attempts = make_scene(settings, split, task, i, label, test_scenes if split == "train" else set())
-                redrawn[f"{split}/{task}"] += attempts
-                if split == "test":
-                    test_scenes.add(_signature(scene))
-                sample_id = f"{split}-{task}-{i:05d}"
-                picture, index = render_scene(scene, settings.image_size, _background(sample_rng(settings.seed, split, f"{task}/background", i), settings))
-                image_path = f"images/{split}/{sample_id}.png"
-                picture.save(tmp / image_path)
-                mask_path = None
-                if task in ("grounding", "pointing"):
-                    mask_path = f"masks/{split}/{sample_id}.png"
-                    index.point(lambda v, t=scene.targets[0]: 255 if v == t + 1 else 0).save(tmp / mask_path)
-                records.append(scene_record(scene, sample_id, image_path, mask_path, index))
-                labels[split][task][str(label) if label is not None else "-"] += 1
-                done += 1
-                if progress:
-                    progress(done, total)
-            (tmp / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-        stats = {
-            "settings": asdict(settings),
-            "counts": {split: {task: sum(c.values()) for task, c in tasks.items()} for split, tasks in labels.items()},
-            "labels": {split: {task: dict(c) for task, c in tasks.items()} for split, tasks in labels.items()},
-            "redrawn": dict(redrawn),  # scenes redrawn for failing constraints or repeating a test scene
-            "skipped": {},  # a synthetic sample is redrawn, never skipped
-        }
-        atomic_write_json(tmp / "stats.json", stats)
-        if output.exists():
-            output.rmdir()
-        tmp.rename(output)
-        return stats
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+def build_synthetic(output: str | Path, settings: SyntheticSettings, progress: Progress | None = None) -> dict:
+    """Build a synthetic dataset into `output` through the builder registry (or reuse one built with the same
+    settings; other settings are refused); returns its stats."""
+    return run_builder("synthetic", settings, output, progress=progress)

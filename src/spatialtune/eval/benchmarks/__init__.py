@@ -13,8 +13,6 @@ shows), `breakdown` (named groups of per-category scores, drawn as bar charts) a
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field, fields
 from itertools import islice
@@ -27,6 +25,7 @@ from ...data.sources import Table
 from ...errors import UnknownNameError
 from ...geometry import Convention
 from ...records import check_media, parse_record
+from ...registry import Registry
 
 T = TypeVar("T")
 
@@ -145,37 +144,24 @@ class Benchmark(ABC):
         }
 
 
-_REGISTRY: dict[str, Callable[[], Benchmark]] = {}
+BENCHMARKS: Registry[type[Benchmark]] = Registry("benchmark", __name__, UnknownBenchmarkError)
 
 
 def register(cls: type[Benchmark]) -> type[Benchmark]:
     """Class decorator: make a Benchmark subclass available by its `name`."""
     if not cls.name:
         raise ValueError(f"{cls.__qualname__} must set a class attribute `name` to be registered")
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise ValueError(f"benchmark name {cls.name!r} is registered twice ({_REGISTRY[cls.name].__qualname__} and {cls.__qualname__})")
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def _import_benchmark_modules() -> None:
-    """Import every module of this package so that their `@register` decorators run."""
-    for module in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{module.name}")
+    return BENCHMARKS.register(cls.name, cls)
 
 
 def benchmark_names() -> list[str]:
-    """Names `get_benchmark` accepts."""
-    _import_benchmark_modules()
-    return sorted(_REGISTRY)
+    """Names `get_benchmark` accepts (every module of this package is imported on the first lookup)."""
+    return BENCHMARKS.names()
 
 
 def get_benchmark(name: str, options: dict[str, Any] | None = None) -> Benchmark:
-    """A fresh instance of the benchmark registered as `name`, with `options` (unknown keys raise)."""
-    names = benchmark_names()
-    if name not in _REGISTRY:
-        raise UnknownBenchmarkError(f"unknown benchmark {name!r}; known benchmarks: {', '.join(names) or '(none)'}")
-    return _REGISTRY[name](options)
+    """A fresh instance of the benchmark registered as `name`, with `options` (unknown names and keys raise)."""
+    return BENCHMARKS.get(name)(options)
 
 
 # ---------------------------------------------------------------- helpers of benchmark modules: rows, records, turns
