@@ -20,7 +20,7 @@ from PIL import Image
 
 from spatialtune.data.builders import run_builder
 from spatialtune.data.builders.crossview_x3 import CrossViewX3Settings
-from spatialtune.data.builders.qualitative import QualitativeSettings
+from spatialtune.data.builders.qualitative_relations import QualitativeSettings
 
 LABELS = ("chair", "table", "lamp", "sofa", "plant", "shelf")
 
