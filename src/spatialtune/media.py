@@ -32,10 +32,13 @@ def _failed(path: str | Path, kind: str, error: Exception) -> MediaError:
     return MediaError(path, kind, str(error), missing=isinstance(error, FileNotFoundError))
 
 
-def image_size(path: str | Path) -> tuple[int, int]:
-    """(width, height) of an image file, read from its header."""
+def image_size(path: str | Path, decode: bool = False) -> tuple[int, int]:
+    """(width, height) of an image file, read from its header; `decode` reads it whole, so a truncated or corrupt
+    file fails here rather than later (mid-training, say)."""
     try:
         with Image.open(path) as im:
+            if decode:
+                im.load()
             return im.size
     except Exception as e:  # PIL raises many types for unreadable files
         raise _failed(path, "image", e) from None

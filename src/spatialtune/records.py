@@ -29,9 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from .errors import SpatialtuneError
+from .media import MediaError, image_size
 from .registry import did_you_mean
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -336,11 +335,9 @@ def _open_image_size(path: Path, err, field_name: str) -> tuple[int, int]:
     if not path.is_file():
         raise err(field_name, f"image not found: {path}")
     try:
-        with Image.open(path) as im:
-            im.load()  # decodes fully: a truncated or corrupt file fails here, not mid-training
-            return im.size
-    except Exception as e:  # PIL raises many types for bad files
-        raise err(field_name, f"cannot read image {path}: {e}") from None
+        return image_size(path, decode=True)
+    except MediaError as e:
+        raise err(field_name, str(e)) from None
 
 
 def check_media(record: SpatialRecord) -> SpatialRecord:

@@ -18,6 +18,7 @@ from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
 from ..errors import SpatialtuneError
 from ..geometry import ResizePolicy
+from ..media import MediaError, open_image
 from ..tools.protocol import attach_images
 
 IMAGE_PAD = "<|image_pad|>"
@@ -37,10 +38,9 @@ def open_images(row: dict[str, Any]) -> list[Image.Image]:
     images = []
     for i, path in enumerate(row["images"]):
         try:
-            with Image.open(path) as im:
-                images.append(im.convert("RGB"))
-        except Exception as e:
-            raise BatchError(f"{row.get('source', '?')}: record {row.get('id')!r}: field 'images[{i}]': cannot read {path}: {e}") from None
+            images.append(open_image(path, "RGB"))
+        except MediaError as e:
+            raise BatchError(f"{row.get('source', '?')}: record {row.get('id')!r}: field 'images[{i}]': cannot read {path}: {e.reason}") from None
     return images
 
 

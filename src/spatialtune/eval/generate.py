@@ -7,11 +7,12 @@ from typing import Any
 import torch
 
 from ..data.collate import open_images
+from ..data.render import Row
 from ..records import last_assistant_index
 from ..tools.protocol import attach_images
 
 
-def prompt_messages(row: dict[str, Any]) -> list[dict[str, Any]]:
+def prompt_messages(row: Row) -> list[dict[str, Any]]:
     """The row's chat up to (not including) its last assistant turn: what the model must answer."""
     return row["messages"][: last_assistant_index(row["messages"])]
 

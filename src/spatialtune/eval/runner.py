@@ -27,7 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..answers.parse import final_answer
 from ..data.collate import sequence_layout
-from ..data.render import GeometryRenderer
+from ..data.render import GeometryRenderer, Row
 from ..errors import SpatialtuneError
 from ..geometry import Convention
 from ..io import atomic_write_bytes, atomic_write_json, folder_lock
@@ -64,7 +64,7 @@ class EvalResult:
     samples_per_second: float
 
 
-def prompt_text(row: dict[str, Any]) -> str:
+def prompt_text(row: Row) -> str:
     """The text the model is asked (text parts of the prompt turns, newline-joined; images left out)."""
     return "\n".join(p["text"] for m in prompt_messages(row) for p in m["content"] if p.get("type") == "text")
 
@@ -157,7 +157,7 @@ def _progress(enabled: bool) -> Progress:
     return Progress(*columns, disable=not enabled)
 
 
-def result_row(bench: Benchmark, row: dict[str, Any], output: str, renderer: GeometryRenderer, tools: dict | None = None) -> dict[str, Any]:
+def result_row(bench: Benchmark, row: Row, output: str, renderer: GeometryRenderer, tools: dict | None = None) -> dict[str, Any]:
     """One results.jsonl line: the raw output, what the benchmark parsed and scored from its final answer."""
     scored = bench.score(row, final_answer(output), renderer)
     return {
@@ -183,13 +183,13 @@ def _slug(text: str) -> str:
     return f"{safe}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
 
 
-def tool_session(row: dict[str, Any], renderer: GeometryRenderer, tools: ToolSettings, crops: Path) -> CropSession:
+def tool_session(row: Row, renderer: GeometryRenderer, tools: ToolSettings, crops: Path) -> CropSession:
     """A crop session over the row's first image, in the model's convention; crops go to `crops/<id>-<call>.png`."""
     slug = _slug(row["id"])
     return CropSession(row["images"][0], row_frame(row, 0, renderer), renderer.convention, tools, lambda n: crops / f"{slug}-{n}.png")
 
 
-def continue_row(row: dict[str, Any], reply: str, tool_turn: dict[str, Any], crop: Crop | None) -> dict[str, Any]:
+def continue_row(row: Row, reply: str, tool_turn: dict[str, Any], crop: Crop | None) -> dict[str, Any]:
     """The row with the model's reply and the tool's message (with the crop as a new image) before its answer turn."""
     messages = row["messages"]
     last = last_assistant_index(messages)

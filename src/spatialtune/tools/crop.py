@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from PIL import Image
 
 from ..io import atomic_write_bytes
+from ..media import open_image
 from ..records import finite_number
 from .protocol import (
     ToolCallError,
@@ -99,8 +100,7 @@ def crop_box_pixel(bbox_model: Any, frame: ImageFrame, convention: Convention, m
 
 def cut_crop(image_path: str | Path, box_pixel: Sequence[int], save_to: Path | None = None) -> Image.Image:
     """The RGB region `box_pixel` of an image; written atomically as PNG to `save_to` when given."""
-    with Image.open(image_path) as im:
-        crop = im.convert("RGB").crop(tuple(box_pixel))
+    crop = open_image(image_path, "RGB").crop(tuple(box_pixel))
     if save_to is not None:
         buffer = io.BytesIO()
         crop.save(buffer, format="PNG")

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 from PIL import Image
 
 from ..io import atomic_write_bytes
+from ..media import MediaError, open_image
 from .charts import bar_chart_png
 from .overlays import GALLERY_SIDE, overlay
 from .page import card_html, esc, format_answer, image_data_uri, page_html, png_data_uri, score_mark
@@ -62,10 +63,9 @@ def _drawn_shapes(entry: dict | None) -> list:
 
 
 def _thumb(path: str) -> str:
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        im.thumbnail((120, 120))
-        return f'<img alt="" src="{image_data_uri(im)}">'
+    im = open_image(path, "RGB")
+    im.thumbnail((120, 120))
+    return f'<img alt="" src="{image_data_uri(im)}">'
 
 
 def gallery_card(kind: str, result: dict) -> str:
@@ -77,8 +77,8 @@ def gallery_card(kind: str, result: dict) -> str:
         others = [p for i, p in enumerate(images) if i != shown]
         if others:
             figure += f'<div class="thumbs">{"".join(_thumb(p) for p in others[:4])}</div>'
-    except OSError as error:  # a missing image: the card says so instead of failing the report
-        figure = f'<div class="placeholder">image not available<br>{esc(type(error).__name__)}</div>'
+    except MediaError as error:  # a missing image: the card says so instead of failing the report
+        figure = f'<div class="placeholder">image not available<br>{esc("not found" if error.missing else error.reason)}</div>'
     score = float(result.get("score") or 0.0)
     rows = [
         ('<i class="sw gt"></i>ground truth', format_answer(result.get("ground_truth"))),

@@ -11,6 +11,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
+from ..media import open_image
+
 GROUND_TRUTH_COLOUR = (0, 180, 60)
 PREDICTION_COLOUR = (230, 0, 230)
 GALLERY_SIDE = 256  # gallery images are resized to about this many pixels on their longest side
@@ -52,12 +54,12 @@ def gallery_scale(size: tuple[int, int], side: int = GALLERY_SIDE) -> float:
 def overlay(image_path: str | Path, ground_truth: Any, prediction: Any, mask: str | Path | None = None, side: int = GALLERY_SIDE) -> Image.Image:
     """The image resized for a gallery, `mask` tinted green, then the ground truth's and the prediction's shapes
     (anything `shapes_pixel` reads: one box or point, or a list of them, in pixels of the original image)."""
-    image = Image.open(image_path).convert("RGB")
+    image = open_image(image_path, "RGB")
     scale = gallery_scale(image.size, side)
     resample = Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.BILINEAR
     image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), resample)
     if mask and Path(mask).is_file():
-        mask_image = Image.open(mask).convert("L").resize(image.size, Image.Resampling.NEAREST)
+        mask_image = open_image(mask, "L").resize(image.size, Image.Resampling.NEAREST)
         tint = Image.blend(image, Image.new("RGB", image.size, GROUND_TRUTH_COLOUR), 0.35)
         image.paste(tint, mask=mask_image.point(lambda v: 255 if v else 0))
     draw_shapes(image, ground_truth, GROUND_TRUTH_COLOUR, scale)

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 from PIL import Image
 
 from ..io import atomic_write_bytes
+from ..media import MediaError
 from .charts import loss_curve_png
 from .overlays import GALLERY_SIDE, overlay
 from .page import card_html, esc, format_answer, image_data_uri, page_html, png_data_uri, score_mark
@@ -186,8 +187,9 @@ def gallery_card_html(item: GalleryItem) -> str:
     else:
         try:
             figure = f'<img alt="{esc(item.sample_id)}" src="{image_data_uri(annotated_image(item))}">'
-        except OSError as error:  # missing or unreadable file: the card says so instead of failing the report
-            figure = f'<div class="placeholder">image not available<br><code>{esc(item.images[0])}</code><br>{esc(type(error).__name__)}</div>'
+        except MediaError as error:  # missing or unreadable file: the card says so instead of failing the report
+            reason = "not found" if error.missing else error.reason
+            figure = f'<div class="placeholder">image not available<br><code>{esc(item.images[0])}</code><br>{esc(reason)}</div>'
     more = f'<div class="muted small">+{len(item.images) - 1} more image(s)</div>' if len(item.images) > 1 else ""
     answers = [
         ('<i class="sw gt"></i>ground truth', format_answer(item.ground_truth)),

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 from ...config import from_dict
-from ...data.render import GeometryRenderer, record_to_row
+from ...data.render import GeometryRenderer, Row, record_to_row
 from ...data.sources import Table
 from ...errors import UnknownNameError
 from ...geometry import Convention
@@ -91,7 +91,7 @@ class Benchmark(ABC):
         """The options as plain data (recorded in run.json: a folder is only resumed with the same options)."""
         return asdict(self.options)
 
-    def allows_tools(self, row: dict[str, Any]) -> bool:
+    def allows_tools(self, row: Row) -> bool:
         """Whether the runner executes tool calls (chain-of-focus crops) for this row: when its record's meta lists tools."""
         return bool((row.get("meta") or {}).get("tools"))
 
@@ -103,11 +103,11 @@ class Benchmark(ABC):
         convention: Convention,
         image_root: str | Path | None = None,
         max_samples: int | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[Row]:
         """Rows (see `spatialtune.data.render.record_to_row`) with prompts rendered for the model family."""
 
     @abstractmethod
-    def score(self, row: dict[str, Any], output: str, renderer: GeometryRenderer) -> SampleResult:
+    def score(self, row: Row, output: str, renderer: GeometryRenderer) -> SampleResult:
         """Parse and score one raw output; `renderer` gives the model's coordinate convention and image frames."""
 
     def metric_name(self, task: str) -> str:
@@ -184,7 +184,7 @@ def question_record(sample_id: str, task: str, images: Sequence[str | Path], tex
     }
 
 
-def table_row(table: Table, line: int, record: dict[str, Any], renderer: GeometryRenderer, base_dir: Path | None = None) -> dict[str, Any]:
+def table_row(table: Table, line: int, record: dict[str, Any], renderer: GeometryRenderer, base_dir: Path | None = None) -> Row:
     """Row `line` of a table as a validated record (errors name the file, line and field), media checked, rendered."""
     return record_to_row(check_media(parse_record(record, file=table.source, line=line, base_dir=base_dir)), renderer)
 

@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 
 from ... import media
 from ...answers.parse import as_box
-from ...data.render import GeometryRenderer
+from ...data.render import GeometryRenderer, Row
 from ...data.sources import Table, image_path, read_table
 from ...geometry import Convention, is_proper
 from ...records import finite_number
@@ -99,7 +99,7 @@ def to_annotation_frame(box: Sequence[float], scale: tuple[float, float]) -> lis
     return [box[0] / sx, box[1] / sy, box[2] / sx, box[3] / sy]
 
 
-def row_scale(row: dict[str, Any], meta: dict[str, Any]) -> tuple[float, float]:
+def row_scale(row: Row, meta: dict[str, Any]) -> tuple[float, float]:
     """Image pixels per annotation pixel of a loaded row (its image size over the `width`/`height` in meta)."""
     width, height = row["image_sizes"][0]
     return width / meta["width"], height / meta["height"]

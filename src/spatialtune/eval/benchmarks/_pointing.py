@@ -47,7 +47,7 @@ from typing import Any, Iterator
 
 from ...answers.match import fraction_in_mask
 from ...answers.parse import PointAnswer, parse_point_answer
-from ...data.render import GeometryRenderer, record_to_row
+from ...data.render import GeometryRenderer, Row, record_to_row
 from ...data.sources import Table
 from ...geometry import Convention, ImageFrame
 from ...media import read_mask_values
@@ -166,7 +166,7 @@ class PointReferring(Benchmark):
         """Fraction of predicted points in the mask."""
         return "points_in_mask"
 
-    def score(self, row: dict[str, Any], output: str, renderer: GeometryRenderer) -> SampleResult:
+    def score(self, row: Row, output: str, renderer: GeometryRenderer) -> SampleResult:
         """Fraction of the reply's points inside the mask (0 for an unparsable reply or one without points)."""
         frame = row["meta"]["coords"]
         mask_path = row["masks"][0]["path"]

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from ...answers.match import short_answer_scores
-from ...data.render import GeometryRenderer, record_to_row
+from ...data.render import GeometryRenderer, Row, record_to_row
 from ...data.sources import BEV_NAMES, Table, scene_images
 from ...records import SpatialRecord, check_media, parse_record
 from ...tasks.scene_qa import ANSWER_INSTRUCTION, scene_question_prompt
@@ -111,7 +111,7 @@ class SceneQA(Benchmark):
     def _prompt(self, question: str, situation: str | None = None) -> str:
         return scene_question_prompt(question, situation, self.options.instruction)
 
-    def score(self, row: dict[str, Any], output: str, renderer: GeometryRenderer) -> SampleResult:
+    def score(self, row: Row, output: str, renderer: GeometryRenderer) -> SampleResult:
         """EM@1 as the score; the source's and LEO's matches as further per-sample scores."""
         references = row["answer"]
         prediction = output.strip()

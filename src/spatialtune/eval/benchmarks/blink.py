@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ...answers.parse import parse_letter
-from ...data.render import GeometryRenderer
+from ...data.render import GeometryRenderer, Row
 from ...data.sources import Table, image_path, is_hub_id, is_present, read_table
 from ...tasks.multiple_choice import choice_prompt, letters
 from ..scoring import letter_result
@@ -151,7 +151,7 @@ class Blink(Benchmark):
         )
         return table_row(table, line, record, renderer)
 
-    def score(self, row: dict[str, Any], output: str, renderer: GeometryRenderer) -> SampleResult:
+    def score(self, row: Row, output: str, renderer: GeometryRenderer) -> SampleResult:
         """1 if the parsed letter is the answer's."""
         return letter_result(row, output)
 

@@ -53,7 +53,7 @@ import numpy as np
 
 from ...answers.match import hit_at_mask
 from ...answers.parse import X3Answer, parse_ground_truth, parse_prediction
-from ...data.render import GeometryRenderer, record_to_row
+from ...data.render import GeometryRenderer, Row, record_to_row
 from ...data.sources import Table, image_path, read_table
 from ...geometry import Convention
 from ...media import read_mask
@@ -199,7 +199,7 @@ class CrossView(Benchmark):
         """Hit@Mask on visible GT, NOT_VISIBLE correctness on hidden GT."""
         return "hit_or_not_visible"
 
-    def score(self, row: dict[str, Any], output: str, renderer: GeometryRenderer) -> SampleResult:
+    def score(self, row: Row, output: str, renderer: GeometryRenderer) -> SampleResult:
         """Parse the reply and compute the source's per-sample quantities (see the module docstring)."""
         meta = row["meta"]
         gt = parse_ground_truth(row["answer"])
@@ -304,7 +304,7 @@ def _image_index(images: list[Path], query: Path | None) -> int:
     return resolved.index(query.resolve()) if query is not None and query.resolve() in resolved else len(images) - 1
 
 
-def _draw(row: dict[str, Any], meta: dict[str, Any], point: tuple[float, float] | None, gt: X3Answer) -> dict[str, Any]:
+def _draw(row: Row, meta: dict[str, Any], point: tuple[float, float] | None, gt: X3Answer) -> dict[str, Any]:
     """Predicted and GT points in pixels of the image the answer is on."""
     image = meta["answer_image"]
     width, height = row["image_sizes"][image]

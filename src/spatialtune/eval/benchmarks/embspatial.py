@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...data.render import GeometryRenderer
+from ...data.render import GeometryRenderer, Row
 from ...data.sources import Table, image_path, read_table
 from ...tasks.multiple_choice import choice_prompt, letters
 from ..scoring import letter_result
@@ -67,7 +67,7 @@ class EmbSpatial(Benchmark):
         )
         return table_row(table, line, record, renderer)
 
-    def score(self, row: dict[str, Any], output: str, renderer: GeometryRenderer) -> SampleResult:
+    def score(self, row: Row, output: str, renderer: GeometryRenderer) -> SampleResult:
         """1 if the parsed letter is the answer's."""
         return letter_result(row, output)
 

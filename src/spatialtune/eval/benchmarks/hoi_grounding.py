@@ -33,7 +33,7 @@ from typing import Any
 
 from ...answers.match import match_both_above, match_mean_iou, pair_ious
 from ...answers.parse import parse_hoi_pairs
-from ...data.render import GeometryRenderer
+from ...data.render import GeometryRenderer, Row
 from ...data.sources import Table
 from ...geometry import box_area, is_proper
 from ...tasks.hoi import grounding_answer, grounding_prompt
@@ -158,7 +158,7 @@ class HoiGrounding(Benchmark):
         """The per-sample score: this sample's recall averaged over the thresholds."""
         return "sample AR"
 
-    def score(self, row: dict[str, Any], output: str, renderer: GeometryRenderer) -> SampleResult:
+    def score(self, row: Row, output: str, renderer: GeometryRenderer) -> SampleResult:
         """Match the predicted pairs at every threshold; the per-threshold TP counts go to `scores` for pooling."""
         meta = row["meta"]
         gts = [tuple(pair) for pair in row["answer"]["pairs"]]

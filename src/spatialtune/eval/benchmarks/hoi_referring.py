@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from ...answers.parse import clean_action
-from ...data.render import GeometryRenderer
+from ...data.render import GeometryRenderer, Row
 from ...data.sources import Table
 from ...tasks.hoi import normalise_reference, referring_prompt
 from ...tools.crop import declare_tools
@@ -137,7 +137,7 @@ class HoiReferring(Benchmark):
         """The per-sample score is the exact match."""
         return "exact_match"
 
-    def score(self, row: dict[str, Any], output: str, renderer: GeometryRenderer) -> SampleResult:
+    def score(self, row: Row, output: str, renderer: GeometryRenderer) -> SampleResult:
         """Exact match of the cleaned answer; BERTScore needs every sample at once and is computed in `aggregate`."""
         references = row["answer"]
         phrase = clean_action(output)

@@ -42,7 +42,7 @@ from typing import Any
 from ...answers.match import action_errors
 from ...answers.parse import MALFORMED_ACTION_REASONS as MALFORMED_REASONS
 from ...answers.parse import malformed_reason, parse_action_object, scene_text, vector3
-from ...data.render import GeometryRenderer
+from ...data.render import GeometryRenderer, Row
 from ...data.sources import Table, read_table
 from ...tasks.roomplan import FORMAT_HINT, VECTOR_KEYS
 from . import Benchmark, SampleResult, first_rows, group_means, last_assistant_text, mean, register, table_row
@@ -119,7 +119,7 @@ class RoomPlan(Benchmark):
             messages = _with_format_hint(messages)
         return table_row(table, line, {**item, "messages": messages, "answer": reference, "meta": meta}, renderer, base_dir=table.image_root)
 
-    def score(self, row: dict[str, Any], output: str, renderer: GeometryRenderer) -> SampleResult:
+    def score(self, row: Row, output: str, renderer: GeometryRenderer) -> SampleResult:
         """Success (see the module docstring), with every field's error as a per-sample score."""
         gt = row["answer"]
         obj = parse_action_object(output)

@@ -18,7 +18,7 @@ from typing import Any
 
 from ...answers.match import box_iou_pixel, point_in_mask
 from ...answers.parse import parse_box_pixel, parse_choice, parse_point_pixel
-from ...data.render import GeometryRenderer, record_to_row
+from ...data.render import GeometryRenderer, Row, record_to_row
 from ...media import read_mask
 from ...records import SpatialRecord, read_records
 from ...tasks.synthetic import CHOICE_TASKS, TASKS
@@ -75,7 +75,7 @@ class SyntheticBenchmark(Benchmark):
         """accuracy, iou@0.5 or point_in_mask."""
         return {GROUNDING: f"iou@{IOU_THRESHOLD}", POINTING: "point_in_mask"}.get(task, "accuracy")
 
-    def score(self, row: dict[str, Any], output: str, renderer: GeometryRenderer) -> SampleResult:
+    def score(self, row: Row, output: str, renderer: GeometryRenderer) -> SampleResult:
         """Score one output against the row's label, box or mask (see the module docstring)."""
         task = row["task"]
         if task in CHOICE_TASKS:

@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...answers.parse import parse_letter
-from ...data.render import GeometryRenderer
+from ...data.render import GeometryRenderer, Row
 from ...data.sources import Table, coco_image_candidates, existing_path, image_path, is_present, read_table
 from ...tasks.multiple_choice import choice_prompt, letters
 from ..scoring import letter_result
@@ -130,7 +130,7 @@ class ThreeDSRBench(Benchmark):
             return existing_path(table.image_root, coco_image_candidates(file_name, item["image_url"]))
         raise table.error(line, "image", "no image: give image (path, bytes or base64), image_path or image_url")
 
-    def score(self, row: dict[str, Any], output: str, renderer: GeometryRenderer) -> SampleResult:
+    def score(self, row: Row, output: str, renderer: GeometryRenderer) -> SampleResult:
         """1 if the parsed letter is this variant's answer (CircularEval happens in `aggregate`)."""
         return letter_result(row, output)
 

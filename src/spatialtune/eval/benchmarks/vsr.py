@@ -25,7 +25,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ...data.render import GeometryRenderer
+from ...data.render import GeometryRenderer, Row
 from ...data.sources import Table, coco_image_candidates, existing_path, read_table
 from . import Benchmark, SampleResult, first_rows, group_means, mean, question_record, register, table_row
 
@@ -93,7 +93,7 @@ class VSR(Benchmark):
         )
         return table_row(table, line, record, renderer)
 
-    def score(self, row: dict[str, Any], output: str, renderer: GeometryRenderer) -> SampleResult:
+    def score(self, row: Row, output: str, renderer: GeometryRenderer) -> SampleResult:
         """1 if the true/false read from the output equals the label."""
         answer = row["answer"]
         parsed = parse_true_false(output)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ...answers.parse import parse_letter
-from ...data.render import GeometryRenderer
+from ...data.render import GeometryRenderer, Row
 from ...data.sources import Table, existing_path, is_present
 from ...records import RecordError
 from ...tasks.multiple_choice import choice_prompt, letters
@@ -153,7 +153,7 @@ class WhatsUp(Benchmark):
         )
         return table_row(table, line, record, renderer)
 
-    def score(self, row: dict[str, Any], output: str, renderer: GeometryRenderer) -> SampleResult:
+    def score(self, row: Row, output: str, renderer: GeometryRenderer) -> SampleResult:
         """1 if the parsed letter maps back to the original first caption; `chosen_option` is that original index."""
         answer = row["answer"]
         parsed = parse_letter(output, len(row["choices"]))
