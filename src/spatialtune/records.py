@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SpatialtuneError
+from .geometry import is_proper
 from .media import MediaError, image_size
 from .registry import did_you_mean
 
@@ -230,10 +231,10 @@ def _proper_box(value: Any, err, field_name: str) -> tuple[float, float, float, 
     """Four finite numbers [x1, y1, x2, y2] with x1 < x2 and y1 < y2."""
     if not (isinstance(value, (list, tuple)) and len(value) == 4 and all(finite_number(v) for v in value)):
         raise err(field_name, f"expected a box of 4 finite numbers [x1, y1, x2, y2], got {json.dumps(value)[:80]}")
-    x1, y1, x2, y2 = (float(v) for v in value)
-    if not (x1 < x2 and y1 < y2):
+    box = tuple(float(v) for v in value)
+    if not is_proper(box):
         raise err(field_name, f"expected x1 < x2 and y1 < y2, got {json.dumps(value)[:80]}")
-    return x1, y1, x2, y2
+    return box
 
 
 def _refer_groups(obj: dict, err) -> list[ReferGroup]:
