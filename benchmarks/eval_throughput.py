@@ -16,11 +16,12 @@ from pathlib import Path
 
 import torch
 
-from spatialtune.data.builders.synthetic import TASKS, SyntheticSettings, build_synthetic
+from spatialtune.data.builders.synthetic import SyntheticSettings, build_synthetic
 from spatialtune.eval.benchmarks import get_benchmark
 from spatialtune.eval.generate import generate_batch
 from spatialtune.eval.runner import run_eval
 from spatialtune.models.loading import load_model
+from spatialtune.tasks.synthetic import TASKS
 
 
 def timed_eval(loaded, data: Path, n: int, batch_size: int, max_new_tokens: int, workdir: Path) -> tuple[float, dict[str, str]]:

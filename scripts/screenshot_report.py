@@ -30,7 +30,7 @@ def find_chromium() -> str:
 def screenshot(report: Path, out: Path, width: int = 1280, height: int = 2000, timeout_s: float = 60) -> Path:
     """Save a `width`×`height` screenshot of the page at `report` (a local file) to `out`."""
     if not report.is_file():
-        sys.exit(f"error: {report} does not exist; write a report first (spatialtune.report.write_report).")
+        sys.exit(f"error: {report} does not exist; write a report first (spatialtune.viz.report.write_report).")
     out.parent.mkdir(parents=True, exist_ok=True)
     command = [
         find_chromium(),

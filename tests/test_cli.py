@@ -58,9 +58,14 @@ def test_data_build_synthetic_then_eval_scores_every_task(tmp_path):
     assert "grounding" in scored.output and (tmp_path / "e" / "metrics.json").is_file()
 
 
-def test_eval_without_its_options_says_what_is_missing():
+def test_bare_eval_shows_its_help():
     result = runner.invoke(app, ["eval"])
-    assert result.exit_code == 1 and "--model" in result.output
+    assert result.exit_code == 0 and "Usage" in result.output and "run" in result.output
+
+
+def test_eval_run_without_its_options_says_what_is_missing():
+    result = runner.invoke(app, ["eval", "run", "--model", "tiny-qwen3-vl"])
+    assert result.exit_code == 1 and "--data" in result.output
 
 
 def test_eval_with_an_unknown_benchmark_lists_the_known_ones(tmp_path):

@@ -12,3 +12,7 @@ class UnknownNameError(SpatialtuneError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class MissingFileError(SpatialtuneError, FileNotFoundError):
+    """A file or folder the user named that is not there (still a FileNotFoundError for callers that catch that)."""

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import SpatialtuneError
+from .errors import MissingFileError, SpatialtuneError
 from .geometry import is_proper
 from .media import MediaError, image_size
 from .registry import did_you_mean
@@ -368,7 +368,7 @@ def scan_records(path: str | Path, image_root: str | Path | None = None, check_i
     """Read a JSONL file, returning the good records and one RecordError per bad line (all of them)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"dataset file not found: {path}")
+        raise MissingFileError(f"dataset file not found: {path}")
     base_dir = Path(image_root) if image_root else path.parent
     records, errors, seen = [], [], {}
     with path.open(encoding="utf-8") as f:

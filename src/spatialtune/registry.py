@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import pkgutil
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Generic, TypeVar
 
 from .errors import UnknownNameError
 
@@ -40,18 +40,14 @@ class Registry(Generic[T]):
         self._entries[name] = entry
         return entry
 
-    def decorator(self, name: str) -> Callable[[T], T]:
-        """`@registry.decorator("name")` registers the decorated object."""
-        return lambda entry: self.register(name, entry)
-
     def _import_package(self) -> None:
         """Import every module of the registry's package once, so that their registrations run."""
         if self._imported:
             return
-        self._imported = True
         package = importlib.import_module(self.package)
         for module in pkgutil.iter_modules(package.__path__):
             importlib.import_module(f"{self.package}.{module.name}")
+        self._imported = True  # only now: a module that failed to import raises again on the next lookup
 
     def names(self) -> list[str]:
         """Every registered name, sorted."""
@@ -70,13 +66,6 @@ class Registry(Generic[T]):
         self._import_package()
         return name in self._entries
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.names())
-
     def values(self) -> list[T]:
         """Every entry, in name order."""
         return [self._entries[name] for name in self.names()]
-
-    def items(self) -> list[tuple[str, T]]:
-        """(name, entry) pairs in name order."""
-        return [(name, self._entries[name]) for name in self.names()]

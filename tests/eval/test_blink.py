@@ -8,7 +8,7 @@ import io
 import pytest
 from fixtures_mc import blink_row, edit_jsonl_row, scene, scripted, write_blink_fixture
 
-from spatialtune.eval import runner
+from spatialtune.eval import tool_use
 from spatialtune.eval.benchmarks import get_benchmark
 from spatialtune.eval.benchmarks.blink import SPATIAL_SUBTASKS, row_subtask, subtask_name
 from spatialtune.eval.runner import run_eval
@@ -94,7 +94,7 @@ def test_a_scripted_run_scores_every_subtask(tmp_path, tiny_models, monkeypatch)
         "val_Spatial_Relation_1": "(A) yes", "val_Spatial_Relation_2": "The answer is A.", "val_Relative_Depth_1": "B",
         "val_Multi-view_Reasoning_1": "", "val_Counting_1": "Answer: B", "val_Object_Localization_1": "(C)",  # C is no option
     }
-    monkeypatch.setattr(runner, "generate_batch", scripted(outputs))
+    monkeypatch.setattr(tool_use, "generate_batch", scripted(outputs))
     metrics = run_eval(tiny_models("tiny-qwen3-vl"), get_benchmark("blink", options), path, tmp_path / "out", progress=False).metrics
     assert metrics["scores"] == {"Counting": 1.0, "Multi-view_Reasoning": 0.0, "Object_Localization": 0.0, "Relative_Depth": 1.0, "Spatial_Relation": 0.5}
     assert metrics["overall"] == pytest.approx(2.5 / 5) and metrics["plain_accuracy"] == pytest.approx(3 / 6)

@@ -12,7 +12,7 @@ from fixtures_points import T1_PROMPT, answer_text, write_crossview_fixture, wri
 
 from spatialtune.answers.match import concat_to_query, hit_at_mask, mask_pixel
 from spatialtune.answers.parse import X3Answer, parse_ground_truth, parse_prediction
-from spatialtune.eval import runner
+from spatialtune.eval import tool_use
 from spatialtune.eval.benchmarks import get_benchmark
 from spatialtune.eval.benchmarks.crossview import mask_candidates, task_kind
 from spatialtune.eval.runner import run_eval
@@ -151,7 +151,7 @@ def test_the_plain_mask_is_used_when_the_dilated_one_is_missing(tmp_path, tiny_m
 
 
 def test_a_scripted_run_reproduces_the_sources_metrics(fixture_path, tiny_models, tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "generate_batch", scripted(REPLIES))
+    monkeypatch.setattr(tool_use, "generate_batch", scripted(REPLIES))
     metrics = run_eval(tiny_models("tiny-qwen3-vl"), "crossview", fixture_path, tmp_path / "out", progress=False).metrics
     l2 = np.hypot(0.847 - 0.3, 0.0)
     expected = {"total": 6, "gt_not_visible": 2, "visible_gt": 4, "not_visible_accuracy": 0.5, "mean_l2_error": l2 / 2,
@@ -170,7 +170,7 @@ def test_a_scripted_run_reproduces_the_sources_metrics(fixture_path, tiny_models
 
 
 def test_strict_brackets_leaves_the_bare_reply_unparsed(fixture_path, tiny_models, tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "generate_batch", scripted(REPLIES))
+    monkeypatch.setattr(tool_use, "generate_batch", scripted(REPLIES))
     bench = get_benchmark("crossview", {"strict_brackets": True})
     metrics = run_eval(tiny_models("tiny-qwen3-vl"), bench, fixture_path, tmp_path / "out", progress=False).metrics
     assert (metrics["hit_at_mask_total"], metrics["mean_l2_error"], metrics["bare_tuple_points"]) == (1, 0.0, 0)
@@ -178,7 +178,7 @@ def test_strict_brackets_leaves_the_bare_reply_unparsed(fixture_path, tiny_model
 
 def test_concat_replies_on_the_right_half_are_judged_on_the_query_mask(fixture_path, tiny_models, tmp_path, monkeypatch):
     replies = {**REPLIES, "T1_CONCAT_A01_B02": "[(0.85, 0.5)]", "T1_MULTI_A01_B02": "[(0.99, 0.05)]"}  # xR = 0.7 → pixel (44, 24): inside
-    monkeypatch.setattr(runner, "generate_batch", scripted(replies))
+    monkeypatch.setattr(tool_use, "generate_batch", scripted(replies))
     result = run_eval(tiny_models("tiny-qwen3-vl"), "crossview", fixture_path, tmp_path / "out", progress=False)
     by_id = {r["id"]: r for r in result.rows}
     assert by_id["T1_CONCAT_A01_B02"]["scores"]["hit_mask"] is True and by_id["T1_CONCAT_A01_B02"]["mask"] is None
@@ -227,7 +227,7 @@ def test_a_visible_target_without_a_mask_is_an_error_unless_allowed(tmp_path, ti
     loaded = tiny_models("tiny-qwen3-vl")
     with pytest.raises(RecordError, match=r"x3_val_all.json:1: field 'query_original': no mask"):
         get_benchmark("crossview").load(path, loaded.processor, loaded.family.convention)
-    monkeypatch.setattr(runner, "generate_batch", scripted(REPLIES))
+    monkeypatch.setattr(tool_use, "generate_batch", scripted(REPLIES))
     bench = get_benchmark("crossview", {"require_masks": False})
     metrics = run_eval(loaded, bench, path, tmp_path / "out", progress=False).metrics
     assert metrics["missing_masks"] == 3 and metrics["hit_at_mask_total"] == 0 and metrics["hit_at_mask"] is None

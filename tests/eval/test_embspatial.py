@@ -15,7 +15,7 @@ from fixtures_mc import (
     write_embspatial_fixture,
 )
 
-from spatialtune.eval import runner
+from spatialtune.eval import tool_use
 from spatialtune.eval.benchmarks import get_benchmark
 from spatialtune.eval.benchmarks.embspatial import answer_index
 from spatialtune.eval.runner import run_eval
@@ -67,7 +67,7 @@ def test_metrics_are_accuracy_per_relation_and_per_source():
 def test_a_scripted_run_scores_and_counts_unparsable(tmp_path, tiny_models, monkeypatch):
     path, options = write_embspatial_fixture(tmp_path)
     outputs = {"mp3d_0": "(A) The chair is left of the table.", "mp3d_1": "B", "scannet_0": "", "ai2thor_0": "Answer: D"}
-    monkeypatch.setattr(runner, "generate_batch", scripted(outputs))
+    monkeypatch.setattr(tool_use, "generate_batch", scripted(outputs))
     metrics = run_eval(tiny_models("tiny-qwen3-vl"), get_benchmark("embspatial", options), path, tmp_path / "out", progress=False).metrics
     assert metrics["overall"] == 0.5 and metrics["unparsable"] == {"embspatial": 1}
     assert metrics["per_source"] == {"ai2thor": 1.0, "mp3d": 0.5, "scannet": 0.0}

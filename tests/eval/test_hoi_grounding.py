@@ -13,7 +13,7 @@ from fixtures_hoi import change_sample, write_hoi_grounding_fixture
 
 from spatialtune.answers.match import match_both_above, match_mean_iou
 from spatialtune.data.render import GeometryRenderer
-from spatialtune.eval import runner
+from spatialtune.eval import tool_use
 from spatialtune.eval.benchmarks import get_benchmark
 from spatialtune.eval.benchmarks.hoi_grounding import THRESHOLDS
 from spatialtune.eval.runner import run_eval
@@ -263,7 +263,7 @@ def test_a_scripted_run_reports_hand_computed_ar(tmp_path, tiny_models, monkeypa
             outputs.append({"bicycle": _answer(grid), "cup": _answer(grid), "bench": "a person on a bench"}.get(meta["object_category"], "[]"))
         return outputs
 
-    monkeypatch.setattr(runner, "generate_batch", fake)
+    monkeypatch.setattr(tool_use, "generate_batch", fake)
     result = run_eval(tiny_models("tiny-qwen3-vl"), get_benchmark("hoi-grounding", options), path, tmp_path / "out", batch_size=4, progress=False)
     metrics = result.metrics
     assert metrics["num_gt_pairs"] == 8 and metrics["AR"] == pytest.approx(3 / 8) and metrics["AR@0.75"] == pytest.approx(3 / 8)

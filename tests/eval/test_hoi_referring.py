@@ -10,7 +10,7 @@ from fixtures_hoi import change_sample, write_hoi_referring_fixture, write_tiny_
 
 from spatialtune.answers.parse import clean_action
 from spatialtune.data.render import GeometryRenderer
-from spatialtune.eval import runner
+from spatialtune.eval import tool_use
 from spatialtune.eval.benchmarks import get_benchmark
 from spatialtune.eval.benchmarks.hoi_referring import HoiReferring, compute_bertscore, plan_rescaling
 from spatialtune.eval.runner import run_eval
@@ -210,7 +210,7 @@ def test_a_scripted_run_reports_exact_match_and_bertscore(tmp_path, tiny_models,
     path, options = write_hoi_referring_fixture(tmp_path / "data")
     replies = {"riding bicycle": "The person is riding bicycle.", "holding cup": "drinking with cup", "sitting on bench": "sitting",
                "carrying umbrella": "Answer: carrying umbrella!", "kicking ball": "", "eating pizza": "eating pizza"}
-    monkeypatch.setattr(runner, "generate_batch", lambda model, processor, rows, max_new_tokens: [replies[r["meta"]["action"]] for r in rows])
+    monkeypatch.setattr(tool_use, "generate_batch", lambda model, processor, rows, max_new_tokens: [replies[r["meta"]["action"]] for r in rows])
     result = run_eval(tiny_models("tiny-qwen3-vl"), get_benchmark("hoi-referring", options), path, tmp_path / "out", batch_size=4, progress=False)
     metrics = result.metrics
     assert metrics["exact_match"] == pytest.approx(4 / 6) and metrics["unparsable"] == {"referring": 1}

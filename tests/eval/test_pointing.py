@@ -13,7 +13,7 @@ from PIL import Image
 from spatialtune.answers.match import fraction_in_mask
 from spatialtune.answers.parse import PointAnswer, parse_point_answer
 from spatialtune.data.render import GeometryRenderer
-from spatialtune.eval import runner
+from spatialtune.eval import tool_use
 from spatialtune.eval.benchmarks import UnknownBenchmarkError, get_benchmark
 from spatialtune.eval.runner import run_eval
 from spatialtune.geometry import ImageFrame, ResizePolicy
@@ -132,7 +132,7 @@ def test_a_scripted_where2place_run_reports_both_treatments_of_parse_failures(wh
         "2": "I don't know",  # unparsable
         "3": "[(0.5, 0.9, 0.5, 0.95)]",  # a degenerate box: parsed, zero points, 0
     }
-    monkeypatch.setattr(runner, "generate_batch", scripted(replies))
+    monkeypatch.setattr(tool_use, "generate_batch", scripted(replies))
     metrics = run_eval(tiny_models("tiny-qwen3-vl"), "where2place", where2place_path, tmp_path / "out", progress=False).metrics
     assert metrics["overall"] == metrics["score_unparsable_zero"] == pytest.approx(1.5 / 4)
     assert metrics["score_skip_unparsable"] == pytest.approx(1.5 / 3)
@@ -145,7 +145,7 @@ def test_qwen25_replies_in_its_own_convention_are_scored_in_original_pixels(wher
     loaded = tiny_models("tiny-qwen2.5-vl")
     width, height = ResizePolicy.from_processor(loaded.processor).resized_size(80, 60)
     reply = f"({round(0.75 * width)}, {round(0.75 * height)})"  # (60, 45) in original pixels: inside every seen image's region 0
-    monkeypatch.setattr(runner, "generate_batch", scripted({str(i): reply for i in range(4)}))
+    monkeypatch.setattr(tool_use, "generate_batch", scripted({str(i): reply for i in range(4)}))
     bench = get_benchmark("where2place", {"coords": "model"})
     result = run_eval(loaded, bench, where2place_path, tmp_path / "out", progress=False)
     assert result.rows[0]["parsed"]["points"] == [[60, 45]] and result.rows[0]["score"] == 1.0
@@ -183,7 +183,7 @@ def test_a_scripted_refspatial_run_reports_splits_and_steps(refspatial_path, tin
         "placement-4": '{"point_2d": [0.75, 0.75]}',  # Qwen JSON, read as a fallback: in
         "placement-5": "[(0.1, 0.1), (0.5, 0.5)]",  # one of two
     }
-    monkeypatch.setattr(runner, "generate_batch", scripted(replies))
+    monkeypatch.setattr(tool_use, "generate_batch", scripted(replies))
     metrics = run_eval(tiny_models("tiny-qwen3-vl"), "refspatial", refspatial_path, tmp_path / "out", progress=False).metrics
     assert metrics["scores"] == pytest.approx({"location": 2 / 3, "placement": 0.5})
     assert metrics["overall"] == pytest.approx(3.5 / 6) and metrics["score_skip_unparsable"] == pytest.approx(3.5 / 5)

@@ -11,7 +11,7 @@ from fixtures_scene import ROOMPLAN_OBJECTS, roomplan_record, write_roomplan_fix
 
 from spatialtune.answers.match import action_errors
 from spatialtune.answers.parse import malformed_reason, parse_action_object
-from spatialtune.eval import runner
+from spatialtune.eval import runner, tool_use
 from spatialtune.eval.benchmarks import get_benchmark
 from spatialtune.eval.runner import run_eval
 from spatialtune.records import RecordError
@@ -159,7 +159,7 @@ def _scripted_replies() -> list[str]:
 
 def _script(monkeypatch) -> None:
     replies = dict(zip([f"{obj[0]}-{i}" for i, obj in enumerate(ROOMPLAN_OBJECTS)], _scripted_replies()))
-    monkeypatch.setattr(runner, "generate_batch", lambda model, processor, rows, n: [replies[r["id"]] for r in rows])
+    monkeypatch.setattr(tool_use, "generate_batch", lambda model, processor, rows, n: [replies[r["id"]] for r in rows])
 
 
 def test_a_scripted_run_pins_every_metric(tmp_path, qwen3, monkeypatch):

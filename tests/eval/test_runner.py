@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from helpers import start_stalled
-from spatialtune.eval import runner
+from spatialtune.eval import runner, tool_use
 from spatialtune.eval.benchmarks import UnknownBenchmarkError
 from spatialtune.eval.runner import EvalError, read_results, run_eval
 from spatialtune.io import FolderBusyError
@@ -45,14 +45,14 @@ def counting_generate(calls: list):
 
 @pytest.mark.parametrize("model", ["tiny-qwen2.5-vl", "tiny-qwen3-vl"])
 def test_rendered_ground_truth_scores_one_on_every_task(model, synthetic_dataset, tiny_models, tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "generate_batch", oracle_generate)
+    monkeypatch.setattr(tool_use, "generate_batch", oracle_generate)
     result = run_eval(tiny_models(model), "synthetic", synthetic_dataset(16), tmp_path / "out", progress=False)
     assert result.metrics["overall"] == 1.0
     assert len(result.metrics["scores"]) == 8 and set(result.metrics["unparsable"].values()) == {0}
 
 
 def test_result_rows_hold_the_contract_fields(synthetic_dataset, tiny_models, tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "generate_batch", oracle_generate)
+    monkeypatch.setattr(tool_use, "generate_batch", oracle_generate)
     result = run_eval(tiny_models("tiny-qwen3-vl"), "synthetic", synthetic_dataset(8), tmp_path / "out", progress=False)
     by_task = {row["task"]: row for row in result.rows}
     assert all(set(row) == RESULT_KEYS for row in result.rows)
@@ -65,7 +65,7 @@ def test_result_rows_hold_the_contract_fields(synthetic_dataset, tiny_models, tm
 
 
 def test_metrics_are_in_dataset_order_and_timing_is_kept_apart(synthetic_dataset, tiny_models, tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "generate_batch", oracle_generate)
+    monkeypatch.setattr(tool_use, "generate_batch", oracle_generate)
     result = run_eval(tiny_models("tiny-qwen3-vl"), "synthetic", synthetic_dataset(8), tmp_path / "out", batch_size=3, progress=False)
     assert [row["id"] for row in result.rows] == [f"test-{i:04d}" for i in range(8)]
     assert json.loads(result.metrics_path.read_text()) == result.metrics
@@ -78,7 +78,7 @@ def test_metrics_are_in_dataset_order_and_timing_is_kept_apart(synthetic_dataset
 
 def test_resume_skips_ids_already_in_results(synthetic_dataset, tiny_models, tmp_path, monkeypatch):
     data, out, calls = synthetic_dataset(10), tmp_path / "out", []
-    monkeypatch.setattr(runner, "generate_batch", counting_generate(calls))
+    monkeypatch.setattr(tool_use, "generate_batch", counting_generate(calls))
     run_eval(tiny_models("tiny-qwen3-vl"), "synthetic", data, out, max_samples=4, progress=False)
     result = run_eval(tiny_models("tiny-qwen3-vl"), "synthetic", data, out, progress=False)
     assert sorted(calls) == sorted(f"test-{i:04d}" for i in range(10))  # the first four were not asked again
@@ -87,7 +87,7 @@ def test_resume_skips_ids_already_in_results(synthetic_dataset, tiny_models, tmp
 
 def test_torn_last_line_is_cut_and_recomputed(synthetic_dataset, tiny_models, tmp_path, monkeypatch):
     data, out, calls = synthetic_dataset(6), tmp_path / "out", []
-    monkeypatch.setattr(runner, "generate_batch", counting_generate(calls))
+    monkeypatch.setattr(tool_use, "generate_batch", counting_generate(calls))
     complete = run_eval(tiny_models("tiny-qwen3-vl"), "synthetic", data, out, batch_size=2, progress=False)
     lines = complete.results_path.read_text().splitlines(keepends=True)
     complete.results_path.write_text("".join(lines[:3]) + lines[3][: len(lines[3]) // 2])  # killed mid-write
@@ -116,10 +116,10 @@ STALLING_EVAL = textwrap.dedent(
     import sys
     import torch
     torch.set_num_threads(int(sys.argv[3]))
-    from spatialtune.eval import runner
+    from spatialtune.eval import runner, tool_use
     from spatialtune.models.loading import load_model
 
-    real_generate, batches = runner.generate_batch, []
+    real_generate, batches = tool_use.generate_batch, []
 
     def stalling_generate(*args, **kwargs):
         batches.append(1)
@@ -128,7 +128,7 @@ STALLING_EVAL = textwrap.dedent(
             sys.stdin.readline()
         return real_generate(*args, **kwargs)
 
-    runner.generate_batch = stalling_generate
+    tool_use.generate_batch = stalling_generate
     runner.run_eval(load_model("tiny-qwen3-vl"), "synthetic", sys.argv[1], sys.argv[2], batch_size=2, progress=False)
     """
 )
@@ -186,14 +186,14 @@ def test_rescoring_into_a_folder_an_eval_is_writing_is_refused(synthetic_dataset
             refusals.append(str(e))
         return oracle_generate(model, processor, rows, max_new_tokens)
 
-    monkeypatch.setattr(runner, "generate_batch", generate_and_rescore)
+    monkeypatch.setattr(tool_use, "generate_batch", generate_and_rescore)
     result = run_eval(loaded, "synthetic", data, tmp_path / "out", progress=False)
     assert refusals and all(f"in use by eval (process {os.getpid()} on " in r for r in refusals)
     assert result.metrics["overall"] == 1.0
 
 
 def test_a_failed_eval_leaves_its_folder_free(synthetic_dataset, tiny_models, tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "generate_batch", oracle_generate)
+    monkeypatch.setattr(tool_use, "generate_batch", oracle_generate)
     with pytest.raises(FileNotFoundError):
         run_eval(tiny_models("tiny-qwen3-vl"), "synthetic", tmp_path / "missing.jsonl", tmp_path / "out", progress=False)
     assert run_eval(tiny_models("tiny-qwen3-vl"), "synthetic", synthetic_dataset(2), tmp_path / "out", progress=False).metrics["overall"] == 1.0
@@ -203,7 +203,7 @@ def test_a_failed_eval_leaves_its_folder_free(synthetic_dataset, tiny_models, tm
 
 
 def test_refuses_to_resume_a_folder_of_another_model(synthetic_dataset, tiny_models, tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "generate_batch", oracle_generate)
+    monkeypatch.setattr(tool_use, "generate_batch", oracle_generate)
     data = synthetic_dataset(2)
     run_eval(tiny_models("tiny-qwen3-vl"), "synthetic", data, tmp_path / "out", progress=False)
     with pytest.raises(EvalError, match=r"holds a different eval \(model: folder has 'tiny-qwen3-vl', this run 'tiny-qwen2.5-vl'\)"):
@@ -211,7 +211,7 @@ def test_refuses_to_resume_a_folder_of_another_model(synthetic_dataset, tiny_mod
 
 
 def test_refuses_to_resume_a_folder_of_other_data(synthetic_dataset, tiny_models, tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "generate_batch", oracle_generate)
+    monkeypatch.setattr(tool_use, "generate_batch", oracle_generate)
     run_eval(tiny_models("tiny-qwen3-vl"), "synthetic", synthetic_dataset(2, "a"), tmp_path / "out", progress=False)
     with pytest.raises(EvalError, match=r"different eval \(data: "):
         run_eval(tiny_models("tiny-qwen3-vl"), "synthetic", synthetic_dataset(2, "b"), tmp_path / "out", progress=False)
@@ -279,7 +279,7 @@ def test_repeated_sample_ids_are_refused_before_generating(tiny_models, tmp_path
     lines = data.read_text().splitlines()
     data.write_text("\n".join(lines + [lines[0]]) + "\n")  # CV-Bench's loader takes the repeated idx as it is
     calls: list = []
-    monkeypatch.setattr(runner, "generate_batch", counting_generate(calls))
+    monkeypatch.setattr(tool_use, "generate_batch", counting_generate(calls))
     with pytest.raises(EvalError, match="'0' appears twice"):
         run_eval(tiny_models("tiny-qwen3-vl"), "cvbench", data, tmp_path / "out", progress=False)
     assert calls == []

@@ -18,7 +18,7 @@ from spatialtune.answers.match import (
     source_exact_match,
     source_partial_match,
 )
-from spatialtune.eval import runner
+from spatialtune.eval import tool_use
 from spatialtune.eval.benchmarks import _captions as captions
 from spatialtune.eval.benchmarks import get_benchmark
 from spatialtune.eval.benchmarks._captions import caption_scores
@@ -280,7 +280,7 @@ def _scripted(replies: dict[str, str]):
 def test_scanqa_run_reports_every_convention_per_class(tmp_path, qwen3, monkeypatch):
     path, options = write_scanqa_fixture(tmp_path / "data")
     ids = [row["question_id"] for row in json.loads(path.read_text())]
-    monkeypatch.setattr(runner, "generate_batch", _scripted({qid: reply for qid, (reply, *_) in zip(ids, SCANQA_REPLIES)}))
+    monkeypatch.setattr(tool_use, "generate_batch", _scripted({qid: reply for qid, (reply, *_) in zip(ids, SCANQA_REPLIES)}))
     result = run_eval(qwen3, get_benchmark("scanqa", options), path, tmp_path / "out", batch_size=4, progress=False)
     m = result.metrics
     keys = ("em_at_1", "exact_match", "partial_match", "em", "em_refined")
@@ -299,7 +299,7 @@ def test_sqa3d_run_reports_per_question_type_and_caption_metrics(tmp_path, qwen3
     path, options = write_sqa3d_fixture(tmp_path / "data")
     replies = {"220602000000": "sink", "220602000001": "Yes", "220602000002": "three", "220602000003": "no",
                "220602000004": "to the left", "220602000005": "..."}
-    monkeypatch.setattr(runner, "generate_batch", _scripted(replies))
+    monkeypatch.setattr(tool_use, "generate_batch", _scripted(replies))
     result = run_eval(qwen3, get_benchmark("sqa3d", {**options, "caption_metrics": True}), path, tmp_path / "out", progress=False)
     m = result.metrics
     assert m["em_at_1"] == pytest.approx(2 / 6)  # sink, no

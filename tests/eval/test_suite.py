@@ -13,7 +13,7 @@ from test_runner import oracle_generate
 from typer.testing import CliRunner
 
 from spatialtune.cli import app
-from spatialtune.eval import runner
+from spatialtune.eval import tool_use
 from spatialtune.eval.runner import EvalError, run_eval, score_predictions
 from spatialtune.eval.suite import SuiteConfig, SuiteEntry, run_suite
 from spatialtune.io import FolderBusyError
@@ -34,7 +34,7 @@ def assert_self_contained(page_path: Path) -> None:
 
 
 def test_a_suite_runs_each_entry_writes_reports_and_a_summary(synthetic_dataset, tiny_models, tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "generate_batch", oracle_generate)
+    monkeypatch.setattr(tool_use, "generate_batch", oracle_generate)
     data = synthetic_dataset(8)
     config = SuiteConfig(
         output_dir=str(tmp_path / "suite"), data_root=str(data.parent),
@@ -58,7 +58,7 @@ def test_a_suite_with_a_repeated_name_is_refused_before_running(tiny_models, tmp
 
 
 def test_a_second_suite_into_a_folder_in_use_is_refused_and_the_first_finishes(synthetic_dataset, tiny_models, tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "generate_batch", oracle_generate)
+    monkeypatch.setattr(tool_use, "generate_batch", oracle_generate)
     data, refusals = synthetic_dataset(4), []
     config = SuiteConfig(output_dir=str(tmp_path / "suite"), benchmarks=[SuiteEntry("synthetic", str(data), name="a"), SuiteEntry("synthetic", str(data), name="b")])
 
@@ -74,7 +74,7 @@ def test_a_second_suite_into_a_folder_in_use_is_refused_and_the_first_finishes(s
 
 
 def test_the_suite_command_prints_one_summary_table(synthetic_dataset, tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "generate_batch", oracle_generate)
+    monkeypatch.setattr(tool_use, "generate_batch", oracle_generate)
     data = synthetic_dataset(8)
     config = tmp_path / "suite.yaml"
     config.write_text(yaml.safe_dump({"model": "tiny-qwen3-vl", "benchmarks": [{"benchmark": "synthetic", "data": str(data)}]}))
@@ -90,7 +90,7 @@ def _answers(data: Path) -> list[dict]:
 def test_rescoring_outside_predictions_matches_the_runner(synthetic_dataset, tiny_models, tmp_path, monkeypatch):
     loaded = tiny_models("tiny-qwen3-vl")
     data = synthetic_dataset(8)
-    monkeypatch.setattr(runner, "generate_batch", oracle_generate)
+    monkeypatch.setattr(tool_use, "generate_batch", oracle_generate)
     ran = run_eval(loaded, "synthetic", data, tmp_path / "ran", progress=False)
     predictions = tmp_path / "predictions.jsonl"
     predictions.write_text("".join(json.dumps({"id": r["id"], "output": r["output"]}) + "\n" for r in ran.rows))
@@ -143,7 +143,7 @@ def test_the_gallery_shows_the_worst_cases_first_then_a_seeded_sample():
 
 
 def test_the_run_report_draws_charts_definitions_and_a_gallery(synthetic_dataset, tiny_models, tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "generate_batch", oracle_generate)
+    monkeypatch.setattr(tool_use, "generate_batch", oracle_generate)
     result = run_eval(tiny_models("tiny-qwen2.5-vl"), "synthetic", synthetic_dataset(8), tmp_path / "out", progress=False)
     page = write_eval_report(tmp_path / "out", result.metrics, result.rows)
     html = page.read_text()

@@ -8,7 +8,7 @@ import json
 import pytest
 from fixtures_mc import THREEDSR_ROWS, draw_scene, scripted, write_3dsrbench_fixture, write_threedsr_tsv
 
-from spatialtune.eval import runner
+from spatialtune.eval import tool_use
 from spatialtune.eval.benchmarks import get_benchmark
 from spatialtune.eval.benchmarks.threedsrbench import circular_group, circular_scores, flip_group
 from spatialtune.eval.runner import run_eval
@@ -86,7 +86,7 @@ def test_a_scripted_run_reports_circular_eval_flip_grouping_and_plain_accuracy(t
         "Q1AAAAAA": "A", "Q1AAAAAA-1": "(B)", "Q1AAAAAA-flip": "A", "Q1AAAAAA-flip-1": "A",
         "Q2BBBBBB": "C", "Q2BBBBBB-1": "The answer is B", "Q2BBBBBB-2": "", "Q2BBBBBB-3": "D",
     }
-    monkeypatch.setattr(runner, "generate_batch", scripted(outputs))
+    monkeypatch.setattr(tool_use, "generate_batch", scripted(outputs))
     metrics = run_eval(tiny_models("tiny-qwen3-vl"), get_benchmark("3dsrbench", options), path, tmp_path / "out", progress=False).metrics
     assert metrics["overall"] == pytest.approx(1 / 3) and metrics["circular"]["num_questions"] == 3
     assert metrics["circular"]["per_type"] == {"height": 0.5, "orientation": 0.0}

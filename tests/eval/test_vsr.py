@@ -7,7 +7,7 @@ import json
 import pytest
 from fixtures_mc import edit_jsonl_row, scripted, vsr_record, write_vsr_fixture
 
-from spatialtune.eval import runner
+from spatialtune.eval import tool_use
 from spatialtune.eval.benchmarks import get_benchmark
 from spatialtune.eval.benchmarks.vsr import META_CATEGORY, meta_category, parse_true_false, split_variant
 from spatialtune.eval.runner import run_eval
@@ -89,7 +89,7 @@ def test_a_scripted_run_scores_parses_and_counts_unparsable(tmp_path, tiny_model
     path, options = write_vsr_fixture(tmp_path)
     outputs = ["True", "yes", "", "False, it is not.", "I don't know", "no"]  # right, wrong, unparsable, right, unparsable, right
     ids = [f"{i + 1}-{json.loads(line)['image'].removesuffix('.png')}" for i, line in enumerate(path.read_text().splitlines())]
-    monkeypatch.setattr(runner, "generate_batch", scripted(dict(zip(ids, outputs))))
+    monkeypatch.setattr(tool_use, "generate_batch", scripted(dict(zip(ids, outputs))))
     metrics = run_eval(tiny_models("tiny-qwen3-vl"), get_benchmark("vsr", options), path, tmp_path / "out", progress=False).metrics
     assert metrics["overall"] == 0.5 and metrics["unparsable"] == {"vsr": 2}
     assert metrics["per_meta_category"] == {"Orientation": 1.0, "Projective": 1.0, "Proximity": 0.0, "Topological": 0.0, "Unallocated": 0.0}

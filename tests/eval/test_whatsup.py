@@ -8,7 +8,7 @@ import json
 import pytest
 from fixtures_mc import scripted, write_whatsup_fixture
 
-from spatialtune.eval import runner
+from spatialtune.eval import tool_use
 from spatialtune.eval.benchmarks import get_benchmark
 from spatialtune.eval.benchmarks.whatsup import preposition, shuffled_order
 from spatialtune.eval.runner import run_eval
@@ -95,7 +95,7 @@ def test_a_scripted_run_maps_letters_back(tmp_path, tiny_models, monkeypatch):
         "controlled_images/1": "(C)", "controlled_images/2": "A", "controlled_images/3": "", "controlled_images/4": "Answer: D",
         "coco_qa_two_obj/1": "B", "coco_qa_two_obj/2": "B.",
     }
-    monkeypatch.setattr(runner, "generate_batch", scripted(outputs))
+    monkeypatch.setattr(tool_use, "generate_batch", scripted(outputs))
     result = run_eval(tiny_models("tiny-qwen3-vl"), get_benchmark("whatsup", options), path, tmp_path / "out", progress=False)
     metrics = result.metrics
     assert metrics["overall"] == pytest.approx(4 / 6) and metrics["scores"] == {"coco_qa_two_obj": 1.0, "controlled_images": 0.5}

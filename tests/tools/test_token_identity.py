@@ -27,8 +27,8 @@ from spatialtune.data.builders.cof_tool_sft import CofToolSettings
 from spatialtune.data.collate import SpatialCollator
 from spatialtune.data.dataset import prepare_rows
 from spatialtune.data.render import GeometryRenderer
-from spatialtune.eval.runner import generate_with_tools
 from spatialtune.eval.scoring import row_frame
+from spatialtune.eval.tool_use import generate_with_tools
 from spatialtune.geometry import convention_for_model_type
 from spatialtune.models.tiny import build_tiny
 from spatialtune.tools.crop import TOOLS, CropSession, ToolSettings

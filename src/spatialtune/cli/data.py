@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from .output import console, err_console, fail, user_errors
+from .output import console, err_console, user_errors
 
 data_app = typer.Typer(help="Build and check spatial datasets.", no_args_is_help=True)
 build_app = typer.Typer(help="Build a dataset by name (each builder documents its input layout and skip reasons).", no_args_is_help=True)
@@ -29,12 +29,9 @@ def data_check(
     from ..data.check import check_file
     from ..models.loading import load_processor
 
-    try:
+    with user_errors():
         processor, family = load_processor(model, min_pixels, max_pixels)
         report = check_file(file, processor, family.convention, batch_size, image_root, max_length)
-    except (ValueError, FileNotFoundError) as e:  # every SpatialtuneError is a ValueError; the check also reports plain ones
-        fail(str(e))
-        return
     console.print(f"[green]OK[/] {report.records} valid record(s) in {report.path}; model {model} (coordinates: {report.convention})")
     table = Table("id", "images", "image tokens", "tokens", "labelled tokens")
     for s in report.batch:

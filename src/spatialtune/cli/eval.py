@@ -64,6 +64,9 @@ def eval_run(
     """Score a model on a benchmark: per-sample results.jsonl (resumable), metrics.json and report.html."""
     if ctx.invoked_subcommand is not None:  # `spatialtune eval SUBCOMMAND`: this ran as the group's callback
         return
+    if model is None and data is None and output_dir is None and ctx.info_name == "eval":  # bare `spatialtune eval`
+        console.print(ctx.get_help())
+        raise typer.Exit(0)
     if model is None or data is None or output_dir is None:
         fail("spatialtune eval run needs --model, --data and --output-dir (see --help)")
     from ..eval.runner import run_eval

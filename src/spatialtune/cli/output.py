@@ -26,8 +26,8 @@ def fail(message: str) -> NoReturn:
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Errors the user caused (every `SpatialtuneError`, a missing file): one clear message, exit 1, no traceback."""
+    """Errors the user caused (every `SpatialtuneError`): one clear message, exit 1, no traceback."""
     try:
         yield
-    except (SpatialtuneError, FileNotFoundError) as e:
+    except SpatialtuneError as e:
         fail(str(e))

@@ -18,7 +18,8 @@ def smoke(
     """End-to-end check: tiny model → data check → one SFT step → one generation (offline, CPU)."""
     from ..pipelines.smoke import run_smoke
 
-    result = run_smoke(model, output_dir)
+    with user_errors():
+        result = run_smoke(model, output_dir)
     console.print(f"[green]1/4[/] model {model} built")
     console.print(f"[green]2/4[/] data check: {result.check.records} records; batch {result.check.batch_keys}")
     console.print(f"[green]3/4[/] SFT: {result.sft.global_step} step, loss {result.sft.train_loss:.3f}, saved to {result.sft.model_dir}")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..geometry import Convention
 from .collate import IMAGE_PAD, SpatialCollator, fit_rows
-from .dataset import load_records
+from .dataset import DatasetError, load_records
 from .preference import SpatialPreferenceCollator, preference_chat, record_to_preference_row
 from .render import GeometryRenderer, record_to_row
 
@@ -66,7 +66,7 @@ def check_file(
     prepared = fit_rows([record_to_row(r, renderer) for r in records], processor, max_length, "error", collator.chat_template)
     rows = prepared.kept[:batch_size]
     if not rows:
-        raise ValueError(f"{path}: no records")
+        raise DatasetError(path, [], "no records")
     batch = collator(rows)
     pad_id = processor.tokenizer.convert_tokens_to_ids(IMAGE_PAD)
     summaries = []

@@ -56,9 +56,10 @@ class GeometryRenderer:
         return GEOMETRY_PLACEHOLDER.sub(replace, text)
 
     def render_chat(self, messages: list[dict[str, Any]], record: SpatialRecord) -> list[dict[str, Any]]:
-        """`messages` (the record's, or its chosen / rejected turns) in structured form with every text rendered."""
+        """`messages` (the record's, or its chosen / rejected turns) in structured form with every text rendered; a crop
+        shown back as a user turn (the source pipelines' chain-of-focus format) becomes the template-native tool message."""
         rendered = []
-        for message in messages:
+        for message in from_user_turn_crops(messages):
             content = message.get("content")
             if isinstance(content, str):
                 content = [{"type": "text", "text": content}]
@@ -70,9 +71,8 @@ class GeometryRenderer:
         return rendered
 
     def render_messages(self, record: SpatialRecord) -> list[dict[str, Any]]:
-        """The record's messages in structured form with every text rendered (the record is not modified); a crop shown
-        back as a user turn (the source pipelines' chain-of-focus format) becomes the template-native tool message."""
-        return self.render_chat(from_user_turn_crops(record.messages), record)
+        """The record's messages in structured form with every text rendered (the record is not modified)."""
+        return self.render_chat(record.messages, record)
 
     def refer_boxes_in_model_frame(self, record: SpatialRecord) -> list[dict[str, Any]]:
         """The record's refer_boxes groups with every box in the model's coordinates (the row carries them in pixels)."""

@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..errors import SpatialtuneError
+from ..errors import MissingFileError, SpatialtuneError
+from ..io import atomic_write_bytes
 from ..records import RecordError
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -215,7 +216,7 @@ def read_table(
         found = read_rows(path, split=split, config=config, hub_ids=hub_ids, image_columns=image_columns, image_root=image_root, folders=False)
     except SourceError as e:
         if e.missing:
-            raise FileNotFoundError(str(e)) from None
+            raise MissingFileError(str(e)) from None
         raise RecordError(e.source, e.line or 1, e.field, e.reason) from None
     if found.image_root is None or not Path(found.source).is_file():  # a hub dataset: embedded images go to the user cache
         name = found.source.replace("/", "__") + (f"__{config}" if config else "") + f"__{split}"
@@ -258,11 +259,10 @@ def image_path(table: Table, value: Any, line: int, field: str, name: str) -> st
         value = Image.open(io.BytesIO(value["bytes"]))
     if isinstance(value, Image.Image):
         path = table.cache / f"{name}.png"
-        if not path.exists():
-            table.cache.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp.png")
-            value.convert("RGB" if value.mode not in ("L", "1") else value.mode).save(tmp)
-            tmp.replace(path)
+        if not path.exists():  # two runs filling one cache each write a temporary file of their own
+            encoded = io.BytesIO()
+            value.convert("RGB" if value.mode not in ("L", "1") else value.mode).save(encoded, format="PNG")
+            atomic_write_bytes(path, encoded.getvalue())
         return str(path)
     raise table.error(line, field, "expected an image path, {'bytes': …} or an image")
 

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import inspect
 import json
 import os
@@ -30,15 +29,12 @@ from ..data.collate import sequence_layout
 from ..data.render import GeometryRenderer, Row
 from ..errors import SpatialtuneError
 from ..geometry import Convention
-from ..io import atomic_write_bytes, atomic_write_json, folder_lock
+from ..io import atomic_write_json, atomic_write_jsonl, folder_lock
 from ..models.loading import LoadedModel
-from ..records import last_assistant_index
-from ..tools.crop import Crop, CropSession, ToolSettings
-from ..tools.protocol import assistant_message
+from ..tools.crop import ToolSettings
 from .benchmarks import Benchmark, get_benchmark
-from .generate import generate_batch, prompt_messages
-from .scoring import row_frame
-from .tool_metrics import tool_use_metrics
+from .generate import prompt_messages
+from .tool_use import generate_with_tools, tool_use_metrics
 
 RESULTS, METRICS, RUN, TIMING = "results.jsonl", "metrics.json", "run.json", "timing.json"
 RUN_IDENTITY = ("model", "benchmark", "options", "data", "max_new_tokens", "tools")  # what must match to resume a folder
@@ -175,61 +171,6 @@ def result_row(bench: Benchmark, row: Row, output: str, renderer: GeometryRender
         "tools": tools,  # the tool-use exchange, for rows that allow tools
         "meta": row["meta"],  # what a benchmark groups by (e.g. CV-Bench's source)
     }
-
-
-def _slug(text: str) -> str:
-    """A file-name-safe form of a sample id, unique per id (a short hash keeps "a/b" and "a_b" apart)."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:80]
-    return f"{safe}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
-
-
-def tool_session(row: Row, renderer: GeometryRenderer, tools: ToolSettings, crops: Path) -> CropSession:
-    """A crop session over the row's first image, in the model's convention; crops go to `crops/<id>-<call>.png`."""
-    slug = _slug(row["id"])
-    return CropSession(row["images"][0], row_frame(row, 0, renderer), renderer.convention, tools, lambda n: crops / f"{slug}-{n}.png")
-
-
-def continue_row(row: Row, reply: str, tool_turn: dict[str, Any], crop: Crop | None) -> dict[str, Any]:
-    """The row with the model's reply and the tool's message (with the crop as a new image) before its answer turn."""
-    messages = row["messages"]
-    last = last_assistant_index(messages)
-    images, sizes = row["images"], row["image_sizes"]
-    if crop is not None:
-        images, sizes = images + [crop.path], sizes + [list(crop.image.size)]
-    turns = [assistant_message(reply), tool_turn]
-    return {**row, "messages": messages[:last] + turns + messages[last:], "images": images, "image_sizes": sizes}
-
-
-def generate_with_tools(
-    loaded: LoadedModel,
-    bench: Benchmark,
-    batch: list[dict[str, Any]],
-    renderer: GeometryRenderer,
-    tools: ToolSettings,
-    crops: Path,
-    max_new_tokens: int,
-) -> list[tuple[str, CropSession | None]]:
-    """Final replies of a batch; a row that calls a tool gets the tool's message and goes on until it answers."""
-    current = list(batch)
-    allowed = tools.max_calls > 0
-    sessions = [tool_session(row, renderer, tools, crops) if allowed and bench.allows_tools(row) else None for row in batch]
-    final: list[str] = [""] * len(batch)
-    active = list(range(len(batch)))
-    while active:
-        outputs = generate_batch(loaded.model, loaded.processor, [current[i] for i in active], max_new_tokens)
-        still = []
-        for i, output in zip(active, outputs):
-            session = sessions[i]
-            executed = session.calls if session else 0
-            tool_turn = session.respond(output) if session else None
-            if tool_turn is None:
-                final[i] = output
-            else:
-                crop = session.crops[-1] if session.calls > executed else None
-                current[i] = continue_row(current[i], output, tool_turn, crop)
-                still.append(i)
-        active = still
-    return list(zip(final, sessions))
 
 
 def finish(bench: Benchmark, rows: list[dict[str, Any]], paths: dict[str, Path], model: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -401,7 +342,7 @@ def score_predictions(
     renderer = GeometryRenderer.for_processor(processor, convention)
     start = time.perf_counter()
     results = [result_row(bench, row, outputs.get(row["id"], ""), renderer) for row in rows]
-    atomic_write_bytes(paths[RESULTS], "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results).encode())
+    atomic_write_jsonl(paths[RESULTS], results)
     metrics, ordered = finish(bench, rows, paths, model)
     if missing:
         metrics["missing_predictions"] = len(missing)

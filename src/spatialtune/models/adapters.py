@@ -8,6 +8,8 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
 from transformers import PreTrainedModel
 
+from ..config import ConfigError
+
 LANGUAGE_LINEAR = "language-linear"  # every nn.Linear inside the language model (not the LM head, not vision)
 
 
@@ -53,7 +55,7 @@ def language_linear_pattern(model: PreTrainedModel) -> str:
         if isinstance(module, nn.Linear) and ".language_model." in f".{name}."
     }
     if not names:
-        raise ValueError(f"{type(model).__name__} has no `language_model` submodule with linear layers; set lora.target_modules")
+        raise ConfigError(f"{type(model).__name__} has no `language_model` submodule with linear layers; set lora.target_modules")
     return rf".*\.language_model\..*\.({'|'.join(sorted(names))})"
 
 

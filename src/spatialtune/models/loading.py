@@ -12,6 +12,7 @@ import yaml
 from peft import PeftModel
 from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor, PreTrainedModel, ProcessorMixin
 
+from ..config import ConfigError
 from ..errors import SpatialtuneError
 from ..geometry import Convention, convention_for_model_type
 from ..registry import did_you_mean
@@ -63,7 +64,7 @@ def set_pixel_budget(processor: ProcessorMixin, min_pixels: int | None, max_pixe
     low = int(min_pixels) if min_pixels is not None else int(ip.size["shortest_edge"])
     high = int(max_pixels) if max_pixels is not None else int(ip.size["longest_edge"])
     if low > high:
-        raise ValueError(f"min_pixels {low} > max_pixels {high}")
+        raise ConfigError(f"min_pixels {low} > max_pixels {high}")
     ip.size = {"shortest_edge": low, "longest_edge": high}
 
 

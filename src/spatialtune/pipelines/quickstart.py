@@ -16,7 +16,8 @@ from typing import Callable
 import torch
 from transformers.utils import logging as hf_logging
 
-from ..data.builders.synthetic import SyntheticSettings, build_synthetic, chance_level
+from ..data.builders._synthetic_scenes import chance_level
+from ..data.builders.synthetic import SyntheticSettings, build_synthetic
 from ..errors import SpatialtuneError
 from ..eval.runner import run_eval
 from ..io import atomic_write_json

@@ -11,14 +11,17 @@ environment (`crop`, called by TRL's tool loop with the parsed arguments).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from PIL import Image
 
+from ..geometry import Convention, ImageFrame, model_to_pixel
 from ..io import atomic_write_bytes
 from ..media import open_image
 from ..records import finite_number
@@ -49,8 +52,6 @@ CROP_TOOL: dict[str, Any] = {
 }
 TOOLS = {"crop": CROP_TOOL}
 ZOOMED_TEXT = "Here is the zoomed region."
-if TYPE_CHECKING:  # geometry imports transformers: builders that only write the dialect must not pay for it
-    from ..geometry import Convention, ImageFrame
 CROP_INSTRUCTIONS = (
     "You are a helpful assistant. You may call a tool to zoom into the image before answering. "
     "Give the final answer as <answer>...</answer>."
@@ -85,8 +86,6 @@ def crop_box_pixel(bbox_model: Any, frame: ImageFrame, convention: Convention, m
     """A call's bbox (model convention) → whole-pixel box on the original image: converted, clipped, size-checked."""
     if not (isinstance(bbox_model, list) and len(bbox_model) == 4 and all(finite_number(v) for v in bbox_model)):
         raise ToolCallError(f"crop needs 'bbox': four numbers [x1, y1, x2, y2], got {bbox_model!r}")
-    from ..geometry import model_to_pixel
-
     x1, y1, x2, y2 = model_to_pixel(bbox_model, frame, convention)
     left, top = max(0, math.floor(min(x1, x2))), max(0, math.floor(min(y1, y2)))
     right, bottom = min(frame.width, math.ceil(max(x1, x2))), min(frame.height, math.ceil(max(y1, y2)))
@@ -96,6 +95,12 @@ def crop_box_pixel(bbox_model: Any, frame: ImageFrame, convention: Convention, m
             f"is smaller than {min_size} px per side"
         )
     return left, top, right, bottom
+
+
+def crop_file_stem(sample_id: str) -> str:
+    """A file-name-safe stem for a sample's crops, unique per id (a short hash keeps "a/b" and "a_b" apart)."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", sample_id)[-80:]
+    return f"{slug}-{hashlib.sha1(sample_id.encode()).hexdigest()[:10]}"
 
 
 def cut_crop(image_path: str | Path, box_pixel: Sequence[int], save_to: Path | None = None) -> Image.Image:

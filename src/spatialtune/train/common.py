@@ -97,7 +97,7 @@ def open_run(run: RunConfig, config: Any, *, job: str, resuming: bool = False) -
         if state.is_main_process:
             try:
                 shared = [str(_claim_run_dir(stack, run, config, job))]
-            except SpatialtuneError as e:  # e.g. the folder is held by another job: every process stops
+            except Exception as e:  # e.g. the folder is held by another job: every process stops, none waits
                 shared = [e]
         broadcast_object_list(shared)
         if isinstance(shared[0], Exception):

@@ -17,16 +17,15 @@ from PIL import Image
 
 from helpers import folder_digest, start_stalled
 from spatialtune.data.builders import BuildError, get_builder, run_builder
+from spatialtune.data.builders._synthetic_scenes import COLOURS, chance_level
 from spatialtune.data.builders.synthetic import (
-    COLOURS,
-    TASKS,
     SyntheticError,
     SyntheticSettings,
     build_synthetic,
-    chance_level,
 )
 from spatialtune.io import FolderBusyError
 from spatialtune.records import scan_records
+from spatialtune.tasks.synthetic import TASKS
 
 SMALL = dict(num_samples=80, test_samples=8)
 

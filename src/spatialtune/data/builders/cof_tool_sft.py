@@ -34,18 +34,14 @@ image: run hoi-boxes first to clip), `image_too_small` (narrower or lower than t
 
 from __future__ import annotations
 
-import hashlib
 import math
-import re
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Sequence
 
-from PIL import Image
-
 from ...records import SpatialRecord
-from ...tools.crop import ZOOMED_TEXT, ToolSettings, crop_call_text, crop_system_prompt
+from ...tools.crop import ZOOMED_TEXT, ToolSettings, crop_call_text, crop_file_stem, crop_system_prompt, cut_crop
 from ...tools.protocol import tool_message
 from . import (
     BuildError,
@@ -182,15 +178,13 @@ def read_candidates(settings: CofToolSettings, min_side: int, report: BuildRepor
 
 def crop_path(record_id: str) -> str:
     """Where a record's crop is written, relative to the dataset folder (readable and unique per id)."""
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", record_id)[-80:]
-    return f"{CROPS_DIR}/{slug}-{hashlib.sha1(record_id.encode()).hexdigest()[:10]}.png"
+    return f"{CROPS_DIR}/{crop_file_stem(record_id)}.png"
 
 
 def write_crop(out: Path, job: tuple[str, tuple[int, int, int, int], str]) -> None:
     """Cut the crop box from the source image and save it as PNG under the dataset folder."""
     source, box, relative = job
-    with Image.open(source) as im:
-        im.convert("RGB").crop(box).save(out / relative)
+    cut_crop(source, box, out / relative)
 
 
 def cof_record(c: Candidate, uses_tool: bool, system_prompt: str) -> dict:

@@ -8,7 +8,7 @@ split interleaves tasks, so its first N samples cover every task.
 `difficulty` 0 is designed for a tiny model on a CPU: large objects that span several visual tokens, no distractors,
 and pairwise questions that always relate a square to a circle (colours vary), so they can be answered from shape
 alone. 1 draws the pair's shapes at random (the colour words must be read) and adds smaller objects and distractors;
-2 adds small objects, more distractors and a tinted background. Scenes themselves live in `synthetic_scenes.py`.
+2 adds small objects, more distractors and a tinted background. Scenes themselves live in `_synthetic_scenes.py`.
 """
 
 from __future__ import annotations
@@ -24,15 +24,12 @@ from pathlib import Path
 
 from PIL import Image
 
-from ...tasks.synthetic import CLASSIFICATION_CHOICES, TASKS  # noqa: F401  (re-exported: the builder's public vocabulary)
+from ...tasks.synthetic import TASKS
 from . import BuildError, BuildReport, Progress, builder, parallel_map, run_builder, settings_for_stats
-from .synthetic_scenes import (  # noqa: F401  (re-exported: the builder's public vocabulary)
-    COLOURS,
+from ._synthetic_scenes import (
     DIFFICULTIES,
     SCENES,
-    SHAPES,
     Scene,
-    chance_level,
     render_scene,
     task_labels,
     visible_box,

@@ -124,11 +124,11 @@ class PointReferring(Benchmark):
         """The benchmark's own prompt, its format instruction written for `frame`."""
         raise NotImplementedError
 
-    def load(self, path, processor, convention, image_root=None, max_samples=None) -> list[dict[str, Any]]:
+    def load(self, path, processor, convention, image_root=None, max_samples=None) -> list[Row]:
         """Validated rows (image and mask of one size) whose prompt asks for points in the resolved frame."""
         return first_rows(self._rows(path, processor, convention, image_root), max_samples)
 
-    def _rows(self, path, processor, convention, image_root) -> Iterator[dict[str, Any]]:
+    def _rows(self, path, processor, convention, image_root) -> Iterator[Row]:
         """The rows of `load`, one at a time."""
         frame = resolve_frame(self.options.coords, convention)
         renderer = GeometryRenderer.for_processor(processor, convention)

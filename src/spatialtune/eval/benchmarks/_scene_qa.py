@@ -103,7 +103,7 @@ class SceneQA(Benchmark):
         caption_metrics: bool = True
         instruction: str = ANSWER_INSTRUCTION
 
-    def _build(self, table: Table, processor, convention, records) -> list[dict[str, Any]]:
+    def _build(self, table: Table, processor, convention, records) -> list[Row]:
         renderer = GeometryRenderer.for_processor(processor, convention)
         media = _MediaCache()
         return [record_to_row(media.check(parse_record(r, file=table.source, line=line)), renderer) for line, r in records]

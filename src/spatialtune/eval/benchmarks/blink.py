@@ -27,6 +27,7 @@ from typing import Any, Iterator
 from ...answers.parse import parse_letter
 from ...data.render import GeometryRenderer, Row
 from ...data.sources import Table, image_path, is_hub_id, is_present, read_table
+from ...errors import MissingFileError
 from ...tasks.multiple_choice import choice_prompt, letters
 from ..scoring import letter_result
 from . import Benchmark, SampleResult, first_rows, question_record, register, table_row
@@ -81,13 +82,13 @@ def subtask_tables(path: str | Path, subtasks: tuple[str, ...], image_root) -> l
     if path.is_file():
         return [(read_table(path, **kwargs), None)]
     if not path.is_dir():
-        raise FileNotFoundError(f"{path}: no such file or folder")
+        raise MissingFileError(f"{path}: no such file or folder")
     tables = []
     for subtask in subtasks:
         candidates = [path / f"{subtask}{ext}" for ext in (".jsonl", ".json", ".parquet")] + sorted((path / subtask).glob("val-*.parquet"))
         found = next((c for c in candidates if c.is_file()), None)
         if found is None:
-            raise FileNotFoundError(f"{path}: no file for BLINK subtask {subtask!r} (looked for {subtask}.jsonl|.json|.parquet and {subtask}/val-*.parquet)")
+            raise MissingFileError(f"{path}: no file for BLINK subtask {subtask!r} (looked for {subtask}.jsonl|.json|.parquet and {subtask}/val-*.parquet)")
         tables.append((read_table(found, **kwargs), subtask))
     return tables
 
@@ -111,11 +112,11 @@ class Blink(Benchmark):
                 raise ValueError(f"unknown BLINK subtask {unknown[0] if unknown else '(none given)'!r}; known: {', '.join(ALL_SUBTASKS)}")
             object.__setattr__(self, "subtasks", tuple(dict.fromkeys(subtask_name(n) for n in names)))
 
-    def load(self, path, processor, convention, image_root=None, max_samples=None) -> list[dict[str, Any]]:
+    def load(self, path, processor, convention, image_root=None, max_samples=None) -> list[Row]:
         """Validated rows of the chosen subtasks, in file order; every problem names the file, line and field."""
         return first_rows(self._rows(path, GeometryRenderer.for_processor(processor, convention), image_root), max_samples)
 
-    def _rows(self, path, renderer: GeometryRenderer, image_root) -> Iterator[dict[str, Any]]:
+    def _rows(self, path, renderer: GeometryRenderer, image_root) -> Iterator[Row]:
         """The rows of `load`, one at a time."""
         for table, file_subtask in subtask_tables(path, self.options.subtasks, image_root):
             for line, item in enumerate(table.rows, start=1):
@@ -126,7 +127,7 @@ class Blink(Benchmark):
                     continue
                 yield self._row(table, line, item, subtask, renderer)
 
-    def _row(self, table: Table, line: int, item: dict[str, Any], subtask: str, renderer: GeometryRenderer) -> dict[str, Any]:
+    def _row(self, table: Table, line: int, item: dict[str, Any], subtask: str, renderer: GeometryRenderer) -> Row:
         """One BLINK question with its 1–4 images."""
         for key in ("question", "choices", "answer"):
             if key not in item:

@@ -153,11 +153,11 @@ class CrossView(Benchmark):
         strict_brackets: bool = False
         require_masks: bool = True
 
-    def load(self, path, processor, convention, image_root=None, max_samples=None) -> list[dict[str, Any]]:
+    def load(self, path, processor, convention, image_root=None, max_samples=None) -> list[Row]:
         """Rows of a source x3 JSON list or a JSONL of records; prompts as written, answers in [0,1] (not rendered)."""
         return first_rows(self._rows(read_table(path, image_root=image_root)), max_samples)
 
-    def _rows(self, table: Table) -> Iterator[dict[str, Any]]:
+    def _rows(self, table: Table) -> Iterator[Row]:
         """The rows of `load`, one at a time."""
         renderer = GeometryRenderer(Convention.NORM01)  # the task's own answer format, whatever the model family
         seen: dict[str, int] = {}

@@ -48,7 +48,7 @@ class CVBench(Benchmark):
     name = "cvbench"
     tasks: tuple[str, ...] | None = None  # None = every task
 
-    def load(self, path, processor, convention, image_root=None, max_samples=None) -> list[dict[str, Any]]:
+    def load(self, path, processor, convention, image_root=None, max_samples=None) -> list[Row]:
         """Validated rows rendered for the model; every problem names the file, line and field."""
         table = read_table(path, hub_ids=(HUB_ID,), split="test", image_root=image_root)
         renderer = GeometryRenderer.for_processor(processor, convention)
@@ -59,7 +59,7 @@ class CVBench(Benchmark):
         )
         return first_rows(rows, max_samples)
 
-    def _row(self, table: Table, line: int, item: dict[str, Any], renderer: GeometryRenderer) -> dict[str, Any]:
+    def _row(self, table: Table, line: int, item: dict[str, Any], renderer: GeometryRenderer) -> Row:
         """One CV-Bench question."""
         for key in ("idx", "task", "source", "question", "choices", "answer"):
             if key not in item:

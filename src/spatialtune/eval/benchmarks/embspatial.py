@@ -41,13 +41,13 @@ class EmbSpatial(Benchmark):
 
     name = "embspatial"
 
-    def load(self, path, processor, convention, image_root=None, max_samples=None) -> list[dict[str, Any]]:
+    def load(self, path, processor, convention, image_root=None, max_samples=None) -> list[Row]:
         """Validated rows; every problem names the file, line and field."""
         table = read_table(path, hub_ids=(HUB_ID,), split="test", image_root=image_root)
         renderer = GeometryRenderer.for_processor(processor, convention)
         return first_rows((self._row(table, line, item, renderer) for line, item in enumerate(table.rows, start=1)), max_samples)
 
-    def _row(self, table: Table, line: int, item: dict[str, Any], renderer: GeometryRenderer) -> dict[str, Any]:
+    def _row(self, table: Table, line: int, item: dict[str, Any], renderer: GeometryRenderer) -> Row:
         """One EmbSpatial-Bench question."""
         for key in REQUIRED:
             if key not in item:

@@ -124,7 +124,7 @@ class HoiGrounding(Benchmark):
             if self.variant not in VARIANTS:
                 raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
 
-    def load(self, path, processor, convention, image_root=None, max_samples=None) -> list[dict[str, Any]]:
+    def load(self, path, processor, convention, image_root=None, max_samples=None) -> list[Row]:
         """Validated rows; the pairs' boxes also become the record's boxes (person, object, person, …)."""
         return hoi_rows(path, processor, convention, self._record, image_root, max_samples)
 

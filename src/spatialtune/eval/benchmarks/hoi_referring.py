@@ -105,7 +105,7 @@ class HoiReferring(Benchmark):
             if self.batch_size < 1:
                 raise ValueError(f"batch_size must be ≥ 1, got {self.batch_size}")
 
-    def load(self, path, processor, convention, image_root=None, max_samples=None) -> list[dict[str, Any]]:
+    def load(self, path, processor, convention, image_root=None, max_samples=None) -> list[Row]:
         """Validated rows with the person and object boxes rendered into the prompt (and the crop tool, with `tools`)."""
         return hoi_rows(path, processor, convention, self._record_with_tools if self.options.tools else self._record, image_root, max_samples)
 

@@ -103,13 +103,13 @@ class RoomPlan(Benchmark):
         normal_threshold_deg: float = 30.0
         format_hint: bool = False
 
-    def load(self, path, processor, convention, image_root=None, max_samples=None) -> list[dict[str, Any]]:
+    def load(self, path, processor, convention, image_root=None, max_samples=None) -> list[Row]:
         """Validated records with their reference action; every problem names the file, line and field."""
         table = read_table(path, image_root=image_root)
         renderer = GeometryRenderer.for_processor(processor, convention)
         return first_rows((self._row(table, line, item, renderer) for line, item in enumerate(table.rows, start=1)), max_samples)
 
-    def _row(self, table: Table, line: int, item: dict[str, Any], renderer: GeometryRenderer) -> dict[str, Any]:
+    def _row(self, table: Table, line: int, item: dict[str, Any], renderer: GeometryRenderer) -> Row:
         """One record with its checked reference action as the answer (and the format hint, if asked for)."""
         reference = _checked_reference(table, line, item)
         meta = {**(item.get("meta") if isinstance(item.get("meta"), dict) else {}), "scene_id": reference["scene"]}

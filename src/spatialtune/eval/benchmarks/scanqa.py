@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...data.render import Row
 from ...data.sources import Table, read_table
 from . import first_rows, question_record, register
 from ._scene_qa import SceneQA, require_fields, scene_images_or_error
@@ -30,7 +31,7 @@ class ScanQA(SceneQA):
     name = "scanqa"
     group_name, group_key = "question class", "question_class"
 
-    def load(self, path, processor, convention, image_root=None, max_samples=None) -> list[dict[str, Any]]:
+    def load(self, path, processor, convention, image_root=None, max_samples=None) -> list[Row]:
         """Questions of a ScanQA_v1.0 file with their scene's views; every problem names the file, line and field."""
         table = read_table(path, image_root=image_root)
         records = ((line, self._record(table, line, item)) for line, item in enumerate(table.rows, start=1))

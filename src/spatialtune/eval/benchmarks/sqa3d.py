@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ...data.render import Row
 from ...data.sources import Table, read_table
+from ...errors import MissingFileError
 from . import first_rows, question_record, register
 from ._scene_qa import SceneQA, require_fields, scene_images_or_error
 
@@ -23,7 +25,7 @@ def sqa3d_question_type(question: str) -> str:
 def annotations_path(questions: Path) -> Path:
     """The SQA3D annotations file beside a questions file: `questions` → `sqa_annotations` in the name."""
     if "questions" not in questions.name:
-        raise FileNotFoundError(f"{questions}: not an SQA3D questions file name (v1_balanced_questions_<split>_scannetv2.json); "
+        raise MissingFileError(f"{questions}: not an SQA3D questions file name (v1_balanced_questions_<split>_scannetv2.json); "
                                 "give the annotations file with the option annotations=PATH")
     return questions.with_name(questions.name.replace("questions", "sqa_annotations"))
 
@@ -52,12 +54,12 @@ class SQA3D(SceneQA):
             answers[str(item["question_id"])] = first["answer"]
         return answers
 
-    def load(self, path, processor, convention, image_root=None, max_samples=None) -> list[dict[str, Any]]:
+    def load(self, path, processor, convention, image_root=None, max_samples=None) -> list[Row]:
         """Questions joined with their annotations by question_id, with the scene's views."""
         table = read_table(path, image_root=image_root)
         annotations = Path(self.options.annotations) if self.options.annotations else annotations_path(table.source)
         if not annotations.is_file():
-            raise FileNotFoundError(f"{annotations}: SQA3D annotations not found (looked beside {table.source}); give annotations=PATH")
+            raise MissingFileError(f"{annotations}: SQA3D annotations not found (looked beside {table.source}); give annotations=PATH")
         answers = self._answers(annotations)
         records = ((line, self._record(table, line, item, answers, annotations)) for line, item in enumerate(table.rows, start=1))
         return self._build(table, processor, convention, first_rows(records, max_samples))

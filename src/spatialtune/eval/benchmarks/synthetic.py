@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ...answers.match import box_iou_pixel, point_in_mask
 from ...answers.parse import parse_box_pixel, parse_choice, parse_point_pixel
 from ...data.render import GeometryRenderer, Row, record_to_row
+from ...errors import SpatialtuneError
 from ...media import read_mask
 from ...records import SpatialRecord, read_records
 from ...tasks.synthetic import CHOICE_TASKS, TASKS
@@ -56,7 +56,7 @@ class SyntheticBenchmark(Benchmark):
 
         tools: bool = False
 
-    def load(self, path, processor, convention, image_root=None, max_samples=None) -> list[dict[str, Any]]:
+    def load(self, path, processor, convention, image_root=None, max_samples=None) -> list[Row]:
         """Validated rows of `test.jsonl` (a dataset folder or a JSONL file), rendered for the model family."""
         path = Path(path)
         if path.is_dir():
@@ -93,4 +93,4 @@ class SyntheticBenchmark(Benchmark):
             point = parse_point_pixel(output, row_frame(row, target["image"], renderer), renderer.convention)
             hit = point is not None and point_in_mask(point, read_mask(target["path"]))
             return SampleResult(float(hit), point, row["points"][0]["point"], mask)
-        raise ValueError(f"{row.get('source', '?')}: unknown synthetic task {task!r}")
+        raise SpatialtuneError(f"{row.get('source', '?')}: unknown synthetic task {task!r}")

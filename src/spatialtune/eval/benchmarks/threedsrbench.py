@@ -84,14 +84,14 @@ class ThreeDSRBench(Benchmark):
 
     name = "3dsrbench"
 
-    def load(self, path, processor, convention, image_root=None, max_samples=None) -> list[dict[str, Any]]:
+    def load(self, path, processor, convention, image_root=None, max_samples=None) -> list[Row]:
         """Validated rows; every problem names the file, line and field."""
         table = read_table(path, hub_ids=(HUB_ID,), split="test", image_root=image_root)
         renderer = GeometryRenderer.for_processor(processor, convention)
         by_index = {str(item["index"]): item for item in table.rows if is_present(item.get("index"))}
         return first_rows((self._row(table, line, item, by_index, renderer) for line, item in enumerate(table.rows, start=1)), max_samples)
 
-    def _row(self, table: Table, line: int, item: dict[str, Any], by_index: dict[str, dict], renderer: GeometryRenderer) -> dict[str, Any]:
+    def _row(self, table: Table, line: int, item: dict[str, Any], by_index: dict[str, dict], renderer: GeometryRenderer) -> Row:
         """One variant of a question."""
         for key in ("question", "answer", "category"):
             if not is_present(item.get(key)):

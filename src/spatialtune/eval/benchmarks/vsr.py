@@ -71,13 +71,13 @@ class VSR(Benchmark):
 
     name = "vsr"
 
-    def load(self, path, processor, convention, image_root=None, max_samples=None) -> list[dict[str, Any]]:
+    def load(self, path, processor, convention, image_root=None, max_samples=None) -> list[Row]:
         """Validated rows of a VSR split; every problem names the file, line and field."""
         table = read_table(path, hub_ids=HUB_IDS, split="test", image_root=image_root)
         renderer = GeometryRenderer.for_processor(processor, convention)
         return first_rows((self._row(table, line, item, renderer) for line, item in enumerate(table.rows, start=1)), max_samples)
 
-    def _row(self, table: Table, line: int, item: dict[str, Any], renderer: GeometryRenderer) -> dict[str, Any]:
+    def _row(self, table: Table, line: int, item: dict[str, Any], renderer: GeometryRenderer) -> Row:
         """One caption with its COCO image."""
         for key in ("image", "caption", "label", "relation"):
             if key not in item:

@@ -31,6 +31,7 @@ from typing import Any, Iterator
 from ...answers.parse import parse_letter
 from ...data.render import GeometryRenderer, Row
 from ...data.sources import Table, existing_path, is_present
+from ...errors import MissingFileError
 from ...records import RecordError
 from ...tasks.multiple_choice import choice_prompt, letters
 from . import Benchmark, SampleResult, first_rows, group_means, mean, question_record, register, table_row
@@ -110,8 +111,8 @@ def annotation_files(path: str | Path) -> list[Path]:
         found = [path / name for name in ANNOTATION_FILES if (path / name).is_file()]
         if found:
             return found
-        raise FileNotFoundError(f"{path}: no What'sUp annotation file ({', '.join(ANNOTATION_FILES)})")
-    raise FileNotFoundError(f"{path}: no such file or folder")
+        raise MissingFileError(f"{path}: no What'sUp annotation file ({', '.join(ANNOTATION_FILES)})")
+    raise MissingFileError(f"{path}: no such file or folder")
 
 
 @register
@@ -126,18 +127,18 @@ class WhatsUp(Benchmark):
 
         seed: int = 0
 
-    def load(self, path, processor, convention, image_root=None, max_samples=None) -> list[dict[str, Any]]:
+    def load(self, path, processor, convention, image_root=None, max_samples=None) -> list[Row]:
         """Validated rows with shuffled options; every problem names the file, line and field."""
         return first_rows(self._rows(path, GeometryRenderer.for_processor(processor, convention), image_root), max_samples)
 
-    def _rows(self, path, renderer: GeometryRenderer, image_root) -> Iterator[dict[str, Any]]:
+    def _rows(self, path, renderer: GeometryRenderer, image_root) -> Iterator[Row]:
         """The rows of `load`, one at a time (an annotation file is read when its first row is needed)."""
         for file in annotation_files(path):
             table = _read_annotations(file, image_root)
             for line, item in enumerate(table.rows, start=1):
                 yield self._row(table, line, item, renderer)
 
-    def _row(self, table: Table, line: int, item: dict[str, Any], renderer: GeometryRenderer) -> dict[str, Any]:
+    def _row(self, table: Table, line: int, item: dict[str, Any], renderer: GeometryRenderer) -> Row:
         """One sample: captions shuffled, the letter of the first (correct) caption as the answer."""
         captions = item.get("caption_options")
         if not isinstance(captions, list) or len(captions) < 2 or not all(isinstance(c, str) for c in captions):

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from spatialtune.answers.parse import final_answer
-from spatialtune.eval import runner
+from spatialtune.eval import tool_use
 from spatialtune.eval.runner import run_eval
 from spatialtune.tools.crop import ToolSettings, crop_call_text
 
@@ -42,7 +42,7 @@ def one_lr_record(synthetic_dataset):
 def test_a_crop_call_then_an_answer_is_a_two_image_exchange_with_the_real_crop(one_lr_record, tiny_models, tmp_path, monkeypatch):
     loaded = tiny_models("tiny-qwen3-vl")
     seen: list = []
-    monkeypatch.setattr(runner, "generate_batch", scripted([_call([0, 0, 500, 500]), "<think>it is on the left</think><answer>left</answer>"], seen))
+    monkeypatch.setattr(tool_use, "generate_batch", scripted([_call([0, 0, 500, 500]), "<think>it is on the left</think><answer>left</answer>"], seen))
     result = run_eval(loaded, "synthetic", one_lr_record, tmp_path / "out", options={"tools": True}, progress=False)
     row = result.rows[0]
     assert len(seen) == 2 and len(seen[1]["images"]) == 2  # the model saw the crop as a second image
@@ -74,7 +74,7 @@ def test_a_crop_call_then_an_answer_is_a_two_image_exchange_with_the_real_crop(o
 )
 def test_malformed_and_out_of_bounds_calls_get_an_error_tool_message_and_are_counted(bad, reason, one_lr_record, tiny_models, tmp_path, monkeypatch):
     seen: list = []
-    monkeypatch.setattr(runner, "generate_batch", scripted([bad, "<answer>right</answer>"], seen))
+    monkeypatch.setattr(tool_use, "generate_batch", scripted([bad, "<answer>right</answer>"], seen))
     result = run_eval(tiny_models("tiny-qwen3-vl"), "synthetic", one_lr_record, tmp_path / "out", options={"tools": True}, progress=False)
     tools = result.rows[0]["tools"]
     assert tools["calls"] == 0 and len(tools["errors"]) == 1 and reason in tools["errors"][0]
@@ -86,7 +86,7 @@ def test_malformed_and_out_of_bounds_calls_get_an_error_tool_message_and_are_cou
 
 def test_the_call_budget_stops_a_model_that_never_answers(one_lr_record, tiny_models, tmp_path, monkeypatch):
     seen: list = []
-    monkeypatch.setattr(runner, "generate_batch", scripted([_call([0, 0, 600, 600])], seen))
+    monkeypatch.setattr(tool_use, "generate_batch", scripted([_call([0, 0, 600, 600])], seen))
     result = run_eval(tiny_models("tiny-qwen3-vl"), "synthetic", one_lr_record, tmp_path / "out", options={"tools": True},
                       tools=ToolSettings(max_calls=2), progress=False)
     tools = result.rows[0]["tools"]
@@ -97,7 +97,7 @@ def test_the_call_budget_stops_a_model_that_never_answers(one_lr_record, tiny_mo
 
 def test_rows_without_tools_never_execute_a_call(one_lr_record, tiny_models, tmp_path, monkeypatch):
     seen: list = []
-    monkeypatch.setattr(runner, "generate_batch", scripted([_call([0, 0, 500, 500])], seen))
+    monkeypatch.setattr(tool_use, "generate_batch", scripted([_call([0, 0, 500, 500])], seen))
     result = run_eval(tiny_models("tiny-qwen3-vl"), "synthetic", one_lr_record, tmp_path / "out", progress=False)
     assert len(seen) == 1 and result.rows[0]["tools"] is None and "tool_use" not in result.metrics
 
@@ -119,7 +119,7 @@ def test_hoi_referring_runs_chain_of_focus_with_the_tools_option(tiny_models, tm
 
     data, options = write_hoi_referring_fixture(tmp_path / "hoi")
     seen: list = []
-    monkeypatch.setattr(runner, "generate_batch", scripted([_call([100, 100, 900, 900]), "<think>zoomed</think><answer>Ride bicycle.</answer>"], seen))
+    monkeypatch.setattr(tool_use, "generate_batch", scripted([_call([100, 100, 900, 900]), "<think>zoomed</think><answer>Ride bicycle.</answer>"], seen))
     result = run_eval(tiny_models("tiny-qwen3-vl"), "hoi-referring", data, tmp_path / "out", options={**options, "tools": True},
                       max_samples=2, progress=False)
     assert all(r["tools"]["calls"] == 1 for r in result.rows) and result.metrics["tool_use"]["tool_use_rate"] == 1.0
@@ -131,6 +131,6 @@ def test_hoi_referring_runs_chain_of_focus_with_the_tools_option(tiny_models, tm
 def test_huge_integers_in_a_call_are_refused_not_crashes(digits, one_lr_record, tiny_models, tmp_path, monkeypatch):
     seen: list = []
     call = '<tool_call>{"name": "crop", "arguments": {"bbox": [0, 0, ' + "9" * digits + ', 500]}}</tool_call>'
-    monkeypatch.setattr(runner, "generate_batch", scripted([call, "<answer>left</answer>"], seen))
+    monkeypatch.setattr(tool_use, "generate_batch", scripted([call, "<answer>left</answer>"], seen))
     result = run_eval(tiny_models("tiny-qwen3-vl"), "synthetic", one_lr_record, tmp_path / "out", options={"tools": True}, progress=False)
     assert result.rows[0]["tools"]["calls"] == 0 and len(result.rows[0]["tools"]["errors"]) == 1
