@@ -145,6 +145,22 @@ def finite_number(value: Any) -> bool:
         return False
 
 
+def text_parts(content: Any) -> list[str]:
+    """The texts of a message's content: the string itself, or the text parts of a list (other shapes: none)."""
+    if isinstance(content, str):
+        return [content]
+    if isinstance(content, list):
+        return [p["text"] for p in content if isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)]
+    return []
+
+
+def finite_numbers(value: Any, n: int) -> tuple[float, ...] | None:
+    """`n` finite JSON numbers (a list or tuple; see `finite_number`) as floats, else None."""
+    if not isinstance(value, (list, tuple)) or len(value) != n or not all(finite_number(v) for v in value):
+        return None
+    return tuple(float(v) for v in value)
+
+
 def _numbers(value: Any, n: int, err, field_name: str) -> tuple[float, ...]:
     if not isinstance(value, (list, tuple)) or len(value) != n or not all(
         isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
@@ -229,9 +245,9 @@ def _preference_turns(obj: dict, key: str, err) -> tuple[list[dict[str, Any]] | 
 
 def _proper_box(value: Any, err, field_name: str) -> tuple[float, float, float, float]:
     """Four finite numbers [x1, y1, x2, y2] with x1 < x2 and y1 < y2."""
-    if not (isinstance(value, (list, tuple)) and len(value) == 4 and all(finite_number(v) for v in value)):
+    box = finite_numbers(value, 4)
+    if box is None:
         raise err(field_name, f"expected a box of 4 finite numbers [x1, y1, x2, y2], got {json.dumps(value)[:80]}")
-    box = tuple(float(v) for v in value)
     if not is_proper(box):
         raise err(field_name, f"expected x1 < x2 and y1 < y2, got {json.dumps(value)[:80]}")
     return box

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ..geometry import Convention, ImageFrame, model_to_pixel
-from ..records import finite_number
+from ..records import finite_number, finite_numbers
 from ..tasks.crossview import NOT_VISIBLE
 from ..tasks.multiple_choice import letters
 from ..tasks.roomplan import ACTION_KEYS, VECTOR_KEYS
@@ -278,9 +278,8 @@ def parse_point_answer(output: str, frame: str, image: ImageFrame, json_points: 
 
 def as_box(value: Any) -> list[float] | None:
     """A list of four numbers as a float box [x1, y1, x2, y2], or None (any order of corners is kept as given)."""
-    if isinstance(value, (list, tuple)) and len(value) == 4 and all(finite_number(v) for v in value):
-        return [float(v) for v in value]
-    return None
+    numbers = finite_numbers(value, 4)
+    return list(numbers) if numbers is not None else None
 
 
 @dataclass(frozen=True)

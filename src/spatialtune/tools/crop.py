@@ -24,7 +24,7 @@ from PIL import Image
 from ..geometry import Convention, ImageFrame, model_to_pixel
 from ..io import atomic_write_bytes
 from ..media import open_image
-from ..records import finite_number
+from ..records import finite_numbers
 from .protocol import (
     ToolCallError,
     has_tool_call,
@@ -84,7 +84,7 @@ class ToolSettings:
 
 def crop_box_pixel(bbox_model: Any, frame: ImageFrame, convention: Convention, min_size: int) -> tuple[int, int, int, int]:
     """A call's bbox (model convention) → whole-pixel box on the original image: converted, clipped, size-checked."""
-    if not (isinstance(bbox_model, list) and len(bbox_model) == 4 and all(finite_number(v) for v in bbox_model)):
+    if not isinstance(bbox_model, list) or finite_numbers(bbox_model, 4) is None:
         raise ToolCallError(f"crop needs 'bbox': four numbers [x1, y1, x2, y2], got {bbox_model!r}")
     x1, y1, x2, y2 = model_to_pixel(bbox_model, frame, convention)
     left, top = max(0, math.floor(min(x1, x2))), max(0, math.floor(min(y1, y2)))

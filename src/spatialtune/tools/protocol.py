@@ -31,6 +31,7 @@ import re
 from typing import Any, Sequence
 
 from ..errors import SpatialtuneError
+from ..records import text_parts
 
 TOOL_CALL = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.S)
 TOOL_CALL_SPACING = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.S)
@@ -141,7 +142,8 @@ def attach_images(messages: list[dict[str, Any]], images: Sequence[Any]) -> list
 
 
 def _text(content: Any) -> str:
-    return content if isinstance(content, str) else "".join(p.get("text", "") for p in content or [] if p.get("type") == "text")
+    """The text of a message's content, its text parts joined."""
+    return "".join(text_parts(content))
 
 
 def canonical_tool_calls(text: str) -> str:

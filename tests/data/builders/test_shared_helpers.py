@@ -15,15 +15,14 @@ from spatialtune.data.builders import (
     builder_names,
     chat,
     check_image,
-    finite_numbers,
     get_builder,
     message,
     run_builder,
     seeded_subset,
-    text_parts,
 )
 from spatialtune.data.builders.roomplan_actions import object_geometry
 from spatialtune.io import FolderBusyError
+from spatialtune.records import finite_numbers, text_parts
 
 
 def png_bytes(size=(6, 4)) -> bytes:

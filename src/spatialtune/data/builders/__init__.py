@@ -16,8 +16,7 @@ The common contract (`run_builder`):
 Bad input that makes the whole input unusable raises `BuildError` naming the file (and record); a single bad item is
 a counted skip. Each builder documents which is which in its docstring. An input that yields no record at all is a
 BuildError listing the skip counts (unless `--num-samples 0` asked for nothing).
-Helpers every builder shares live here too: `seeded_subset`, `finite_numbers`, `check_image`, `message` / `chat`,
-`text_parts`.
+Helpers every builder shares live here too: `seeded_subset`, `check_image`, `message` / `chat`.
 """
 
 from __future__ import annotations
@@ -39,7 +38,7 @@ from PIL import Image
 
 from ...errors import SpatialtuneError, UnknownNameError
 from ...io import atomic_write_json, atomic_write_jsonl, folder_lock
-from ...records import RecordError, finite_number, parse_record
+from ...records import RecordError, parse_record
 from ...registry import Registry
 
 T = TypeVar("T")
@@ -150,13 +149,6 @@ def seeded_subset(items: list[T], count: int | None, seed: int, *key: Any) -> li
     return [items[i] for i in chosen]
 
 
-def finite_numbers(value: Any, n: int) -> tuple[float, ...] | None:
-    """`n` finite JSON numbers (a list or tuple; see `records.finite_number`) as floats, else None."""
-    if not isinstance(value, (list, tuple)) or len(value) != n or not all(finite_number(v) for v in value):
-        return None
-    return tuple(float(v) for v in value)
-
-
 @dataclass(frozen=True)
 class ImageCheck:
     """What fully decoding an image found: its (width, height) and PIL format, or the skip reason and the error."""
@@ -188,15 +180,6 @@ def message(role: str, text: str, n_images: int = 0) -> dict:
 def chat(prompt: str, answer: str, n_images: int = 1) -> list[dict]:
     """A single-turn conversation: the user's images and prompt, then the assistant's answer."""
     return [message("user", prompt, n_images), message("assistant", answer)]
-
-
-def text_parts(content: Any) -> list[str]:
-    """The texts of a message's content: the string itself, or the text parts of a list (other shapes: none)."""
-    if isinstance(content, str):
-        return [content]
-    if isinstance(content, list):
-        return [p["text"] for p in content if isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)]
-    return []
 
 
 def _call(args: tuple[Callable[[T], R], T]) -> R:

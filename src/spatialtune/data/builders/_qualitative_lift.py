@@ -12,7 +12,8 @@ import numpy as np
 from PIL import Image
 
 from ...media import MediaError, read_mask
-from . import BuildReport, finite_numbers
+from ...records import finite_numbers
+from . import BuildReport
 from .hoi_boxes import check_box
 
 

@@ -40,7 +40,7 @@ from functools import partial
 from pathlib import Path
 from typing import Sequence
 
-from ...records import SpatialRecord
+from ...records import SpatialRecord, text_parts
 from ...tools.crop import ZOOMED_TEXT, ToolSettings, crop_call_text, crop_file_stem, crop_system_prompt, cut_crop
 from ...tools.protocol import tool_message
 from . import (
@@ -53,7 +53,6 @@ from . import (
     message,
     parallel_map,
     seeded_subset,
-    text_parts,
 )
 from .hoi_boxes import absolute_media, check_box, hoi_pairs, image_sizes, read_hoi_records
 

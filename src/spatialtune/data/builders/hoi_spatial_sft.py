@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...records import finite_numbers
 from ...tasks.hoi import grounding_answer, grounding_prompt, normalise_reference, referring_prompt
 from . import (
     BuildError,
@@ -55,7 +56,6 @@ from . import (
     builder,
     chat,
     check_image,
-    finite_numbers,
     item_rng,
     parallel_map,
     read_json_file,

@@ -46,6 +46,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ...records import finite_numbers
 from ...tasks.roomplan import (
     FORMAT_HINT,
     PRECISION,
@@ -61,7 +62,6 @@ from . import (
     builder,
     chat,
     check_image,
-    finite_numbers,
     parallel_map,
     read_json_file,
     seeded_subset,

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import BuildReport, BuildSettings, Progress, builder, chat, text_parts
+from ...records import text_parts
+from . import BuildReport, BuildSettings, Progress, builder, chat
 from ._public import (
     Candidate,
     ImageSource,

@@ -24,7 +24,7 @@ from ...data.render import GeometryRenderer, Row, record_to_row
 from ...data.sources import Table
 from ...errors import UnknownNameError
 from ...geometry import Convention
-from ...records import check_media, parse_record
+from ...records import check_media, parse_record, text_parts
 from ...registry import Registry
 
 T = TypeVar("T")
@@ -192,11 +192,7 @@ def table_row(table: Table, line: int, record: dict[str, Any], renderer: Geometr
 def last_assistant_text(messages: Any) -> str:
     """The text of a record's last assistant message (its text parts joined by spaces); "" if there is none."""
     assistant = [m for m in messages or [] if isinstance(m, dict) and m.get("role") == "assistant"]
-    content = assistant[-1].get("content") if assistant else None
-    if isinstance(content, str):
-        return content
-    parts = content if isinstance(content, list) else []
-    return " ".join(p.get("text", "") for p in parts if isinstance(p, dict) and p.get("type") == "text")
+    return " ".join(text_parts(assistant[-1].get("content"))) if assistant else ""
 
 
 def first_rows(rows: Iterable[T], max_samples: int | None) -> list[T]:
