@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from helpers import draw_scene, grounding_record
 from spatialtune.cli import app
-from spatialtune.data.builders import BuildError, BuildSettings, builder, item_rng, parallel_map, run_builder
-from spatialtune.data.builders.mix import MixSettings, quotas
+from spatialtune.data.builders import BuildError, BuildSettings, builder, item_rng, parallel_map, quotas, run_builder
+from spatialtune.data.builders.mix import MixSettings
 from spatialtune.records import read_records
 
 

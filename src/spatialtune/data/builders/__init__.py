@@ -16,7 +16,7 @@ The common contract (`run_builder`):
 Bad input that makes the whole input unusable raises `BuildError` naming the file (and record); a single bad item is
 a counted skip. Each builder documents which is which in its docstring. An input that yields no record at all is a
 BuildError listing the skip counts (unless `--num-samples 0` asked for nothing).
-Helpers every builder shares live here too: `seeded_subset`, `check_image`, `message` / `chat`.
+Helpers every builder shares live here too: `seeded_subset`, `quotas`, `check_image`, `message` / `chat`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import random
 import re
 import shutil
@@ -139,6 +140,16 @@ def item_rng(seed: int, *key: Any) -> random.Random:
     """An RNG that depends only on the seed and what the item is (not on order or worker), e.g. (seed, "x3", uid)."""
     digest = hashlib.sha256("/".join(map(str, (seed, *key))).encode()).digest()
     return random.Random(int.from_bytes(digest[:8], "little"))
+
+
+def quotas(weights: list[float], total: int) -> list[int]:
+    """Integer counts proportional to `weights` that add up to `total` (largest-remainder rounding, ties by order)."""
+    exact = [total * w / sum(weights) for w in weights]
+    counts = [math.floor(x) for x in exact]
+    by_remainder = sorted(range(len(weights)), key=lambda i: (-(exact[i] - counts[i]), i))
+    for i in by_remainder[: total - sum(counts)]:
+        counts[i] += 1
+    return counts
 
 
 def seeded_subset(items: list[T], count: int | None, seed: int, *key: Any) -> list[T]:

@@ -14,7 +14,7 @@ from PIL import Image
 from ...media import MediaError, read_mask
 from ...records import finite_numbers
 from . import BuildReport
-from .hoi_boxes import check_box
+from ._hoi import check_box
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ from . import (
     parallel_map,
     seeded_subset,
 )
-from .hoi_boxes import absolute_media, check_box, hoi_pairs, image_sizes, read_hoi_records
+from ._hoi import absolute_media, check_box, hoi_pairs, image_sizes, read_hoi_records
 
 CROPS_DIR = "crops"
 

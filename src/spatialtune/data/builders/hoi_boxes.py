@@ -37,25 +37,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from ...geometry import clip_box, interaction_box, is_proper
-from ...records import GEOMETRY_PLACEHOLDER, RecordError, SpatialRecord, parse_record
+from ...geometry import interaction_box
+from ...records import GEOMETRY_PLACEHOLDER, SpatialRecord
 from . import (
     BuildReport,
     BuildSettings,
-    ImageCheck,
     Progress,
     builder,
-    check_image,
-    parallel_map,
-    read_jsonl_file,
     seeded_subset,
 )
+from ._hoi import absolute_media, check_box, hoi_pairs, image_sizes, note_clipped, read_hoi_records
 
 PAIR_LABELS = ("person", "object", "interaction")
 INDEX_FIELDS = ("person_box_idx", "object_box_idx", "gt_box_inds")  # hoi-benchmarks fields that index `boxes`
-MAX_CLIP_EXAMPLES = 5
 
 
 @dataclass
@@ -64,79 +60,6 @@ class HoiBoxesSettings(BuildSettings):
 
     input: str = field(default="", metadata={"required": True, "help": "JSONL file of HOI spatial records (boxes in pixels)."})
     image_root: str | None = field(default=None, metadata={"help": "Folder relative image paths resolve against (default: the input file's folder)."})
-
-
-# ---------------------------------------------------------------- box geometry shared by the builders (HOI, cof-tool, qualitative)
-
-
-@dataclass(frozen=True)
-class CheckedBox:
-    """What validating one pixel box against its image gave: the usable box (or None) and why."""
-
-    box_pixel: list[float] | None
-    skip_reason: str | None = None
-    clipped: bool = False
-
-
-def check_box(box_pixel: Sequence[float], width: int, height: int) -> CheckedBox:
-    """Validate a box (x1 < x2, y1 < y2) and clip it to its image; a box with nothing inside is dropped."""
-    if not is_proper(box_pixel):
-        return CheckedBox(None, "invalid_box")
-    clipped = clip_box(box_pixel, width, height)
-    if clipped is None:
-        return CheckedBox(None, "box_outside_image")
-    return CheckedBox(clipped, None, clipped != list(box_pixel))
-
-
-def note_clipped(report: BuildReport, where: str, before: Sequence[float], after: Sequence[float]) -> None:
-    """Count a clipped box in stats.json (`clipped_boxes`) with the first few examples."""
-    report.extra["clipped_boxes"] = report.extra.get("clipped_boxes", 0) + 1
-    examples = report.extra.setdefault("clipped_examples", [])
-    if len(examples) < MAX_CLIP_EXAMPLES:
-        examples.append(f"{where}: {list(before)} → {list(after)}")
-
-
-# ---------------------------------------------------------------- HOI records
-
-
-def hoi_pairs(record: SpatialRecord) -> list[tuple[int, int]] | None:
-    """(person index, object index) pairs of a record: `meta.hoi_pairs`, else alternating person/other labels;
-    [] when there are none, None when `meta.hoi_pairs` is malformed."""
-    if "hoi_pairs" in record.meta:
-        pairs = record.meta["hoi_pairs"]
-        ok = isinstance(pairs, list) and all(
-            isinstance(p, list) and len(p) == 2 and all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < len(record.boxes) for i in p)
-            for p in pairs
-        )
-        return [(p[0], p[1]) for p in pairs] if ok else None
-    labels = [b.label.strip().lower() for b in record.boxes]
-    if not labels or len(labels) % 2 or any((label == "person") != (i % 2 == 0) for i, label in enumerate(labels)):
-        return []
-    return [(i, i + 1) for i in range(0, len(labels), 2)]
-
-
-def read_hoi_records(path: Path, image_root: Path | None, report: BuildReport) -> list[tuple[int, dict, SpatialRecord]]:
-    """(line, object, parsed record) of every valid record with a unique id; the others are counted skips."""
-    base = image_root or path.parent
-    rows, seen = [], set()
-    for line, obj in read_jsonl_file(path, "HOI record file"):
-        try:
-            record = parse_record(obj, file=path, line=line, base_dir=base)
-        except RecordError as e:
-            report.skip("invalid_record", str(e))
-            continue
-        if record.id in seen:
-            report.skip("duplicate_id", f"{path}:{line}: {record.id}")
-            continue
-        seen.add(record.id)
-        rows.append((line, obj, record))
-    return rows
-
-
-def image_sizes(records: list[SpatialRecord], workers: int, progress: Progress) -> dict[str, ImageCheck]:
-    """Size (or skip reason) of every image the records use, each decoded once over `workers` processes."""
-    paths = sorted({str(p) for r in records for p in r.images})
-    return dict(zip(paths, parallel_map(check_image, paths, workers, progress)))
 
 
 def renumber_placeholders(obj: Any, new_index: dict[int, int]) -> Any:
@@ -186,15 +109,6 @@ def _field_indices(value: Any, n_boxes: int) -> set[int]:
     if isinstance(value, list):
         return {i for v in value for i in _field_indices(v, n_boxes)}
     return {value} if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < n_boxes else set()
-
-
-def absolute_media(obj: dict, record: SpatialRecord) -> dict:
-    """`images` (and `masks`, when the record has any) with absolute paths, so the record works from another folder."""
-    media: dict[str, Any] = {"images": [str(p.resolve()) for p in record.images]}
-    if record.masks:
-        media["masks"] = [str(m.path.resolve()) if isinstance(raw, str) else {**raw, "path": str(m.path.resolve())}
-                          for raw, m in zip(obj["masks"], record.masks)]
-    return media
 
 
 def add_refer_boxes(obj: dict, record: SpatialRecord, sizes: list[tuple[int, int]], report: BuildReport, where: str) -> dict | None:

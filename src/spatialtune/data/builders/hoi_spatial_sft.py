@@ -58,10 +58,10 @@ from . import (
     check_image,
     item_rng,
     parallel_map,
+    quotas,
     read_json_file,
 )
-from .hoi_boxes import check_box, note_clipped
-from .mix import quotas
+from ._hoi import check_box, note_clipped
 
 TASKS = ("referring", "grounding")
 VERB_FORMS = ("gerund", "as-given")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...records import RecordError, parse_record
-from . import BuildError, BuildReport, BuildSettings, Progress, builder, item_rng
+from . import BuildError, BuildReport, BuildSettings, Progress, builder, item_rng, quotas
 
 
 @dataclass
@@ -58,16 +58,6 @@ def parse_sources(specs: list[str]) -> list[Source]:
         names.add(name)
         sources.append(Source(Path(path), value, name))
     return sources
-
-
-def quotas(weights: list[float], total: int) -> list[int]:
-    """Integer counts proportional to `weights` that add up to `total` (largest-remainder rounding, ties by order)."""
-    exact = [total * w / sum(weights) for w in weights]
-    counts = [math.floor(x) for x in exact]
-    by_remainder = sorted(range(len(weights)), key=lambda i: (-(exact[i] - counts[i]), i))
-    for i in by_remainder[: total - sum(counts)]:
-        counts[i] += 1
-    return counts
 
 
 def _absolute(path: str, base: Path) -> str:
