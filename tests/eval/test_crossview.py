@@ -259,3 +259,9 @@ def test_malformed_replies_are_unparsable_never_a_crash(output, fixture_path, ti
     for row in bench.load(fixture_path, loaded.processor, loaded.family.convention)[:3]:
         result = bench.score(row, output, None)
         assert result.parsed is None and result.score == 0.0
+
+
+def test_the_hit_rule_definition_states_the_pixel_rule_the_code_uses():
+    rule = get_benchmark("crossview").definitions()["hit_rule"]
+    assert "floor(v·size)" in rule and "round(" not in rule
+    assert mask_pixel((0.19, 0.0), 10, 10) == (1, 0)  # floor(1.9); round(0.19·9) would give 2

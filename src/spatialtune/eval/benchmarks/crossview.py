@@ -238,7 +238,7 @@ class CrossView(Benchmark):
             "success_002 / success_005 / success_010": "visible-GT samples with L2 ≤ 0.02 / 0.05 / 0.10, divided by ALL visible-GT samples (no point = failure)",
             "hit_at_mask": "the source's Hit@Mask: hits / hit_at_mask_total, over visible-GT samples whose reply has a point and whose query mask exists (unparsable and NOT_VISIBLE replies are left out)",
             "hit_at_mask_all_visible": "ours: hits / visible-GT samples with a query mask; unparsable and NOT_VISIBLE replies count as misses",
-            "hit_rule": "point → mask pixel round(v·(size−1)) clamped to the mask, inside if > 0; t1_concat: x_full < 0.5 misses, else xR = (x_full − 0.5)·2, yR = y_full, clamped to [0,1]",
+            "hit_rule": "point → mask pixel floor(v·size) clamped into the mask (the pixel the point falls in; see the module docstring for how this departs from the source script), inside if > 0; t1_concat: x_full < 0.5 misses, else xR = (x_full − 0.5)·2, yR = y_full, clamped to [0,1]",
             "per_task": "the same metrics per task kind (t1_multi, t1_concat, t2a, t2b)",
             "missing_masks / bare_tuple_points": "visible-GT samples without a query mask (scored 0); replies read from a bare (x, y)",
         }
