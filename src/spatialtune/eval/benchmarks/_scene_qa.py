@@ -130,8 +130,8 @@ class SceneQA(Benchmark):
             **super().definitions(),
             "overall": "em_at_1: mean over questions of [reply (stripped) is exactly one of the references], no normalisation (ScanQA scripts/score.py Top1 (EM); SQA3D top-1 accuracy)",
             "em_at_1": "as overall",
-            "exact_match": "003 source: reply equals a reference, case-insensitive, stripped",
-            "partial_match": "003 source: reply contains a reference or is contained in one (case-insensitive, stripped; an empty reply never matches)",
+            "exact_match": "the 3D-scene source pipeline: reply equals a reference, case-insensitive, stripped",
+            "partial_match": "the 3D-scene source pipeline: reply contains a reference or is contained in one (case-insensitive, stripped; an empty reply never matches)",
             "em": "LEO: clean_answer(reply) equals clean_answer(reference), references checked in order, the first matching either way decides",
             "em_refined": "LEO: em, or one cleaned text contains the other with all whitespace removed (an empty cleaned reply scores 0; LEO would count it)",
             "per_group": f"mean of each answer metric per {self.group_name}",
@@ -157,7 +157,7 @@ class SceneQA(Benchmark):
             metrics["caption"] = {"note": "not computed (option caption_metrics=false)" if results else "no samples"}
         metrics["headline"] = {
             "EM@1": metrics["em_at_1"], "EM (LEO)": metrics["em"], "EM-refined (LEO)": metrics["em_refined"],
-            "exact (003)": metrics["exact_match"], "partial (003)": metrics["partial_match"],
+            "exact (3D-scene source)": metrics["exact_match"], "partial (3D-scene source)": metrics["partial_match"],
         }
         if metrics["caption"].get("CIDEr") is not None:
             metrics["headline"]["CIDEr"] = metrics["caption"]["CIDEr"]
