@@ -95,7 +95,7 @@ def last_paragraph_option(output: str, num_choices: int) -> str | None:
     named = valid.intersection(output.split())
     named_last = valid.intersection(output.split("\n\n")[-1].split())
     if len(named_last) == 1:
-        return named_last.pop()[1] if named else None
+        return named_last.pop()[1]  # the last paragraph's tokens are among the reply's
     return named.pop()[1] if len(named) == 1 else None
 
 
@@ -103,7 +103,7 @@ def sole_option_letter(reply: str, options: dict[str, str]) -> str | None:
     """VLMEvalKit's `can_infer_option`: the one option letter standing alone in the reply, "Z" for a refusal, or None.
 
     The reply's characters `.()[],:;!*#{}` become spaces and it is split on whitespace; if exactly one of the option
-    letters (case-sensitive, so "A" the article counts) is a token, that letter. A reply containing one of
+    letters (case-sensitive, so "A" the article counts, as in VLMEvalKit without its VERBOSE setting) is a token, that letter. A reply containing one of
     VLMEvalKit's refusal phrases, or naming no option but a lone "Z" token, is "Z". None otherwise (no letter, several
     letters, or "Failed to obtain answer via API").
     """
