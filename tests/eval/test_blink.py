@@ -10,7 +10,7 @@ from fixtures_mc import blink_row, edit_jsonl_row, scene, scripted, write_blink_
 
 from spatialtune.eval import tool_use
 from spatialtune.eval.benchmarks import get_benchmark
-from spatialtune.eval.benchmarks.blink import SPATIAL_SUBTASKS, row_subtask, subtask_name
+from spatialtune.eval.benchmarks.blink import SPATIAL_SUBTASKS, Blink, row_subtask, subtask_name
 from spatialtune.eval.runner import run_eval
 from spatialtune.records import RecordError
 
@@ -98,7 +98,9 @@ def test_a_scripted_run_scores_every_subtask(tmp_path, tiny_models, monkeypatch)
     metrics = run_eval(tiny_models("tiny-qwen3-vl"), get_benchmark("blink", options), path, tmp_path / "out", progress=False).metrics
     assert metrics["scores"] == {"Counting": 1.0, "Multi-view_Reasoning": 0.0, "Object_Localization": 0.0, "Relative_Depth": 1.0, "Spatial_Relation": 0.5}
     assert metrics["overall"] == pytest.approx(2.5 / 5) and metrics["plain_accuracy"] == pytest.approx(3 / 6)
-    assert metrics["unparsable"]["Multi-view_Reasoning"] == 1 and metrics["unparsable"]["Object_Localization"] == 1
+    # the official rule reads a bare "(C)" as C even with two options (a wrong answer, not an unparsable one)
+    assert metrics["unparsable"]["Multi-view_Reasoning"] == 1 and metrics["unparsable"]["Object_Localization"] == 0
+    assert metrics["gpt_matcher_replies"] == {"Counting": 1, "Multi-view_Reasoning": 1, "Object_Localization": 0, "Relative_Depth": 0, "Spatial_Relation": 1}
 
 
 def test_a_real_tiny_model_runs_end_to_end_with_a_two_image_row(tmp_path, tiny_models):
@@ -106,3 +108,45 @@ def test_a_real_tiny_model_runs_end_to_end_with_a_two_image_row(tmp_path, tiny_m
     result = run_eval(tiny_models("tiny-qwen3-vl"), get_benchmark("blink", options), path, tmp_path / "out", max_samples=4, max_new_tokens=8, progress=False)
     assert result.metrics["num_samples"] == 4 and len(result.rows[3]["images"]) == 2
     assert all(row["parsed"] in (None, "A", "B") for row in result.rows)
+
+
+def _score(reply: str, parser: str = "official", answer: str = "B"):
+    row = {"answer": answer, "choices": ["A", "B", "C", "D"]}
+    return get_benchmark("blink", {"parser": parser}).score(row, reply, None)
+
+
+SELF_CORRECTION = "Point (A) looks plausible at first, it sits near the lamp.\n\nLooking again, the answer is (B)"
+
+
+def test_a_self_correcting_reply_is_read_from_its_last_paragraph():
+    result = _score(SELF_CORRECTION)
+    assert result.parsed == "B" and result.score == 1.0 and result.scores == {"gpt_matcher_reply": False}
+
+
+def test_the_first_letter_parser_keeps_the_earliest_letter():
+    assert _score(SELF_CORRECTION, parser="first_letter").parsed == "A"
+
+
+def test_a_reply_naming_one_option_is_that_option_wherever_it_stands():
+    assert _score("I pick (B) because it is nearer.\n\nThat is my answer.").parsed == "B"
+
+
+def test_a_last_paragraph_naming_two_options_goes_to_the_matcher_stand_in():
+    result = _score("(C) is far.\n\nEither (A) or (B) fits.")
+    assert result.scores == {"gpt_matcher_reply": True} and result.parsed == "A"  # the shared parser's earliest letter
+
+
+def test_free_text_and_refusals_without_a_letter_are_unparsable():
+    for reply in ("The point on the left is closer to the camera.", "I'm sorry, but I can't assist with that request."):
+        result = _score(reply)
+        assert result.parsed is None and result.score == 0.0 and result.scores == {"gpt_matcher_reply": True}
+
+
+def test_an_unknown_parser_is_refused():
+    with pytest.raises(ValueError, match="parser='last'"):
+        get_benchmark("blink", {"parser": "last"})
+
+
+def test_definitions_name_the_official_rule_and_the_option():
+    rule = Blink().definitions()["option_rule"]
+    assert "analyze_answer" in rule and "2d6a779" in rule and "parser=first_letter" in rule

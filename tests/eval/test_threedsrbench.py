@@ -10,7 +10,7 @@ from fixtures_mc import THREEDSR_ROWS, draw_scene, scripted, write_3dsrbench_fix
 
 from spatialtune.eval import tool_use
 from spatialtune.eval.benchmarks import get_benchmark
-from spatialtune.eval.benchmarks.threedsrbench import circular_group, circular_scores, flip_group
+from spatialtune.eval.benchmarks.threedsrbench import ThreeDSRBench, circular_group, circular_scores, flip_group
 from spatialtune.eval.runner import run_eval
 from spatialtune.records import RecordError
 
@@ -49,7 +49,8 @@ def test_a_vlmevalkit_tsv_loads_base64_and_index_referenced_images(tmp_path, tin
     assert len({r["images"][0] for r in rows[:4]}) == 1 and rows[4]["images"][0].endswith(".images/4.png")
     assert [r["answer"] for r in rows] == ["A", "B", "A", "B", "C", "B", "A", "D"]
     assert rows[0]["choices"] == ["A", "B"] and "(D) behind" in rows[4]["messages"][0]["content"][1]["text"]
-    assert rows[3]["meta"] == {"qid": "Q1AAAAAA-flip-1", "type": "height", "circular_group": "Q1AAAAAA-flip", "flip_group": "Q1AAAAAA"}
+    assert rows[3]["meta"] == {"qid": "Q1AAAAAA-flip-1", "type": "height", "circular_group": "Q1AAAAAA-flip", "flip_group": "Q1AAAAAA",
+                               "options": {"A": "the chair", "B": "the lamp"}}
 
 
 def test_rows_without_qid_or_image_use_index_and_the_coco_url(tmp_path, tiny_models):
@@ -100,3 +101,62 @@ def test_a_real_tiny_model_runs_end_to_end(tmp_path, tiny_models):
     result = run_eval(tiny_models("tiny-qwen3-vl"), get_benchmark("3dsrbench", options), path, tmp_path / "out", max_samples=4, max_new_tokens=8, progress=False)
     assert result.metrics["num_samples"] == 4 and result.metrics["circular"]["num_questions"] == 2  # Q1 and its flipped twin
     assert all(row["parsed"] in (None, "A", "B") for row in result.rows)
+
+
+SIDES = {"A": "left", "B": "right", "C": "in front", "D": "behind"}
+
+
+def _score(reply: str, options=SIDES, answer: str = "B", matching: str = "vlmevalkit"):
+    row = {"answer": answer, "choices": list(options), "meta": {"options": options}}
+    return get_benchmark("3dsrbench", {"matching": matching}).score(row, reply, None)
+
+
+def test_a_free_form_reply_with_one_options_text_counts_as_that_option():
+    result = _score("The cup is on the right of the person.")
+    assert result.parsed == "B" and result.score == 1.0 and result.scores == {"option_text_match": True}
+
+
+def test_a_free_form_reply_with_two_options_texts_is_unparsable():
+    result = _score("Not left; it is to the right.")
+    assert result.parsed is None and result.score == 0.0
+
+
+def test_a_letter_reply_is_read_by_the_letter_rule():
+    result = _score("The answer is (B).")
+    assert result.parsed == "B" and result.scores == {"option_text_match": False}
+
+
+def test_i_am_not_sure_answers_no_on_a_yes_no_question():
+    assert _score("I am not sure", options={"A": "yes", "B": "no"}).parsed == "B"
+
+
+def test_a_refusal_phrase_is_unparsable():
+    assert _score("Cannot determine the answer from the image.").parsed is None
+
+
+def test_strict_matching_reads_option_letters_only():
+    assert _score("The cup is on the right of the person.", matching="strict").parsed is None
+    assert _score("The answer is (B).", matching="strict").parsed == "B"
+
+
+def test_an_unknown_matching_is_refused():
+    with pytest.raises(ValueError, match="matching='judge'"):
+        get_benchmark("3dsrbench", {"matching": "judge"})
+
+
+def test_text_matched_variants_still_group_under_circular_eval(tmp_path, tiny_models, monkeypatch):
+    path, options = write_3dsrbench_fixture(tmp_path)
+    outputs = {  # answers: A, B, A, B (the lamp) | C, B, A, D (front)
+        "Q1AAAAAA": "the lamp", "Q1AAAAAA-1": "It is the lamp.", "Q1AAAAAA-flip": "A", "Q1AAAAAA-flip-1": "the chair",
+        "Q2BBBBBB": "front", "Q2BBBBBB-1": "In front.", "Q2BBBBBB-2": "front", "Q2BBBBBB-3": "left or right",
+    }
+    monkeypatch.setattr(tool_use, "generate_batch", scripted(outputs))
+    metrics = run_eval(tiny_models("tiny-qwen3-vl"), get_benchmark("3dsrbench", options), path, tmp_path / "out", progress=False).metrics
+    assert metrics["circular"]["num_questions"] == 3 and metrics["overall"] == pytest.approx(1 / 3)  # Q1 ✓, Q1-flip ✗, Q2 ✗
+    assert metrics["plain_accuracy"] == pytest.approx(6 / 8) and metrics["option_text_matches"] == 6
+    assert metrics["unparsable"]["orientation_on_the_left"] == 1
+
+
+def test_definitions_name_vlmevalkit_can_infer_and_the_option():
+    rule = ThreeDSRBench().definitions()["option_rule"]
+    assert "can_infer" in rule and "matching_util.py" in rule and "matching=strict" in rule and "'I am not sure' matches 'no'" in rule

@@ -38,6 +38,13 @@ _CONVENTION_OF_FRAME = {"norm01": Convention.NORM01, "grid1000": Convention.QWEN
 PIXEL_TOLERANCE = 1e-6  # 0.3 / (1/80) is 23.999…: floor must not drop a pixel to float round-off
 HOI_PERSON_KEYS, HOI_OBJECT_KEYS = ("person_bbox", "person_box"), ("object_bbox", "object_box")
 MALFORMED_ACTION_REASONS = ("no_json", "not_object", "missing_keys", "wrong_types", "zero_normal", "negative_extent")
+# VLMEvalKit's can_infer_option (vlmeval/utils/matching_util.py): replies with these phrases are refusals ("Z"), and
+# these characters become spaces before the reply is split into tokens.
+VLMEVALKIT_REFUSALS = (
+    "Sorry, I can't help with images of people yet.", "I can't process this file.",
+    "I'm sorry, but without the image provided", "Cannot determine the answer",
+)
+_VLMEVALKIT_SEPARATORS = str.maketrans(dict.fromkeys(".()[],:;!*#{}", " "))
 
 Vector = tuple[float, float, float]
 
@@ -69,6 +76,60 @@ def parse_choice(output: str, choices: Sequence[str]) -> str | None:
         if match:
             found.append((match.start(), -len(choice), choice))  # earliest; at a tie, the longer choice
     return min(found)[2] if found else None
+
+
+def last_paragraph_option(output: str, num_choices: int) -> str | None:
+    """The option letter BLINK's `analyze_answer` reads without its GPT matcher, or None where it asks GPT-3.5.
+
+    The rule (zeyofu/BLINK_Benchmark eval/test_benchmark.py): a reply that is exactly "A".."E" or "(A)".."(E)" is
+    that letter; otherwise the options named are the whitespace-separated tokens equal to "(A)", "(B)", … (up to the
+    last choice; "(B)." or "B" is not such a token). Several options in the reply: the one option of its last
+    paragraph (text after the last blank line, "\\n\\n"). One option in the reply: that one, wherever it stands.
+    None: no option token at all, or several with none or several in the last paragraph.
+    """
+    if output in tuple("ABCDE"):
+        return output
+    if output in tuple(f"({x})" for x in "ABCDE"):
+        return output[1]
+    valid = {f"({x})" for x in letters(num_choices)}
+    named = valid.intersection(output.split())
+    named_last = valid.intersection(output.split("\n\n")[-1].split())
+    if len(named_last) == 1:
+        return named_last.pop()[1]  # the last paragraph's tokens are among the reply's
+    return named.pop()[1] if len(named) == 1 else None
+
+
+def sole_option_letter(reply: str, options: dict[str, str]) -> str | None:
+    """VLMEvalKit's `can_infer_option`: the one option letter standing alone in the reply, "Z" for a refusal, or None.
+
+    The reply's characters `.()[],:;!*#{}` become spaces and it is split on whitespace; if exactly one of the option
+    letters (case-sensitive, so "A" the article counts, as in VLMEvalKit without its VERBOSE setting) is a token, that letter. A reply containing one of
+    VLMEvalKit's refusal phrases, or naming no option but a lone "Z" token, is "Z". None otherwise (no letter, several
+    letters, or "Failed to obtain answer via API").
+    """
+    if "Failed to obtain answer via API" in reply:
+        return None
+    if any(phrase in reply for phrase in VLMEVALKIT_REFUSALS):
+        return "Z"
+    tokens = set(reply.translate(_VLMEVALKIT_SEPARATORS).split())
+    named = [letter for letter in options if letter in tokens]
+    if len(named) == 1:
+        return named[0]
+    return "Z" if not named and "Z" in tokens else None
+
+
+def sole_option_text(reply: str, options: dict[str, str]) -> str | None:
+    """VLMEvalKit's `can_infer_text`: the option whose text (lowercased) is a substring of the lowercased reply, when
+    exactly one is; else None. Substrings count: "I am not sure" contains "no"."""
+    reply = reply.lower()
+    found = [letter for letter, text in options.items() if str(text).lower() in reply]
+    return found[0] if len(found) == 1 else None
+
+
+def infer_option(reply: str, options: dict[str, str]) -> str | None:
+    """VLMEvalKit's `can_infer` (its exact-matching path): the letter rule (`sole_option_letter`), else the text rule
+    (`sole_option_text`); "Z" marks a refusal; None when neither infers an option."""
+    return sole_option_letter(reply, options) or sole_option_text(reply, options)
 
 
 def parse_numbers(output: str) -> list[float]:

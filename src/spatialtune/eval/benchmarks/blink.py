@@ -3,9 +3,18 @@ Counting and Object_Localization by default (option `subtasks`: any of the 14 co
 
 Official metric (the BLINK repository's `eval/evaluate.py`): accuracy per subtask on the `val` split (the test
 answers are hidden), and the total = the unweighted mean of the subtask accuracies — not row-weighted. We report
-both that mean (`overall`) and the plain accuracy over all rows. The official pipeline maps free-form replies to an
-option with GPT-3.5 ("(Z)" when none fits); we read the letter with the shared parser ("(B)", "B", "B.", "B)",
-"The answer is B", "Answer: B"; the earliest wins) and count replies with no letter as unparsable (scored 0).
+both that mean (`overall`) and the plain accuracy over all rows.
+
+Reading the option (option `parser`): by default the official rule, `analyze_answer` in the BLINK repository's
+`eval/test_benchmark.py` (zeyofu/BLINK_Benchmark @ 2d6a779; `answers.parse.last_paragraph_option`): a reply that
+is exactly "B" or "(B)" is B; otherwise the "(X)" tokens it names decide — one option in the whole reply wins
+wherever it stands, several are settled by the one option of the last paragraph ("… (A) looks plausible …\n\nSo
+the answer is (B)" → B). The rest (no "(X)" token, or several with none or several in the last paragraph) the
+official code hands to GPT-3.5 (`multiple_choice.py`), which answers "(Z)" for refusals. We cannot call it: the
+shared letter parser stands in — the last paragraph first, then the whole reply ("B.", "Answer: B", the earliest
+wins) — and a reply it reads no letter from (refusals, free text naming no letter) scores 0 and counts as
+unparsable. Such replies are counted per subtask (`gpt_matcher_replies`): only they may differ from the official
+score. `parser=first_letter` is our earlier rule: the earliest letter of the whole reply (`parse_letter`).
 
 Data: each row has `idx` (like `val_Counting_1`), `question`, `choices`, `answer` (like "(A)") and `image_1` …
 `image_4` (unused ones empty: a row shows 1–4 images, all given to the model in order); `prompt` and
@@ -24,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from ...answers.parse import parse_letter
+from ...answers.parse import last_paragraph_option, parse_letter
 from ...data.render import GeometryRenderer, Row
 from ...data.sources import Table, image_path, is_hub_id, is_present, read_table
 from ...errors import MissingFileError
@@ -41,6 +50,7 @@ ALL_SUBTASKS = (
 SPATIAL_SUBTASKS = ("Spatial_Relation", "Relative_Depth", "Multi-view_Reasoning", "Counting", "Object_Localization")
 IMAGE_COLUMNS = ("image_1", "image_2", "image_3", "image_4")
 _IDX_SUBTASK = re.compile(r"^(?:val|test)_(.+)_\d+$")
+PARSERS = ("official", "first_letter")  # analyze_answer's last-paragraph rule; our earliest-letter rule
 
 
 def as_names(value: Any) -> tuple[str, ...]:
@@ -101,11 +111,15 @@ class Blink(Benchmark):
 
     @dataclass(frozen=True)
     class Options:
-        """`subtasks`: the BLINK configs to evaluate (config names; a list or a comma-separated string)."""
+        """`subtasks`: the BLINK configs to evaluate (config names; a list or a comma-separated string);
+        `parser`: "official" (analyze_answer's rule) or "first_letter" (the earliest letter of the reply)."""
 
         subtasks: tuple[str, ...] | str = field(default=SPATIAL_SUBTASKS)
+        parser: str = "official"
 
         def __post_init__(self):
+            if self.parser not in PARSERS:
+                raise ValueError(f"option parser={self.parser!r}: expected one of {', '.join(PARSERS)}")
             names = as_names(self.subtasks)
             unknown = [n for n in names if subtask_name(n) is None]
             if unknown or not names:
@@ -153,21 +167,47 @@ class Blink(Benchmark):
         return table_row(table, line, record, renderer)
 
     def score(self, row: Row, output: str, renderer: GeometryRenderer) -> SampleResult:
-        """1 if the parsed letter is the answer's."""
-        return letter_result(row, output)
+        """1 if the option read from the reply (option `parser`) is the answer."""
+        if self.options.parser == "first_letter":
+            return letter_result(row, output)
+        num_choices, answer = len(row["choices"]), row["answer"]
+        parsed = last_paragraph_option(output, num_choices)
+        to_matcher = parsed is None  # the official code asks GPT-3.5 here; the shared letter parser stands in
+        if to_matcher:
+            parsed = parse_letter(output.split("\n\n")[-1], num_choices) or parse_letter(output, num_choices)
+        return SampleResult(float(parsed == answer), parsed, answer, scores={"gpt_matcher_reply": to_matcher})
 
     def definitions(self) -> dict[str, str]:
         """BLINK's total (mean over subtasks) vs plain accuracy."""
         return {
             **super().definitions(),
             "scores": "accuracy per subtask (mean 0/1 over its rows); an output with no option letter scores 0",
+            "option_rule": self._option_rule(),
             "overall": "BLINK total = unweighted mean of the per-subtask accuracies (BLINK repository, eval/evaluate.py); over the chosen subtasks only",
             "plain_accuracy": "micro accuracy over all rows of the chosen subtasks (not BLINK's number)",
         }
 
+    def _option_rule(self) -> str:
+        """How the option is read from a reply, under the chosen `parser`."""
+        if self.options.parser == "first_letter":
+            return ("parser=first_letter (ours, not BLINK's): the earliest option letter of the reply ('(B)', 'B', 'B.', 'B)', "
+                    "'The answer is B', 'Answer: B'); no letter: unparsable, 0. Default parser=official follows analyze_answer")
+        return (
+            "parser=official: BLINK eval/test_benchmark.py::analyze_answer (zeyofu/BLINK_Benchmark@2d6a779): a reply exactly 'B' or "
+            "'(B)' is B; else the whitespace-separated '(X)' tokens: one option in the reply wins, several are settled by the one "
+            "option of the last paragraph (after the last blank line). Replies it sends to its GPT-3.5 matcher (no '(X)' token, or "
+            "several and not exactly one in the last paragraph) are read with the shared letter parser instead, last paragraph "
+            "first, then the whole reply; no letter (refusals, free text): unparsable, 0 (GPT-3.5 would answer (Z) for refusals "
+            "and may map free text to an option). gpt_matcher_replies counts them per subtask. parser=first_letter: the earliest letter"
+        )
+
     def aggregate(self, results: list[dict[str, Any]]) -> dict[str, Any]:
-        """Per-subtask accuracy, their mean (`overall`) and the plain accuracy."""
+        """Per-subtask accuracy, their mean (`overall`), the plain accuracy and the replies the GPT matcher would read."""
         metrics = super().aggregate(results)
+        if self.options.parser == "official":
+            metrics["gpt_matcher_replies"] = {
+                task: sum(bool((r.get("scores") or {}).get("gpt_matcher_reply")) for r in results if r["task"] == task) for task in metrics["scores"]
+            }
         metrics["plain_accuracy"] = sum(r["score"] for r in results) / len(results) if results else 0.0
         metrics["headline"] = {"BLINK (mean of subtasks)": metrics["overall"], **metrics["scores"]}
         metrics["breakdown"] = {"per subtask": metrics["scores"]}

@@ -10,10 +10,20 @@ mirrored and left/right swapped in the text), and each of both is asked again wi
 every variant in its group is right. Overall = mean over questions (not over types); per type and per subtype
 likewise over the questions of that type (a question's subtype is its first row's `category`). We report that as
 `overall`, plus the stricter `circular_with_flip` (a question and its flipped twin merged into one group) and the
-plain per-variant accuracy (each row on its own, what a port without CircularEval reports). Letters are read with
-the shared parser ("(B)", "B", "B.", "B)", "The answer is B", "Answer: B"; earliest wins; none → unparsable, 0);
-VLMEvalKit maps unmatched replies with an LLM judge instead. With `--max-samples` a group may be cut short: it is
-then judged on the variants that were run.
+plain per-variant accuracy (each row on its own, what a port without CircularEval reports). With `--max-samples` a
+group may be cut short: it is then judged on the variants that were run.
+
+Reading the option (option `matching`): by default VLMEvalKit's exact-matching path, which produced the published
+numbers (no LLM judge; `vlmeval/utils/matching_util.py::can_infer` as of open-compass/VLMEvalKit@c9729aac, the
+commit that refined 3DSRBench; `answers.parse.infer_option`): first the letter rule (`can_infer_option`: the
+characters `.()[],:;!*#{}` become spaces; exactly one option letter among the tokens is that option — "A" the article
+counts; VLMEvalKit's refusal phrases or a lone "Z" are "Z", a wrong answer we count unparsable), else the text rule
+(`can_infer_text`: the one option whose lowercased text is a substring of the lowercased reply; two or more: none).
+Substrings make quirks: "I am not sure" contains "no", so it answers "no" on a yes/no question. Unmatched replies
+score 0 (VLMEvalKit's "Z"; with a judge it would ask an LLM, which we do not). Later VLMEvalKit (c3371551, Aug 2025)
+requires the letter among the last tokens and drops replies over twice the options' length from the text rule; we
+follow the earlier code the published numbers used. `matching=strict` is our earlier rule: the shared letter parser
+("(B)", "B", "B.", "B)", "The answer is B", "Answer: B"; earliest wins; no letter → unparsable, 0).
 
 Data: VLMEvalKit's `.tsv` (the official circular file: `index`, `qid`, `question`, `A`–`D` (unused options
 empty), `answer` (a letter), `category` (the subtype), `image` as base64 — or, VLMEvalKit's space saver, the
@@ -25,9 +35,10 @@ looked up under `--image-root` (also in its URL's folder, e.g. `train2017/`, as 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from ...answers.parse import parse_letter
+from ...answers.parse import infer_option, parse_letter, sole_option_letter
 from ...data.render import GeometryRenderer, Row
 from ...data.sources import Table, coco_image_candidates, existing_path, image_path, is_present, read_table
 from ...tasks.multiple_choice import choice_prompt, letters
@@ -46,6 +57,7 @@ TYPES = {
 }
 TYPE_OF = {subtype: kind for kind, subtypes in TYPES.items() for subtype in subtypes}
 OPTION_COLUMNS = ("A", "B", "C", "D")
+MATCHINGS = ("vlmevalkit", "strict")  # VLMEvalKit's can_infer; our letter parser
 VLMEVALKIT_IMAGE_REF_CHARS = 64  # a shorter image cell in a VLMEvalKit TSV is the index of the row holding the image
 
 
@@ -84,6 +96,16 @@ class ThreeDSRBench(Benchmark):
 
     name = "3dsrbench"
 
+    @dataclass(frozen=True)
+    class Options:
+        """`matching`: "vlmevalkit" (VLMEvalKit's can_infer: letter, then option text) or "strict" (option letters only)."""
+
+        matching: str = "vlmevalkit"
+
+        def __post_init__(self):
+            if self.matching not in MATCHINGS:
+                raise ValueError(f"option matching={self.matching!r}: expected one of {', '.join(MATCHINGS)}")
+
     def load(self, path, processor, convention, image_root=None, max_samples=None) -> list[Row]:
         """Validated rows; every problem names the file, line and field."""
         table = read_table(path, hub_ids=(HUB_ID,), split="test", image_root=image_root)
@@ -112,7 +134,8 @@ class ThreeDSRBench(Benchmark):
             qid, item["category"], [self._image(table, line, item, by_index, qid)],
             choice_prompt(str(item["question"]), [str(item[c]).strip() for c in present]), f"({answer})",
             answer=answer, choices=letters(len(present)),
-            meta={"qid": qid, "type": TYPE_OF[item["category"]], "circular_group": circular_group(qid), "flip_group": flip_group(qid)},
+            meta={"qid": qid, "type": TYPE_OF[item["category"]], "circular_group": circular_group(qid), "flip_group": flip_group(qid),
+                  "options": {column: str(item[column]) for column in present}},  # as VLMEvalKit compares them: unstripped
         )
         return table_row(table, line, record, renderer)
 
@@ -131,8 +154,14 @@ class ThreeDSRBench(Benchmark):
         raise table.error(line, "image", "no image: give image (path, bytes or base64), image_path or image_url")
 
     def score(self, row: Row, output: str, renderer: GeometryRenderer) -> SampleResult:
-        """1 if the parsed letter is this variant's answer (CircularEval happens in `aggregate`)."""
-        return letter_result(row, output)
+        """1 if the option read from the reply (option `matching`) is this variant's answer (CircularEval: `aggregate`)."""
+        if self.options.matching == "strict":
+            return letter_result(row, output)
+        options = row["meta"]["options"]
+        inferred = infer_option(output, options)  # VLMEvalKit's can_infer: the letter rule, then the text rule
+        by_text = inferred is not None and sole_option_letter(output, options) is None
+        parsed = None if inferred == "Z" else inferred  # "Z": a refusal, as wrong as no answer
+        return SampleResult(float(parsed == row["answer"]), parsed, row["answer"], scores={"option_text_match": by_text})
 
     def definitions(self) -> dict[str, str]:
         """Which number is CircularEval, which the stricter flip grouping, which plain accuracy."""
@@ -143,7 +172,21 @@ class ThreeDSRBench(Benchmark):
             "circular": "CircularEval as in `overall`, per type (height, location, orientation, multi_object) and per subtype (means over the questions of each)",
             "circular_with_flip": "stricter CircularEval: a question and its flipped twin in one group (X, X-k, X-flip, X-flip-k); not the official number",
             "plain_accuracy": "micro accuracy over all rows, each variant on its own (not the official number)",
+            "option_rule": self._option_rule(),
         }
+
+    def _option_rule(self) -> str:
+        """How the option is read from a reply, under the chosen `matching`."""
+        if self.options.matching == "strict":
+            return ("matching=strict (ours, not VLMEvalKit's): the earliest option letter ('(B)', 'B', 'B.', 'B)', 'The answer is B', "
+                    "'Answer: B'); no letter: unparsable, 0. Default matching=vlmevalkit reads option texts too")
+        return (
+            "matching=vlmevalkit: VLMEvalKit's exact matching, vlmeval/utils/matching_util.py::can_infer (open-compass/VLMEvalKit@c9729aac): "
+            "can_infer_option — .()[],:;!*#{} become spaces, exactly one option letter among the tokens is that option ('A' the article "
+            "counts), refusal phrases or a lone 'Z' are refusals (unparsable, 0) — else can_infer_text — the one option whose lowercased "
+            "text is a substring of the lowercased reply (so 'I am not sure' matches 'no'); none or several: unparsable, 0. "
+            "option_text_matches counts replies read by their text. matching=strict: option letters only"
+        )
 
     def aggregate(self, results: list[dict[str, Any]]) -> dict[str, Any]:
         """CircularEval overall / per type / per subtype, the stricter flip grouping, and plain accuracy."""
@@ -151,6 +194,8 @@ class ThreeDSRBench(Benchmark):
         circular = circular_scores(results, "circular_group")
         strict = circular_scores(results, "flip_group")
         plain = mean(r["score"] for r in results) or 0.0
+        if self.options.matching == "vlmevalkit":
+            metrics["option_text_matches"] = sum(bool((r.get("scores") or {}).get("option_text_match")) for r in results)
         metrics.update(
             overall=circular["overall"] or 0.0,
             circular=circular,
