@@ -33,9 +33,9 @@ def scripted(replies: dict[str, str]):
 @pytest.mark.parametrize(
     "output, frame, points, boxes",
     [
-        ("[(0.5, 0.5), (40, 30)]", "norm01", [(40, 30), (40, 30)], []),  # integer-only tuples are pixels, as in the originals
+        ("[(0.5, 0.5), (40, 30)]", "norm01", [(40, 30), (40, 30)], []),  # lenient (the function's default): integer-only tuples are pixels
         ("(0.999, 0.0)", "norm01", [(79, 0)], []),
-        ("(-0.001, 0.5)", "norm01", [(-1, 30)], []),  # floor: a negative coordinate stays outside the image
+        ("(-0.001, 0.5)", "norm01", [(-1, 30)], []),  # lenient floors: a negative coordinate stays outside the image
         ("(0.25, 0.5, 0.5, 1.0)", "norm01", [], [(20, 30, 40, 60)]),
         ("(0.5, 10.7)", "pixel", [(0, 10)], []),
         ("(500, 250)", "grid1000", [(40, 15)], []),

@@ -244,7 +244,7 @@ class OfficialParseError(ValueError):
 
 
 def _text_tuples(output: str) -> list[tuple[list[float], bool]]:
-    """(numbers, written with a decimal point) of every 2- or 4-number parenthesised tuple (integers mean pixels in the originals)."""
+    """Lenient rules: (numbers, written with a decimal point) of every 2- or 4-number tuple, spaces allowed (integer-only: pixels)."""
     found = []
     for texts in tuple_texts(output):
         values = [float(t) for t in texts]
