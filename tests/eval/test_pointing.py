@@ -33,9 +33,9 @@ def scripted(replies: dict[str, str]):
 @pytest.mark.parametrize(
     "output, frame, points, boxes",
     [
-        ("[(0.5, 0.5), (40, 30)]", "norm01", [(40, 30), (40, 30)], []),  # integer-only tuples are pixels, as in the originals
+        ("[(0.5, 0.5), (40, 30)]", "norm01", [(40, 30), (40, 30)], []),  # lenient (the function's default): integer-only tuples are pixels
         ("(0.999, 0.0)", "norm01", [(79, 0)], []),
-        ("(-0.001, 0.5)", "norm01", [(-1, 30)], []),  # floor: a negative coordinate stays outside the image
+        ("(-0.001, 0.5)", "norm01", [(-1, 30)], []),  # lenient floors: a negative coordinate stays outside the image
         ("(0.25, 0.5, 0.5, 1.0)", "norm01", [], [(20, 30, 40, 60)]),
         ("(0.5, 10.7)", "pixel", [(0, 10)], []),
         ("(500, 250)", "grid1000", [(40, 15)], []),
@@ -233,3 +233,68 @@ def test_a_huge_box_is_scored_without_materialising_its_pixels(where2place_path,
     result = bench.score(row, "(0, 0, 100000000, 100000000)", GeometryRenderer.for_processor(loaded.processor, loaded.family.convention))
     mask = read_mask_values(row["masks"][0]["path"], bench.options.mask_threshold)
     assert result.scores["num_points"] == mask.size and result.score == pytest.approx(mask.mean())  # the whole image, as the originals
+
+
+# ---------------------------------------------------------------- the official rules (issue 18)
+
+
+def _score_row(name: str, options: dict, path, index: int, reply: str, tiny_models):
+    loaded = tiny_models("tiny-qwen3-vl")
+    bench = get_benchmark(name, options)
+    row = bench.load(path, loaded.processor, loaded.family.convention)[index]
+    return bench.score(row, reply, GeometryRenderer.for_processor(loaded.processor, loaded.family.convention))
+
+
+def test_refspatial_defaults_to_roborefers_rules_and_where2place_to_robopoints():
+    assert get_benchmark("refspatial").options.rules == "roborefer" and get_benchmark("where2place").options.rules == "robopoint"
+    assert "summarize_acc.py::text2pts" in get_benchmark("refspatial").definitions()["parsing"]
+    assert "summarize_vqa.py::text2pts" in get_benchmark("where2place").definitions()["parsing"]
+    with pytest.raises(UnknownBenchmarkError, match="rules"):
+        get_benchmark("refspatial", {"rules": "official"})
+
+
+@pytest.mark.parametrize("rules, expected", [("roborefer", 0.25), ("robopoint", 0.0), ("lenient", 0.0)])
+def test_refspatial_scales_an_integer_box_by_the_image_size(rules, expected, refspatial_path, tiny_models):
+    # location-0's region is [40, 80) × [30, 60) of 80×60; (0, 0, 1, 1) is the whole image under roborefer, pixel (0, 0) else
+    assert _score_row("refspatial", {"rules": rules}, refspatial_path, 0, "[(0, 0, 1, 1)]", tiny_models).score == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("rules, expected", [("roborefer", 0.25), ("lenient", 1.0)])
+def test_refspatial_counts_box_pixels_outside_the_image_as_misses(rules, expected, refspatial_path, tiny_models):
+    # (60, 45)–(100, 75): 40×30 pixels, the 20×15 inside the image all in the region
+    result = _score_row("refspatial", {"rules": rules}, refspatial_path, 0, "[(0.75, 0.75, 1.25, 1.25)]", tiny_models)
+    assert (result.score, result.scores["num_points"]) == (pytest.approx(expected), 1200 if rules == "roborefer" else 300)
+
+
+@pytest.mark.parametrize("rules, parsed", [("robopoint", False), ("lenient", True)])
+def test_where2place_reads_no_tuple_with_spaces_inside_the_brackets(rules, parsed, where2place_path, tiny_models):
+    result = _score_row("where2place", {"rules": rules}, where2place_path, 0, "[( 0.75 , 0.75 )]", tiny_models)
+    assert (result.parsed is not None) is parsed and result.score == pytest.approx(1.0 if parsed else 0.0, abs=0.02)
+
+
+@pytest.mark.parametrize("rules, expected", [("robopoint", 0.0), ("lenient", 1.0)])
+def test_where2place_empties_a_box_with_a_negative_corner(rules, expected, where2place_path, tiny_models):
+    # row 1's region is [0, 20) × [0, 20); x1 = −8 slices columns 72:16 (empty) under robopoint, clips to 0:16 under lenient
+    result = _score_row("where2place", {"rules": rules}, where2place_path, 1, "[(-0.1, -0.1, 0.2, 0.3)]", tiny_models)
+    assert result.score == pytest.approx(expected, abs=0.02)
+
+
+@pytest.mark.parametrize("rules, expected", [("robopoint", 1.0), ("lenient", 0.0)])
+def test_where2place_truncates_a_tiny_negative_coordinate_into_the_image(rules, expected, where2place_path, tiny_models):
+    result = _score_row("where2place", {"rules": rules}, where2place_path, 1, "[(-0.0004, 0.1)]", tiny_models)
+    assert result.parsed["points"] == [[0 if rules == "robopoint" else -1, 6]] and result.score == pytest.approx(expected, abs=0.02)
+
+
+def test_the_official_score_leaves_out_replies_its_parser_fails_on(where2place_path, tiny_models, tmp_path, monkeypatch):
+    replies = {
+        "0": "[(0.75, 0.75)]",  # in: 1
+        "1": "[(1, 0.5, 0.2, 0.3)]",  # an integer x1 with decimals elsewhere: RoboPoint's text2pts raises, the sample is skipped
+        "2": "I don't know",  # no tuple: 0 there too
+        "3": "[(0.5, 0.9)]",  # in: 1
+    }
+    monkeypatch.setattr(tool_use, "generate_batch", scripted(replies))
+    metrics = run_eval(tiny_models("tiny-qwen3-vl"), "where2place", where2place_path, tmp_path / "out", progress=False).metrics
+    assert metrics["score_official"] == pytest.approx(2 / 3, abs=0.01) and metrics["overall"] == pytest.approx(2 / 4, abs=0.01)
+    assert metrics["score_skip_unparsable"] == pytest.approx(1.0, abs=0.01) and metrics["headline"]["score_official"] == metrics["score_official"]
+    assert (metrics["num_parse_errors"], metrics["num_unparsable"], metrics["rules"]) == (1, 2, "robopoint")
+    assert metrics["scores_official"] == pytest.approx({"seen": 0.5, "unseen": 1.0}, abs=0.01)

@@ -104,9 +104,10 @@ def hit_at_mask(point_norm01: Sequence[float], mask: np.ndarray, concat: bool) -
     return bool(mask[y, x])
 
 
-def fraction_in_mask(answer: PointAnswer, mask: np.ndarray) -> tuple[float, int, float]:
-    """(score, number of points, summed mask value at them): a point outside the image counts (as a miss); a box adds
-    its pixels inside the image, as the originals do (they fill the box into an image-sized array and take its pixels)."""
+def fraction_in_mask(answer: PointAnswer, mask: np.ndarray, box_outside_misses: bool = False) -> tuple[float, int, float]:
+    """(score, number of points, summed mask value at them): a point outside the image counts as a miss; a box adds its
+    pixels [x1, x2) × [y1, y2) inside the image and, with `box_outside_misses` (RoboRefer's `compute_accuracy`, whose
+    box points are not clipped), its pixels outside the image as misses too; a box with x2 ≤ x1 or y2 ≤ y1 adds none."""
     height, width = mask.shape
     total, inside = 0, 0.0
     for x, y in answer.points_pixel:
@@ -114,11 +115,11 @@ def fraction_in_mask(answer: PointAnswer, mask: np.ndarray) -> tuple[float, int,
         if 0 <= x < width and 0 <= y < height:
             inside += float(mask[y, x])
     for x0, y0, x1, y1 in answer.boxes_pixel:
-        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
-        if x1 <= x0 or y1 <= y0:
-            continue
-        total += (x1 - x0) * (y1 - y0)
-        inside += float(mask[y0:y1, x0:x1].sum())
+        cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+        clipped = max(cx1 - cx0, 0) * max(cy1 - cy0, 0)
+        total += max(x1 - x0, 0) * max(y1 - y0, 0) if box_outside_misses else clipped
+        if clipped:
+            inside += float(mask[cy0:cy1, cx0:cx1].sum())
     return (inside / total if total else 0.0), total, inside
 
 

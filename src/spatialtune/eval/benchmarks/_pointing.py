@@ -1,33 +1,43 @@
 """Point referring, shared by `where2place.py` and `refspatial.py`: point at the free space or the object a sentence describes.
 
-Score (RoboPoint's `summarize_vqa.py` for Where2Place; RoboRefer's scorer and the RefSpatial-Bench card): per sample,
-the fraction of predicted points inside the ground-truth mask; a point outside the image counts 0; a reply that
-yields no point scores 0; the benchmark is the mean over samples (also per question type / split / step).
+Score (RoboPoint's `summarize_vqa.py` for Where2Place, RoboRefer's `summarize_acc.py::compute_accuracy` for
+RefSpatial): per sample, the fraction of predicted points inside the ground-truth mask; a point outside the image
+counts 0; a reply that yields no point scores 0; the benchmark is the mean over samples (also per question type /
+split / step).
 
-Parsing, as the originals: every parenthesised tuple is read; `(x, y)` is a point and `(x1, y1, x2, y2)` a box
-whose every pixel of [x1, x2) × [y1, y2) inside the image counts as a point (a degenerate box, or the part of a box
-outside the image, adds none — the originals fill the box into an image-sized array); other lengths are ignored.
+Parsing (option `rules`; the full text of each is `RULES_DEFINITIONS`, in every run's definitions):
+- `robopoint` (Where2Place's default): RoboPoint's `text2pts` — its tuple regex (no spaces inside the brackets, except
+  after commas), int() truncation toward zero, a 4-tuple scaled only when x1 is written with a decimal point, and box
+  pixels taken by slicing an image-sized array (a negative corner counts from the far edge; pixels outside dropped);
+- `roborefer` (RefSpatial's default): RoboRefer's `text2pts` with is_absolute=False — the same regex and truncation,
+  every 4-tuple scaled (integers too), and every box pixel a point, those outside the image misses;
+- `lenient` (ours before issue 18): spaces allowed, floor, integer boxes are pixels, boxes clipped to the image.
+Both official rules share: `(x, y)` is a point, `(x1, y1, x2, y2)` a box of pixels [x1, x2) × [y1, y2), other
+lengths are ignored, and a 2-tuple written only with integers is pixels. A reply on which the official `text2pts`
+raises (a reversed box under roborefer, a box with an integer x1 and a decimal elsewhere under robopoint, a number
+too large for an index) is a parse error: unparsable here, left out of `score_official` as the scripts skip it.
 Where a reply holds no tuple and `json_points` is on, Qwen's native JSON (`point_2d` / `point`, `bbox_2d` / `bbox`)
-is read instead (counted in `parsed_from_json`; the originals would score such a reply 0).
+is read instead, by our lenient conversion (counted in `parsed_from_json`; the originals would score such a reply 0).
 
 Coordinates (option `coords`; the resolved frame is in every result's meta, in `coords`, the headline and the
 definitions, and the prompt's format instruction asks for it):
-- `norm01` (default; what the benchmarks' prompts ask): fractions of width and height. As in the originals, a tuple
-  written only with integers (no decimal point) is read as absolute pixels;
+- `norm01` (default; what the benchmarks' prompts ask, and the frame the official rules are written for): fractions of
+  width and height, read as `rules` says;
 - `pixel`: absolute pixels of the original image (the prompt states its size);
 - `grid1000`: a 0–1000 grid over width and height (lmms-eval's JSON variant);
 - `model`: the model family's own convention — Qwen2.5-VL absolute pixels of the processor-resized image (the
   prompt states that size; `qwen25_abs`), Qwen3-VL the 0–1000 grid (`grid1000`), other models `norm01`.
-Model coordinates become pixels by floor, up to 1e-6 px of float round-off (the originals truncate with int(),
-which moves −0.4 px into the image).
+Outside `norm01`, every tuple (integers too) is converted by us and floored (up to 1e-6 px of float round-off), and
+then the box rule of `rules` applies.
 
-Parse failures: a reply with no tuple (and no JSON point) is unparsable. `score_unparsable_zero` (= `overall`)
-scores it 0; `score_skip_unparsable` leaves it out, as the originals leave out replies whose parsing fails (note
-that RoboPoint scores a reply without any tuple 0, so its number lies between the two); both come with counts.
+Parse failures: a reply with no tuple (and no JSON point), or a parse error, is unparsable. `score_unparsable_zero`
+(= `overall`) scores both 0; `score_skip_unparsable` leaves both out; `score_official` (the number the official
+script prints) leaves out parse errors only and scores replies without a tuple 0; all come with counts.
 
 Masks: Where2Place masks are JPEG and RoboPoint averages `mask / 255` at the points (JPEG noise counts partially);
 by default (`mask_threshold` null) we do the same, so the number is the original's; `mask_threshold=0.5`
-binarises (value/255 > 0.5), as lmms-eval's port rounds. RefSpatial masks are PNG, inside = value > 0 (default threshold 0.0).
+binarises (value/255 > 0.5), as lmms-eval's port rounds. RefSpatial masks are PNG, inside = value > 0 (default threshold 0.0;
+RoboRefer reads channel 0 of an RGB mask, we its luminance).
 
 Data — Where2Place (`FlagEval/Where2Place`, split `test`, 100 rows): `question_id`, `question` (RoboPoint's jsonl:
 `text`), `question_type`, `image`, `mask`. RefSpatial-Bench (`BAAI/RefSpatial-Bench`, splits `location` 100,
@@ -46,14 +56,14 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from ...answers.match import fraction_in_mask
-from ...answers.parse import PointAnswer, parse_point_answer
+from ...answers.parse import POINT_RULES, PointAnswer, parse_point_answer
 from ...data.render import GeometryRenderer, Row, record_to_row
 from ...data.sources import Table
 from ...geometry import Convention, ImageFrame
 from ...media import read_mask_values
 from ...records import SpatialRecord, check_media, parse_record
 from ..scoring import row_frame
-from . import Benchmark, SampleResult, UnknownBenchmarkError, first_rows, mean, user_turn
+from . import Benchmark, SampleResult, UnknownBenchmarkError, first_rows, group_means, mean, user_turn
 
 COORDS = ("norm01", "pixel", "grid1000", "model")
 FORMAT_INSTRUCTION = (
@@ -67,6 +77,25 @@ UNITS = {
     "grid1000": "integers between 0 and 1000, the position along the image's width and height on a 0 to 1000 scale",
 }
 MAX_DRAWN_POINTS = 200
+ROBOREFER_SOURCE = "RoboRefer Evaluation/summarize_acc.py::text2pts (is_absolute=False) and compute_accuracy @ d97a995"
+ROBOPOINT_SOURCE = "RoboPoint robopoint/eval/summarize_vqa.py::text2pts and its accuracy loop @ adbee8d"
+_OFFICIAL_TUPLES = ("tuples as its regex finds them: no space after '(', before ')' or before a comma ('( 0.52 , 0.31 )' is no tuple); "
+                    "a number with a decimal point is a float, else an integer; tuples of other lengths than 2 and 4 are ignored; "
+                    "a 2-tuple with a float becomes int(x·width), int(y·height) (truncation toward zero: −0.0004 → pixel 0), "
+                    "an all-integer 2-tuple is pixels as written; ")
+RULES_DEFINITIONS = {
+    "roborefer": f"option rules='roborefer', {ROBOREFER_SOURCE}: {_OFFICIAL_TUPLES}every 4-tuple is scaled the same way, integers too "
+    "((1, 2, 3, 4) → (width, 2·height, 3·width, 4·height)), and every pixel of [x1,x2)×[y1,y2) is a point, those outside the image "
+    "misses; a box with x2 < x1 or y2 < y1 makes text2pts raise (a parse error); a reply with zero points scores 0",
+    "robopoint": f"option rules='robopoint', {ROBOPOINT_SOURCE}: {_OFFICIAL_TUPLES}a 4-tuple is scaled when x1 has a decimal point, "
+    "else it is pixels (and a decimal elsewhere makes text2pts raise: a parse error); its points are mask[y1:y2, x1:x2] of an image-sized "
+    "array, Python slicing: a negative corner counts from the far edge (x1 = −5 → width − 5; the slice is empty unless x2 is past it) "
+    "and pixels outside the image are dropped; the script scales by its default 640×480, the Where2Place image size, we by each image's "
+    "size; a reply with zero points scores 0",
+    "lenient": "option rules='lenient', ours before issue 18: spaces allowed inside tuples; coordinates → pixels by floor "
+    "(−0.0004 → −1, outside); an all-integer 2- or 4-tuple is pixels; a box adds its pixels [x1,x2)×[y1,y2) inside the image "
+    "(clipped at 0, no wrap-around), none when x2 ≤ x1 or y2 ≤ y1; nothing is a parse error",
+}
 
 
 def resolve_frame(coords: str, convention: Convention) -> str:
@@ -99,9 +128,11 @@ class PointReferring(Benchmark):
 
     @dataclass(frozen=True)
     class Options:
-        """coords: frame replies are read in; mask_threshold: binarisation (None: fractional); prompt_template; json_points."""
+        """coords: frame replies are read in; rules: whose parsing and box rules (POINT_RULES); mask_threshold:
+        binarisation (None: fractional); prompt_template; json_points."""
 
         coords: str = "norm01"
+        rules: str = "robopoint"  # RoboPoint's summarize_vqa.py (Where2Place); RefSpatial sets roborefer
         mask_threshold: float | None = None  # RoboPoint's fractional value/255 (the original wins)
         prompt_template: str | None = None
         json_points: bool = True
@@ -109,6 +140,8 @@ class PointReferring(Benchmark):
         def __post_init__(self):
             if self.coords not in COORDS:
                 raise UnknownBenchmarkError(f"option coords={self.coords!r}: expected one of {', '.join(COORDS)}")
+            if self.rules not in POINT_RULES:
+                raise UnknownBenchmarkError(f"option rules={self.rules!r}: expected one of {', '.join(POINT_RULES)}")
             if self.mask_threshold is not None and not 0.0 <= self.mask_threshold < 1.0:
                 raise UnknownBenchmarkError(f"option mask_threshold={self.mask_threshold!r}: expected a number in [0, 1) or null")
 
@@ -170,48 +203,61 @@ class PointReferring(Benchmark):
         """Fraction of the reply's points inside the mask (0 for an unparsable reply or one without points)."""
         frame = row["meta"]["coords"]
         mask_path = row["masks"][0]["path"]
-        answer = parse_point_answer(output, frame, row_frame(row, 0, renderer), self.options.json_points)
-        if answer is None:
-            return SampleResult(0.0, None, mask_path, mask_path, {"num_points": 0, "in_mask": 0.0, "from_json": False}, _draw(None))
-        score, total, inside = fraction_in_mask(answer, read_mask_values(mask_path, self.options.mask_threshold))
-        scores = {"num_points": total, "in_mask": inside, "from_json": answer.from_json}
+        answer = parse_point_answer(output, frame, row_frame(row, 0, renderer), self.options.json_points, self.options.rules)
+        if answer is None or answer.parse_error:
+            scores = {"num_points": 0, "in_mask": 0.0, "from_json": False, "parse_error": answer.parse_error if answer else None}
+            return SampleResult(0.0, None, mask_path, mask_path, scores, _draw(None))
+        mask = read_mask_values(mask_path, self.options.mask_threshold)
+        score, total, inside = fraction_in_mask(answer, mask, box_outside_misses=self.options.rules == "roborefer")
+        scores = {"num_points": total, "in_mask": inside, "from_json": answer.from_json, "parse_error": None}
         return SampleResult(score, answer.as_json(), mask_path, mask_path, scores, _draw(answer))
 
     def definitions(self) -> dict[str, str]:
-        """The score, both treatments of parse failures, the coordinate frame and the mask rule."""
+        """The score, the treatments of parse failures, the parsing rules, the coordinate frame and the mask rule."""
         threshold = self.options.mask_threshold
         return {
             **super().definitions(),
             "overall": "mean over samples of the fraction of predicted points inside the GT mask (" + ("binarised" if threshold is not None else "its value/255")
             + " at each point; out-of-image points 0, no points 0, unparsable 0)",
             "score_unparsable_zero": "the same as overall: unparsable replies score 0 (ours)",
-            "score_skip_unparsable": "mean over parsable replies only, unparsable ones left out (as the originals skip failed parses)",
-            "num_unparsable / num_scored": "replies with no (x, y) / (x1, y1, x2, y2) tuple (nor JSON point); replies scored",
-            "parsing": "every parenthesised 2-tuple is a point, every 4-tuple a box whose every pixel [x1,x2)×[y1,y2) inside the image is a point"
-            + ("; without tuples, Qwen JSON point_2d/bbox_2d" if self.options.json_points else ""),
-            "coords": f"option coords={self.options.coords!r}: norm01 = fractions of width/height (integer-only tuples are pixels, as in the originals); "
-            "pixel = original pixels; grid1000 = 0–1000 grid; model = the family's convention (Qwen2.5-VL qwen25_abs: pixels of the resized image; "
-            "Qwen3-VL grid1000). The resolved frame of this run is metrics['coords']; coordinates → pixels by floor",
+            "score_skip_unparsable": "mean over parsable replies only, unparsable ones (no tuple, or a parse error) left out",
+            "score_official / scores_official": "the official script's number (overall / per group): replies on which its text2pts raises "
+            "(num_parse_errors) are left out of the mean, as it does after 'Failed to parse'; replies without a tuple count 0"
+            + (" — under rules='lenient' nothing raises, so it equals overall" if self.options.rules == "lenient" else ""),
+            "num_unparsable / num_scored": "replies with no (x, y) / (x1, y1, x2, y2) tuple (nor JSON point), or a parse error; replies scored",
+            "parsing": RULES_DEFINITIONS[self.options.rules]
+            + ("; a reply without a tuple is read as Qwen JSON point_2d/bbox_2d (ours; the originals score it 0)" if self.options.json_points else ""),
+            "coords": f"option coords={self.options.coords!r}: norm01 = fractions of width/height, read as `parsing` says; pixel = original pixels; "
+            "grid1000 = 0–1000 grid; model = the family's convention (Qwen2.5-VL qwen25_abs: pixels of the resized image; Qwen3-VL grid1000). "
+            "In frames other than norm01 every tuple (integers too) is converted and floored by us, then the box rule of `parsing` applies. "
+            "The resolved frame of this run is metrics['coords']",
             "mask": "inside = mask value/255 > " + (f"{threshold}" if threshold is not None else "— not binarised: the mean of value/255 at the points (RoboPoint's fractional score)"),
         }
 
     def aggregate(self, results: list[dict[str, Any]]) -> dict[str, Any]:
-        """Mean score with unparsable replies as 0 (overall) and left out, with counts and the coordinate frame."""
+        """Mean score with unparsable replies as 0 (overall), left out, and as the official script (parse errors left
+        out), with counts and the coordinate frame."""
         metrics = super().aggregate(results)
         parsed = [r for r in results if r["parsed"] is not None]
+        official = [r for r in results if not r["scores"].get("parse_error")]
         frames = sorted({r["meta"].get("coords", "?") for r in results})
         overall = mean(r["score"] for r in results) or 0.0
         metrics.update(
             overall=overall,
             score_unparsable_zero=overall,
             score_skip_unparsable=mean(r["score"] for r in parsed),
+            score_official=mean(r["score"] for r in official),
+            scores_official=group_means(official, key=lambda r: r["task"]),
             num_unparsable=len(results) - len(parsed),
+            num_parse_errors=len(results) - len(official),
             num_scored=len(parsed),
             parsed_from_json=sum(bool(r["scores"].get("from_json")) for r in parsed),
             replies_without_points=sum(r["scores"]["num_points"] == 0 for r in parsed),
             coords=frames[0] if len(frames) == 1 else frames,
+            rules=self.options.rules,
         )
-        metrics["headline"] = {"score": overall, "score_skip_unparsable": metrics["score_skip_unparsable"], "coords": metrics["coords"]}
+        metrics["headline"] = {"score": overall, "score_official": metrics["score_official"], "score_skip_unparsable": metrics["score_skip_unparsable"],
+                               "coords": metrics["coords"]}
         return metrics
 
 

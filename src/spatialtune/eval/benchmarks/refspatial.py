@@ -1,5 +1,7 @@
 """RefSpatial-Bench (RoboRefer, `BAAI/RefSpatial-Bench`): multi-step spatial referring over the location, placement
-and unseen splits; scored by the fraction of predicted points inside the mask (parsing, frames and masks: `_pointing.py`)."""
+and unseen splits; scored by the fraction of predicted points inside the mask as RoboRefer's `Evaluation/summarize_acc.py`
+@ d97a995 does (`text2pts` with is_absolute=False, `compute_accuracy`): option `rules`, default `roborefer`; `robopoint` and
+`lenient` (ours before issue 18) are the others (parsing, frames and masks: `_pointing.py`)."""
 
 from __future__ import annotations
 
@@ -22,8 +24,9 @@ class RefSpatial(PointReferring):
 
     @dataclass(frozen=True)
     class Options(PointReferring.Options):
-        """As the point-referring options, with PNG masks (> 0) and `split` (None: every split)."""
+        """As the point-referring options, with RoboRefer's rules, PNG masks (> 0) and `split` (None: every split)."""
 
+        rules: str = "roborefer"
         mask_threshold: float | None = 0.0
         split: str | None = None
 

@@ -1,5 +1,6 @@
 """Where2Place (RoboPoint, `FlagEval/Where2Place`): point at free space a sentence describes; scored by the fraction
-of predicted points inside the mask (parsing, frames and masks: `_pointing.py`)."""
+of predicted points inside the mask as RoboPoint's `robopoint/eval/summarize_vqa.py` @ adbee8d does (`text2pts` and its
+accuracy loop): option `rules`, default `robopoint`; `lenient` keeps ours before issue 18 (parsing, frames and masks: `_pointing.py`)."""
 
 from __future__ import annotations
 
