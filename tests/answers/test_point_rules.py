@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from spatialtune.answers.match import fraction_in_mask
-from spatialtune.answers.parse import PointAnswer, parse_point_answer
+from spatialtune.answers.points import PointAnswer, parse_point_answer
 from spatialtune.geometry import ImageFrame
 
 FRAME = ImageFrame(80, 60, 80, 60)

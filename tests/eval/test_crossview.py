@@ -11,7 +11,7 @@ import pytest
 from fixtures_points import T1_PROMPT, answer_text, write_crossview_fixture, write_x3_views, x3_samples
 
 from spatialtune.answers.match import concat_to_query, hit_at_mask, mask_pixel
-from spatialtune.answers.parse import X3Answer, parse_ground_truth, parse_prediction
+from spatialtune.answers.points import X3Answer, parse_ground_truth, parse_prediction
 from spatialtune.eval import tool_use
 from spatialtune.eval.benchmarks import get_benchmark
 from spatialtune.eval.benchmarks.crossview import mask_candidates, task_kind

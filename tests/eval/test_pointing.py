@@ -11,7 +11,7 @@ from fixtures_points import REFSPATIAL_SUFFIX, refspatial_rows, write_refspatial
 from PIL import Image
 
 from spatialtune.answers.match import fraction_in_mask
-from spatialtune.answers.parse import PointAnswer, parse_point_answer
+from spatialtune.answers.points import PointAnswer, parse_point_answer
 from spatialtune.data.render import GeometryRenderer
 from spatialtune.eval import tool_use
 from spatialtune.eval.benchmarks import UnknownBenchmarkError, get_benchmark

@@ -17,7 +17,8 @@ from torchvision.ops import box_iou
 
 from ..geometry import is_proper
 from ..tasks.roomplan import VECTOR_KEYS
-from .parse import PointAnswer, Vector, parse_letter, vector3
+from .parse import Vector, parse_letter, vector3
+from .points import PointAnswer
 
 
 def letter_score(output: str, answer: str, num_choices: int) -> tuple[str | None, float]:

@@ -56,7 +56,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from ...answers.match import fraction_in_mask
-from ...answers.parse import POINT_RULES, PointAnswer, parse_point_answer
+from ...answers.points import POINT_RULES, PointAnswer, parse_point_answer
 from ...data.render import GeometryRenderer, Row, record_to_row
 from ...data.sources import Table
 from ...geometry import Convention, ImageFrame

@@ -52,7 +52,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ...answers.match import hit_at_mask
-from ...answers.parse import X3Answer, parse_ground_truth, parse_prediction
+from ...answers.points import X3Answer, parse_ground_truth, parse_prediction
 from ...data.render import GeometryRenderer, Row, record_to_row
 from ...data.sources import Table, image_path, read_table
 from ...geometry import Convention
