@@ -13,6 +13,7 @@ import typer
 
 from .data import data_app
 from .eval import eval_app
+from .export import export
 from .models import models
 from .pipelines import quickstart, smoke
 from .train import train
@@ -22,6 +23,7 @@ app.command("models")(models)
 app.add_typer(data_app, name="data")
 app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(train)
 app.add_typer(eval_app, name="eval")
+app.command("export")(export)
 app.command("smoke")(smoke)
 app.command("quickstart")(quickstart)
 
