@@ -12,7 +12,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 from spatialtune.data.dataset import prepare_rows
 from spatialtune.eval.generate import generate_batch
 from spatialtune.models.adapters import AdapterSettings, LoraSettings
-from spatialtune.models.export import ExportError, export_run
+from spatialtune.models.export import ExportError, export_run, write_run_card
 from spatialtune.models.loading import clear_call_state, load_model
 from spatialtune.pipelines.smoke import sample_dataset
 from spatialtune.runs import RunConfig
@@ -131,7 +131,7 @@ def test_the_model_card_names_base_model_data_recipe_and_metrics(lora_run, tmp_p
     export_run(lora_run, tmp_path / "out", merge_lora=True)
     card = (tmp_path / "out" / "README.md").read_text()
     assert "[None]" not in card and "tiny-qwen3-vl" in card
-    assert str(sample_dataset()) in card and "4 records in the file" in card
+    assert str(sample_dataset()) in card and "4 records in the file" in card and "`training_config.yaml` in this folder" in card
     assert "recipe `sft`" in card and "LoRA (r=4, alpha=8" in card and "merged into the base weights" in card
     assert "| learning_rate | 0.01 |" in card and "| max_steps | 2 |" in card
     history = json.loads((lora_run / "log_history.json").read_text())
@@ -177,3 +177,29 @@ def test_a_missing_metrics_folder_is_refused(full_run, tmp_path):
     with pytest.raises(ExportError, match="--metrics"):
         export_run(full_run, tmp_path / "out", metrics=[tmp_path / "nowhere"])
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
+
+
+def test_the_run_card_for_a_runs_own_model_folder_names_the_base_model(lora_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(lora_run, run)
+    assert "base_model: ''" in (run / "model" / "README.md").read_text()  # PEFT's card: no base model
+    card = write_run_card(run, run / "model").read_text()
+    assert "tiny-qwen3-vl" in card and "shipped as a PEFT adapter" in card and "`config.yaml` in the run folder" in card
+
+
+def test_a_relative_dot_target_gets_a_partial_folder_beside_it(full_run, tmp_path, monkeypatch):
+    (tmp_path / "out").mkdir()
+    monkeypatch.chdir(tmp_path / "out")
+    export_run(full_run, ".")
+    assert (tmp_path / "out" / "model.safetensors").is_file() and not (tmp_path / "out.partial").exists()
+
+
+def test_a_checkpoint_of_a_run_exports_with_the_runs_card(lora_run, tmp_path):
+    checkpoint = sorted(lora_run.glob("checkpoint-*"))[-1]
+    result = export_run(checkpoint, tmp_path / "out", merge_lora=True)
+    assert result.run_dir == lora_run and result.source == checkpoint
+    model, _ = _plain(tmp_path / "out")
+    assert type(model) is type(load_model(str(checkpoint)).model)
+    assert f"weights from `{checkpoint.name}/`" in (tmp_path / "out" / "README.md").read_text()

@@ -138,7 +138,7 @@ def _data_section(data: dict[str, Any]) -> list[str]:
     lines = ["## Training data", "", f"- records: `{train_file}`"]
     path = Path(train_file)
     if path.is_file():
-        lines.append(f"- {sum(1 for line in path.open(encoding='utf-8') if line.strip())} records in the file")
+        lines.append(f"- {sum(1 for line in path.open(encoding='utf-8') if line.strip())} records in the file at the time of this card")
     lines.append(f"- tasks: {', '.join(data['tasks']) if data.get('tasks') else 'all in the file'}")
     for key in ("max_samples", "max_length", "image_root"):
         if data.get(key) is not None:
@@ -146,7 +146,7 @@ def _data_section(data: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
-def _recipe_section(config: dict[str, Any], adapter: bool, merged: bool) -> list[str]:
+def _recipe_section(config: dict[str, Any], merged: bool, config_where: str) -> list[str]:
     adapters = config.get("adapters") or {}
     lora = adapters.get("lora")
     if lora:
@@ -162,7 +162,7 @@ def _recipe_section(config: dict[str, Any], adapter: bool, merged: bool) -> list
     lines += ["", "| setting | value |", "| --- | --- |"]
     lines += [f"| {k} | {_number(training[k])} |" for k in RECIPE_KEYS if k in training]
     lines += [f"| trl.{k} | {_number(v)} |" for k, v in (config.get("trl") or {}).items()]
-    lines += ["", "The whole resolved config is `training_config.yaml` in this folder.", ""]
+    lines += ["", f"The whole resolved config is {config_where}.", ""]
     return lines
 
 
@@ -201,8 +201,11 @@ def _usage_section(adapter: bool, base: str) -> list[str]:
             "or score it: `spatialtune eval --model path/to/this/folder --benchmark records --data FILE --output-dir DIR`.", ""]
 
 
-def model_card(run_dir: Path, source: Path, *, adapter: bool, merged: bool, evals: list[EvalSummary]) -> str:
-    """The README.md of an export of `run_dir` (its model taken from `source`)."""
+def model_card(
+    run_dir: Path, source: Path, *, adapter: bool, merged: bool, evals: list[EvalSummary], in_run: bool = False,
+) -> str:
+    """The README.md of an export of `run_dir` (its model taken from `source`); `in_run`: the card of the run's own
+    `model/` folder, whose config is the run's `config.yaml`."""
     config = read_run_config(run_dir)
     base = str((config.get("model") or {}).get("name") or "?")
     kind = "LoRA adapter" if adapter else ("model (LoRA merged)" if merged else "model")
@@ -213,15 +216,15 @@ def model_card(run_dir: Path, source: Path, *, adapter: bool, merged: bool, eval
         "",
         "## Base model",
         "",
-        f"- {_base_line(base)}" + (f", seed {config['model']['seed']}" if base in TINY_MODELS else ""),
+        f"- {_base_line(base)}" + (f", seed {config['model'].get('seed', 0)}" if base in TINY_MODELS else ""),
         "",
         *_data_section(config.get("data") or {}),
-        *_recipe_section(config, adapter, merged),
+        *_recipe_section(config, merged, f"`{CONFIG_FILE}` in the run folder" if in_run else f"`{CONFIG_COPY}` in this folder"),
         *_metrics_section(read_log_history(run_dir), evals),
         *_usage_section(adapter, base),
         "## Provenance",
         "",
-        f"Exported from the run folder `{run_dir}` (weights from `{source.name}/`).",
+        f"{'Saved by' if in_run else 'Exported from'} the run folder `{run_dir}` (weights from `{source.name}/`).",
         "",
     ]
     return _front_matter(base, adapter, config) + "\n" + "\n".join(lines)
@@ -282,7 +285,7 @@ def export_run(
 ) -> ExportResult:
     """Export a run folder (or checkpoint) to `to`: weights (or the LoRA adapter), processor, config, model card."""
     run_dir, source = locate_run(run)
-    to = Path(to)
+    to = Path(to).resolve()  # `.` and `..` have a name to put `.partial` after
     _check_target(to, run_dir, overwrite)
     evals = []
     for path in [*eval_folders_in(run_dir), *map(Path, metrics)]:
@@ -308,3 +311,12 @@ def export_run(
     atomic_write_text(partial / CARD_FILE, model_card(run_dir, source, adapter=adapter, merged=merged, evals=evals))
     _replace(partial, to)
     return ExportResult(to, run_dir, source, adapter, merged)
+
+
+def write_run_card(run_dir: Path, model_dir: Path) -> Path:
+    """Write the card of a run's own saved model (`model/README.md`, in place of transformers/PEFT's generated one
+    that reads "fine-tuned version of [None]" for a model built in code); for `train/common.py::save_final_model`."""
+    adapter = (model_dir / ADAPTER_CONFIG).is_file()
+    card = model_card(run_dir, model_dir, adapter=adapter, merged=False, evals=[], in_run=True)
+    atomic_write_text(model_dir / CARD_FILE, card)
+    return model_dir / CARD_FILE
