@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import re
 import time
-from typing import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from .errors import SpatialtuneError
 from .io import atomic_write_text
@@ -27,7 +27,11 @@ FAILED_FILE = "FAILED"  # a run that failed before its first step: the error, so
 
 @dataclass
 class RunConfig:
-    """Where a run writes: `dir` if given, else a new `<root>/<name>/<YYYYmmdd-HHMMSS>/`."""
+    """Where a run writes: `dir` if given, else a new `<root>/<name>/<YYYYmmdd-HHMMSS>/`.
+
+    A recipe run of an embedded tiny model whose name does not contain `tiny` writes under `<name>-<tiny model>`
+    (`train/common.py::run_name_for`), so a smoke run of a real recipe never mixes with that model's runs.
+    """
 
     name: str = "sft"
     root: str = "runs"

@@ -56,7 +56,7 @@ def train(
             run_dir, checkpoint = resolve_resume(resume)
             config = config or run_dir / CONFIG_FILE
             overrides.append(f"run.dir={run_dir}")
-            console.print(f"resuming {run_dir} from {checkpoint.name} (step {checkpoint_step(checkpoint)})", highlight=False)
+            console.print(f"resuming {run_dir} from {checkpoint.name} (step {checkpoint_step(checkpoint)})", highlight=False, soft_wrap=True)
         if config is None:
             raise UsageError("give a CONFIG.yaml, or --resume RUN_DIR")
         if max_samples is not None:
