@@ -204,3 +204,14 @@ def test_ctrl_c_before_the_first_checkpoint_says_there_is_nothing_to_resume(tmp_
     _no_model_loads(monkeypatch, KeyboardInterrupt())
     result = runner.invoke(app, ["train", "sft", TINY, f"data.train_file={sample_dataset()}", "data.tasks=null", f"run.dir={tmp_path}"])
     assert result.exit_code == 130 and "nothing to resume" in result.output
+
+
+@pytest.mark.parametrize("command", [["train"], ["eval", "run"], ["eval", "suite"]])
+def test_no_progress_is_described_in_every_help(command):
+    output = " ".join(runner.invoke(app, [*command, "--help"], terminal_width=200).output.split())
+    assert "--no-progress" in output and ("No progress bar" in output or "--no-progress: none" in output)
+
+
+def test_eval_generate_help_points_to_a_command_that_exists():
+    output = " ".join(runner.invoke(app, ["eval", "generate", "--help"]).output.split())
+    assert "spatialtune eval run" in output and runner.invoke(app, ["eval", "run", "--help"]).exit_code == 0
