@@ -215,3 +215,13 @@ def test_no_progress_is_described_in_every_help(command):
 def test_eval_generate_help_points_to_a_command_that_exists():
     output = " ".join(runner.invoke(app, ["eval", "generate", "--help"]).output.split())
     assert "spatialtune eval run" in output and runner.invoke(app, ["eval", "run", "--help"]).exit_code == 0
+
+
+def test_eval_of_a_run_name_says_which_run_it_scores(tmp_path, monkeypatch):
+    run = tmp_path / "runs" / "exp" / "20260101-000000"
+    (run / "model").mkdir(parents=True)
+    (run / "config.yaml").write_text("model: {}\n")
+    monkeypatch.setattr("spatialtune.models.loading.load_model", lambda name: (_ for _ in ()).throw(SystemExit(3)))
+    result = runner.invoke(app, ["eval", "run", "--model", str(tmp_path / "runs" / "exp"), "--data", str(sample_dataset()),
+                                 "--output-dir", str(tmp_path / "e")])
+    assert f"model: {run / 'model'} (the newest run of" in result.output

@@ -32,8 +32,11 @@ def _load_quietly(name: str):
     from transformers.utils import logging as hf_logging
 
     from ..models.loading import load_model
+    from ..runs import is_run_dir, trained_model_path
 
     hf_logging.disable_progress_bar()
+    if Path(name).is_dir() and not is_run_dir(Path(name)) and trained_model_path(name) != Path(name):
+        console.print(f"model: {trained_model_path(name)} (the newest run of {name})", highlight=False, soft_wrap=True)
     return load_model(name)
 
 
