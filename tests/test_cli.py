@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from spatialtune.cli import app
@@ -112,6 +113,7 @@ def test_train_into_a_run_folder_another_job_holds_is_refused_naming_it(tmp_path
     with folder_lock(tmp_path, "train sft"):
         result = runner.invoke(app, [
             "train", "sft", str(REPO / "configs" / "sft_tiny_cpu.yaml"), f"data.train_file={sample_dataset()}", f"run.dir={tmp_path}",
+            "data.tasks=null",
         ])
     assert result.exit_code == 1 and "in use by train sft (process" in " ".join(result.output.split())
     assert not (tmp_path / "config.yaml").exists()
@@ -135,3 +137,91 @@ def test_resume_of_a_run_another_job_holds_is_refused_naming_it(tmp_path):
     with folder_lock(tmp_path, "train sft"):
         result = runner.invoke(app, ["train", "sft", "--resume", str(tmp_path)])
     assert result.exit_code == 1 and "in use by train sft (process" in " ".join(result.output.split())
+
+
+TINY = str(REPO / "configs" / "sft_tiny_cpu.yaml")
+
+
+def _no_model_loads(monkeypatch, error=AssertionError("the model loader was called")):
+    def refuse(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr("spatialtune.train.sft.load_model_from_config", refuse)
+
+
+def test_training_off_a_terminal_prints_plain_progress_lines(tmp_path):
+    result = runner.invoke(app, [
+        "train", "sft", TINY, f"data.train_file={sample_dataset()}", "data.tasks=null", f"run.dir={tmp_path}",
+        "training.max_steps=2", "training.logging_steps=1", "training.per_device_train_batch_size=2",
+    ])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("step ")]
+    assert len(lines) == 2 and lines[0].startswith("step 1/2 · loss ") and "ETA" in lines[0]
+    assert " · lr 3.0e-04 · " in lines[1] and "tok/s" in lines[1]  # after the warmup step
+
+
+@pytest.mark.parametrize("override, message", [
+    ("training.bf16=true", "training.bf16=true: no CUDA GPU is available; set training.bf16=false"),
+    ("training.report_to=[tensorboard]", "pip install 'spatialtune[tracking]'"),
+    ("data.tasks=[nope]", "set data.tasks=null"),
+])
+def test_a_config_mistake_is_one_line_before_any_model_loads(override, message, tmp_path, monkeypatch):
+    _no_model_loads(monkeypatch)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    monkeypatch.setitem(__import__("spatialtune.train.common").train.common.TRACKER_PACKAGES, "tensorboard", "no_such_module_x")
+    result = runner.invoke(app, ["train", "sft", TINY, f"data.train_file={sample_dataset()}", f"run.dir={tmp_path / 'run'}", override])
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
+    assert message in result.output and not (tmp_path / "run").exists()
+
+
+def test_resume_of_a_run_name_says_which_checkpoint_and_step_it_continues(tmp_path):
+    first = runner.invoke(app, [
+        "train", "sft", TINY, f"data.train_file={sample_dataset()}", "data.tasks=null", f"run.root={tmp_path}", "run.name=tiny-exp",
+        "training.max_steps=1", "training.save_steps=1", "training.per_device_train_batch_size=2", "--no-progress",
+    ])
+    assert first.exit_code == 0, first.output
+    (run,) = (tmp_path / "tiny-exp").iterdir()
+    resumed = runner.invoke(app, ["train", "sft", "--resume", str(tmp_path / "tiny-exp"), "training.max_steps=2", "--no-progress"])
+    assert resumed.exit_code == 0, resumed.output
+    assert f"resuming {run} from checkpoint-1 (step 1)" in resumed.output and "step 2" in resumed.output
+
+
+def _resumable_run(tmp_path: Path) -> Path:
+    (tmp_path / "config.yaml").write_text(Path(TINY).read_text())
+    (tmp_path / "checkpoint-2").mkdir()
+    (tmp_path / "checkpoint-2" / "trainer_state.json").write_text('{"global_step": 2}')
+    return tmp_path
+
+
+def test_ctrl_c_prints_the_command_that_resumes_the_run(tmp_path, monkeypatch):
+    _no_model_loads(monkeypatch, KeyboardInterrupt())
+    result = runner.invoke(app, ["train", "sft", "--resume", str(_resumable_run(tmp_path))])
+    assert result.exit_code == 130
+    assert "from checkpoint-2 (step 2)" in result.output and f"spatialtune train sft --resume {tmp_path}" in result.output
+
+
+def test_ctrl_c_before_the_first_checkpoint_says_there_is_nothing_to_resume(tmp_path, monkeypatch):
+    _no_model_loads(monkeypatch, KeyboardInterrupt())
+    result = runner.invoke(app, ["train", "sft", TINY, f"data.train_file={sample_dataset()}", "data.tasks=null", f"run.dir={tmp_path}"])
+    assert result.exit_code == 130 and "nothing to resume" in result.output
+
+
+@pytest.mark.parametrize("command", [["train"], ["eval", "run"], ["eval", "suite"]])
+def test_no_progress_is_described_in_every_help(command):
+    output = " ".join(runner.invoke(app, [*command, "--help"], terminal_width=200).output.split())
+    assert "--no-progress" in output and ("No progress bar" in output or "--no-progress: none" in output)
+
+
+def test_eval_generate_help_points_to_a_command_that_exists():
+    output = " ".join(runner.invoke(app, ["eval", "generate", "--help"]).output.split())
+    assert "spatialtune eval run" in output and runner.invoke(app, ["eval", "run", "--help"]).exit_code == 0
+
+
+def test_eval_of_a_run_name_says_which_run_it_scores(tmp_path, monkeypatch):
+    run = tmp_path / "runs" / "exp" / "20260101-000000"
+    (run / "model").mkdir(parents=True)
+    (run / "config.yaml").write_text("model: {}\n")
+    monkeypatch.setattr("spatialtune.models.loading.load_model", lambda name: (_ for _ in ()).throw(SystemExit(3)))
+    result = runner.invoke(app, ["eval", "run", "--model", str(tmp_path / "runs" / "exp"), "--data", str(sample_dataset()),
+                                 "--output-dir", str(tmp_path / "e")])
+    assert f"model: {run / 'model'} (the newest run of" in result.output

@@ -357,3 +357,10 @@ def test_round_trip_through_yaml_file_is_equal(tmp_path):
 def test_round_trip_test_dataclass_with_path_is_equal():
     config = Outer(name="n", where=Path("x/y"), tags=["t"], limit=3, inner=Inner(2, 0.25, "b"), maybe=Inner())
     assert from_dict(Outer, to_dict(config)) == config
+
+
+def test_the_override_errors_own_example_is_a_valid_key():
+    with pytest.raises(ConfigError, match=r"e\.g\. training\.learning_rate=1e-4") as caught:
+        load_config(SFTRecipeConfig, overrides=["oops"])
+    example = str(caught.value).split("e.g. ")[1].rstrip(")")
+    assert load_config(SFTRecipeConfig, overrides=[example]).training.learning_rate == 1e-4

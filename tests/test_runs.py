@@ -86,3 +86,44 @@ def test_clearing_the_failure_mark_makes_the_folder_a_run_again(tmp_path):
     mark_failed(run, "typo")
     clear_failed(run)
     assert resolve_resume(run) == (run, run / "checkpoint-2")
+
+
+def _named_runs(tmp_path: Path, states: dict[str, str]) -> Path:
+    """runs/exp/<timestamp>/ for each timestamp: 'checkpoint', 'model', 'failed' or 'empty'."""
+    folder = tmp_path / "runs" / "exp"
+    for stamp, state in states.items():
+        run = folder / stamp
+        run.mkdir(parents=True)
+        (run / "config.yaml").write_text("model: {}\n")
+        if state in ("checkpoint", "model"):
+            (run / "checkpoint-3").mkdir()
+            (run / "checkpoint-3" / "trainer_state.json").write_text('{"global_step": 3}')
+        if state == "model":
+            (run / "model").mkdir()
+        if state == "failed":
+            mark_failed(run, "boom")
+    return folder
+
+
+def test_resume_of_a_run_name_takes_its_newest_run(tmp_path):
+    folder = _named_runs(tmp_path, {"20260101-000000": "checkpoint", "20260102-000000": "checkpoint"})
+    assert resolve_resume(folder) == (folder / "20260102-000000", folder / "20260102-000000" / "checkpoint-3")
+
+
+def test_model_of_a_run_name_is_its_newest_runs_final_model(tmp_path):
+    folder = _named_runs(tmp_path, {"20260101-000000": "model", "20260102-000000": "model"})
+    assert trained_model_path(folder) == folder / "20260102-000000" / "model"
+
+
+def test_a_run_name_whose_newest_run_is_unusable_lists_the_runs_instead_of_guessing(tmp_path):
+    folder = _named_runs(tmp_path, {"20260101-000000": "checkpoint", "20260102-000000": "empty"})
+    with pytest.raises(RunError, match="newest run 20260102-000000 has no complete checkpoint") as caught:
+        resolve_resume(folder)
+    assert "20260101-000000 (checkpoint-3)" in str(caught.value) and "20260102-000000 (no checkpoint yet)" in str(caught.value)
+
+
+def test_a_run_name_without_a_usable_run_lists_its_runs(tmp_path):
+    folder = _named_runs(tmp_path, {"20260101-000000": "failed", "20260102-000000": "empty"})
+    with pytest.raises(RunError, match="none of its runs has a saved model or checkpoint") as caught:
+        trained_model_path(folder)
+    assert "20260101-000000 (failed before its first step)" in str(caught.value)

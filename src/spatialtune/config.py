@@ -25,7 +25,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"override {item!r}: expected key=value (dotted keys for nesting, e.g. training.lr=1e-4)")
+            raise ConfigError(f"override {item!r}: expected key=value (dotted keys for nesting, e.g. training.learning_rate=1e-4)")
         node = data
         *parents, leaf = key.split(".")
         for part in parents:

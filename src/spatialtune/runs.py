@@ -1,16 +1,19 @@
 """The layout of a run folder: `runs/<name>/<timestamp>/` with the resolved config, a log, checkpoints, the model.
 
 A run folder is what `--resume` and `--model` accept: resuming picks its latest complete checkpoint, evaluation its
-final `model/` (or, while training is still running, its latest checkpoint). A run that failed before its first step
-holds a `FAILED` file with the error; both refuse it. Writing a run (logging, saving) is `train/common.py`'s job.
+final `model/` (or, while training is still running, its latest checkpoint). Both also accept a run name's folder
+(`runs/<name>`) and take its newest run when that one is usable; when it is not, they list the runs and their state
+instead of guessing. A run that failed before its first step holds a `FAILED` file with the error; both refuse it. Writing a run (logging, saving) is `train/common.py`'s job.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from .errors import SpatialtuneError
 from .io import atomic_write_text
@@ -24,7 +27,11 @@ FAILED_FILE = "FAILED"  # a run that failed before its first step: the error, so
 
 @dataclass
 class RunConfig:
-    """Where a run writes: `dir` if given, else a new `<root>/<name>/<YYYYmmdd-HHMMSS>/`."""
+    """Where a run writes: `dir` if given, else a new `<root>/<name>/<YYYYmmdd-HHMMSS>/`.
+
+    A recipe run of an embedded tiny model whose name does not contain `tiny` writes under `<name>-<tiny model>`
+    (`train/common.py::run_name_for`), so a smoke run of a real recipe never mixes with that model's runs.
+    """
 
     name: str = "sft"
     root: str = "runs"
@@ -82,11 +89,62 @@ def refuse_failed(run_dir: Path, what: str) -> None:
         )
 
 
+def checkpoint_step(checkpoint: Path) -> int:
+    """The optimizer step a checkpoint was saved at (its trainer_state.json, else its folder name)."""
+    try:
+        return int(json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))["global_step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        match = CHECKPOINT.match(checkpoint.name)
+        return int(match.group(1)) if match else 0
+
+
+def runs_named(folder: Path) -> list[Path]:
+    """The runs inside a run name's folder (`runs/<name>/<timestamp>/`), oldest first (timestamps sort by name)."""
+    if not folder.is_dir():
+        return []
+    return sorted((p for p in folder.iterdir() if p.is_dir() and is_run_dir(p)), key=lambda p: p.name)
+
+
+def run_state(run_dir: Path) -> str:
+    """A few words on what a run holds: failed, its final model, its latest checkpoint, or nothing yet."""
+    if (run_dir / FAILED_FILE).is_file():
+        return "failed before its first step"
+    found = checkpoints(run_dir)
+    parts = (["final model"] if (run_dir / MODEL_DIR).is_dir() else []) + ([found[-1].name] if found else [])
+    return ", ".join(parts) or "no checkpoint yet"
+
+
+def latest_run(folder: Path, usable: Callable[[Path], bool], what: str, wanted: str) -> Path:
+    """The newest run of a run name's folder when `usable`; otherwise RunError listing the runs and their state."""
+    found = runs_named(folder)
+    listing = "; ".join(f"{run} ({run_state(run)})" for run in found[-10:])
+    if not found:
+        raise RunError(f"{what}: no run folder (no {CONFIG_FILE}) and no runs inside it")
+    if usable(found[-1]):
+        return found[-1]
+    if any(usable(run) for run in found):
+        raise RunError(f"{what}: the newest run {found[-1].name} has no {wanted}, older ones do; name the run to use: {listing}")
+    raise RunError(f"{what}: none of its runs has a {wanted}: {listing}")
+
+
+def _resumable(run_dir: Path) -> bool:
+    return not (run_dir / FAILED_FILE).is_file() and bool(checkpoints(run_dir))
+
+
+def _loadable(run_dir: Path) -> bool:
+    return not (run_dir / FAILED_FILE).is_file() and ((run_dir / MODEL_DIR).is_dir() or bool(checkpoints(run_dir)))
+
+
 def resolve_resume(path: str | Path) -> tuple[Path, Path]:
-    """(run folder, checkpoint) for `--resume RUN_DIR|CHECKPOINT`: a run folder resumes from its latest checkpoint."""
+    """(run folder, checkpoint) for `--resume RUN_DIR|CHECKPOINT|runs/NAME`: a run resumes from its latest checkpoint.
+
+    A run name's folder stands for its newest run, which must have a complete checkpoint (else the runs are listed).
+    """
     path = Path(path)
     if not path.is_dir():
         raise RunError(f"--resume {path}: no such run folder or checkpoint")
+    if not CHECKPOINT.match(path.name) and not is_run_dir(path) and runs_named(path):
+        path = latest_run(path, _resumable, f"--resume {path}", "complete checkpoint")
     if CHECKPOINT.match(path.name):
         if not (path / "trainer_state.json").is_file():
             raise RunError(f"--resume {path}: incomplete checkpoint (no trainer_state.json)")
@@ -101,8 +159,13 @@ def resolve_resume(path: str | Path) -> tuple[Path, Path]:
 
 
 def trained_model_path(path: str | Path) -> Path:
-    """The model a run folder holds: its final `model/`, else its latest checkpoint; other paths are returned as is."""
+    """The model a run folder holds: its final `model/`, else its latest checkpoint; other paths are returned as is.
+
+    A run name's folder (`runs/<name>`) stands for its newest run, which must hold a model or checkpoint.
+    """
     path = Path(path)
+    if path.is_dir() and not is_run_dir(path) and runs_named(path):
+        path = latest_run(path, _loadable, str(path), "saved model or checkpoint")
     if not path.is_dir() or not is_run_dir(path):
         return path
     refuse_failed(path, str(path))

@@ -10,11 +10,25 @@ from types import SimpleNamespace
 import pytest
 import yaml
 from trl import SFTConfig
+from trl.trainer.callbacks import RichProgressCallback
 
 from spatialtune.config import ConfigError, load_config
 from spatialtune.io import FolderBusyError
 from spatialtune.runs import FAILED_FILE, RunConfig, RunError, resolve_resume, trained_model_path
-from spatialtune.train.common import check_trl_options, open_run, save_final_model, trl_arguments
+from spatialtune.train.common import (
+    PlainProgressCallback,
+    RichProgress,
+    TrainingInterrupted,
+    check_precision,
+    check_task_filter,
+    check_trackers,
+    check_trl_options,
+    open_run,
+    progress_callback,
+    run_name_for,
+    save_final_model,
+    trl_arguments,
+)
 from spatialtune.train.sft import SFTRecipeConfig
 
 
@@ -147,3 +161,66 @@ def test_the_sft_recipe_is_registered_with_its_config_and_run():
     from spatialtune.train.sft import run_sft
 
     assert "sft" in RECIPES.names() and RECIPES.get("sft").config is SFTRecipeConfig and RECIPES.get("sft").run is run_sft
+
+
+def _log(progress, step, logs, max_steps=10):
+    state = SimpleNamespace(global_step=step, max_steps=max_steps, is_world_process_zero=True)
+    progress.on_log(None, state, None, logs=logs)
+
+
+def test_plain_progress_prints_one_line_per_log_with_the_learning_rate_in_scientific_notation(capsys):
+    progress = PlainProgressCallback()
+    progress.on_train_begin(None, SimpleNamespace(global_step=0), None)
+    _log(progress, 2, {"loss": 1.25, "learning_rate": 3e-4, "num_tokens": 400.0})
+    _log(progress, 4, {"train_runtime": 1.0})  # the end-of-training summary is no progress line
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("step 2/10 · loss 1.2500 · lr 3.0e-04 · ") and "tok/s" in line and "ETA" in line
+    assert "\n" not in line
+
+
+def test_the_rich_panel_shows_the_learning_rate_in_scientific_notation(monkeypatch):
+    shown = {}
+    monkeypatch.setattr(RichProgressCallback, "on_log", lambda self, args, state, control, logs=None, **kw: shown.update(logs))
+    RichProgress().on_log(None, None, None, logs={"loss": 1.0, "learning_rate": 3e-4})
+    assert shown["learning_rate"] == "3.0e-04"
+
+
+def test_progress_off_a_terminal_is_plain_lines(monkeypatch):
+    monkeypatch.setattr("sys.stdout.isatty", lambda: False, raising=False)
+    assert isinstance(progress_callback(True), PlainProgressCallback) and progress_callback(False) is None
+
+
+def test_bf16_without_gpu_support_names_the_key_and_the_fix(monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    with pytest.raises(ConfigError, match=r"training.bf16=true: no CUDA GPU is available; set training.bf16=false"):
+        check_precision(bf16=True, fp16=False)
+
+
+def test_a_tracker_without_its_package_names_the_extra(monkeypatch):
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    with pytest.raises(ConfigError, match=r"'tensorboard' needs the tensorboard package.*spatialtune\[tracking\]"):
+        check_trackers(["tensorboard"])
+    check_trackers(["none"])
+
+
+def test_a_task_filter_matching_no_record_suggests_training_every_task(tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"id": "a", "task": "left_right"}\n')
+    with pytest.raises(ConfigError, match=r"no records of task\(s\) \['counting'\].*data.tasks=null"):
+        check_task_filter(data, ["counting"])
+    check_task_filter(data, ["left_right"])
+    check_task_filter(data, None)
+
+
+def test_a_tiny_model_never_runs_in_a_real_models_folder():
+    assert run_name_for(RunConfig(name="qwen3-vl-8b-sft"), "tiny-qwen3-vl", {"tiny-qwen3-vl"}).name == "qwen3-vl-8b-sft-tiny-qwen3-vl"
+    assert run_name_for(RunConfig(name="tiny-cpu"), "tiny-qwen3-vl", {"tiny-qwen3-vl"}).name == "tiny-cpu"
+    assert run_name_for(RunConfig(name="qwen3-vl-8b-sft"), "Qwen/Qwen3-VL-8B-Instruct", {"tiny-qwen3-vl"}).name == "qwen3-vl-8b-sft"
+    assert run_name_for(RunConfig(name="x", dir="here"), "tiny-qwen3-vl", {"tiny-qwen3-vl"}).dir == "here"
+
+
+def test_ctrl_c_in_a_run_leaves_it_as_training_interrupted_with_its_folder(tmp_path):
+    with pytest.raises(TrainingInterrupted) as caught:
+        with open_run(RunConfig(dir=str(tmp_path / "run")), TinyConfig(), job="test"):
+            raise KeyboardInterrupt
+    assert caught.value.run_dir == tmp_path / "run"

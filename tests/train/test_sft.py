@@ -54,7 +54,8 @@ def test_runs_without_a_dir_get_a_timestamped_folder_under_their_name(tmp_path):
         training=TrainingConfig(max_steps=1, per_device_train_batch_size=2),
     )
     result = run_sft(config, progress=False)
-    assert result.run_dir.parent == tmp_path / "demo" and (result.run_dir / "model").is_dir()
+    # a tiny model's run goes to `<name>-<tiny model>`, never into a real model's folder of the same name
+    assert result.run_dir.parent == tmp_path / "demo-tiny-qwen3-vl" and (result.run_dir / "model").is_dir()
 
 
 def test_a_lora_run_saves_an_adapter_that_loads_merged_onto_its_base(tmp_path):

@@ -32,8 +32,11 @@ def _load_quietly(name: str):
     from transformers.utils import logging as hf_logging
 
     from ..models.loading import load_model
+    from ..runs import is_run_dir, trained_model_path
 
     hf_logging.disable_progress_bar()
+    if Path(name).is_dir() and not is_run_dir(Path(name)) and trained_model_path(name) != Path(name):
+        console.print(f"model: {trained_model_path(name)} (the newest run of {name})", highlight=False, soft_wrap=True)
     return load_model(name)
 
 
@@ -49,7 +52,7 @@ def _print_metrics(metrics: dict, where: Path) -> None:
 
 def eval_run(
     ctx: typer.Context,
-    model: Optional[str] = typer.Option(None, help="Run folder, checkpoint, local folder, hub id or embedded name."),
+    model: Optional[str] = typer.Option(None, help="Run folder (or runs/NAME: its newest run), checkpoint, local folder, hub id or embedded name."),
     benchmark: str = typer.Option("synthetic", help="Benchmark name (`spatialtune eval list` shows them)."),
     data: Optional[str] = typer.Option(None, help="Benchmark data: a local file or folder, or a hub dataset id when online."),
     output_dir: Optional[Path] = typer.Option(None, help="Where results.jsonl, metrics.json and report.html go (a rerun resumes)."),
@@ -59,7 +62,7 @@ def eval_run(
     image_root: Optional[Path] = typer.Option(None, help="Folder relative image paths resolve against."),
     option: list[str] = typer.Option([], "--option", "-o", help="Benchmark option key=value (repeatable)."),
     max_tool_calls: int = typer.Option(2, min=0, help="Crop tool calls executed per sample where the benchmark allows tools (0: none)."),
-    no_progress: bool = typer.Option(False, "--no-progress"),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar (plain output for logs and batch jobs)."),
 ) -> None:
     """Score a model on a benchmark: per-sample results.jsonl (resumable), metrics.json and report.html."""
     if ctx.invoked_subcommand is not None:  # `spatialtune eval SUBCOMMAND`: this ran as the group's callback
@@ -132,7 +135,7 @@ def eval_score(
 def eval_suite(
     ctx: typer.Context,
     config: Path = typer.Argument(..., help="Suite YAML (see configs/eval_*.yaml); key=value overrides may follow."),
-    no_progress: bool = typer.Option(False, "--no-progress"),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar (plain output for logs and batch jobs)."),
 ) -> None:
     """Run several benchmarks on one model and print one summary table (report.html links every run)."""
     from ..config import load_config
@@ -155,13 +158,13 @@ def eval_suite(
 
 @eval_app.command("generate")
 def eval_generate(
-    model: str = typer.Option(..., help="Embedded name, checkpoint folder or hub id."),
+    model: str = typer.Option(..., help="Run folder (or runs/NAME), checkpoint, local folder, hub id or embedded name."),
     data: Path = typer.Option(..., help="JSONL dataset of spatial records."),
     max_samples: int = typer.Option(4, min=1),
     batch_size: int = typer.Option(4, min=1),
     max_new_tokens: int = typer.Option(64, min=1),
 ) -> None:
-    """Greedy answers of a model for the first records of a dataset, unscored (`eval run` scores a benchmark)."""
+    """Greedy answers of a model for the first records of a dataset, unscored (`spatialtune eval run` scores them)."""
     from ..data.dataset import prepare_rows
     from ..eval.generate import generate_batch
     from ..models.loading import load_model

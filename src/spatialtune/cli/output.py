@@ -7,6 +7,7 @@ from typing import Iterator, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..errors import SpatialtuneError
 
@@ -19,8 +20,8 @@ class UsageError(SpatialtuneError):
 
 
 def fail(message: str) -> NoReturn:
-    """Print `error: message` on stderr and exit 1."""
-    err_console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+    """Print `error: message` on stderr and exit 1 (the message verbatim: `[tracking]`, `[0, 1]` are not markup)."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 

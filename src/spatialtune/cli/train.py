@@ -7,24 +7,43 @@ from typing import Optional
 
 import typer
 
-from .output import UsageError, console, user_errors
+from .output import UsageError, console, err_console, user_errors
+
+
+def _interrupted(recipe: str, run_dir: Path) -> None:
+    """After Ctrl-C: the exact command that continues the run, or why there is nothing to continue."""
+    from ..runs import checkpoints
+
+    found = checkpoints(run_dir) if run_dir.is_dir() else []
+    if found:
+        err_console.print(
+            f"interrupted; {found[-1].name} is the latest checkpoint (later steps are lost). Continue with:\n"
+            f"  spatialtune train {recipe} --resume {run_dir}", highlight=False, soft_wrap=True,
+        )
+    else:
+        err_console.print(f"interrupted before the first checkpoint of {run_dir} (see training.save_steps); "
+                          "nothing to resume: start the run again", highlight=False, soft_wrap=True)
+    raise typer.Exit(130)
 
 
 def train(
     ctx: typer.Context,
     recipe: str = typer.Argument(..., help="Recipe name: sft (DPO and GRPO register the same way)."),
     config: Optional[Path] = typer.Argument(None, help="YAML recipe config (default with --resume: the run's own config.yaml)."),
-    resume: Optional[Path] = typer.Option(None, help="Run folder (its latest checkpoint) or checkpoint-N folder to continue."),
+    resume: Optional[Path] = typer.Option(None, help="Run folder (its latest checkpoint), checkpoint-N folder, or run "
+                                          "name's folder runs/NAME (its newest run) to continue."),
     max_samples: Optional[int] = typer.Option(None, min=1, help="Train on the first N records only (debugging)."),
-    progress: bool = typer.Option(True, help="Show the rich progress bar."),
+    progress: bool = typer.Option(True, help="Progress (--no-progress: none): the rich panel on a terminal, else one plain "
+                                  "line per logging step (step, loss, lr, tokens/s, ETA)."),
 ) -> None:
     """Train with a recipe, e.g. `spatialtune train sft configs/sft_tiny_cpu.yaml training.max_steps=50`.
 
     Extra `key=value` arguments override the config (dotted for nesting; `trl.NAME=value` for any other TRL option).
     """
     from ..config import load_config
-    from ..runs import CONFIG_FILE, resolve_resume
+    from ..runs import CONFIG_FILE, checkpoint_step, resolve_resume
     from ..train import RECIPES
+    from ..train.common import TrainingInterrupted
 
     with user_errors():
         entry = RECIPES.get(recipe)
@@ -37,9 +56,14 @@ def train(
             run_dir, checkpoint = resolve_resume(resume)
             config = config or run_dir / CONFIG_FILE
             overrides.append(f"run.dir={run_dir}")
+            console.print(f"resuming {run_dir} from {checkpoint.name} (step {checkpoint_step(checkpoint)})", highlight=False, soft_wrap=True)
         if config is None:
             raise UsageError("give a CONFIG.yaml, or --resume RUN_DIR")
         if max_samples is not None:
             overrides.append(f"data.max_samples={max_samples}")
-        result = entry.run(load_config(entry.config, config, overrides), resume_from=checkpoint, progress=progress)
+        loaded = load_config(entry.config, config, overrides)
+        try:
+            result = entry.run(loaded, resume_from=checkpoint, progress=progress)
+        except TrainingInterrupted as e:
+            _interrupted(recipe, e.run_dir)
     console.print(f"[green]done[/] step {result.global_step}, loss {result.train_loss:.4f} → {result.model_dir}")

@@ -4,14 +4,20 @@ A recipe opens its run with `open_run` (the main process makes and locks the fol
 log records to `training.log`; the other processes of an `accelerate launch` get the same folder), builds its TRL
 config with `trl_arguments` and saves with `save_final_model` (`model.partial/` renamed to `model/` once complete,
 plus `log_history.json`). A run that fails before its first step is marked failed, never taken for one to resume.
+Before any of that, `check_before_loading` turns config mistakes (bf16 without the hardware, a tracker whose package is
+missing, a task filter that matches nothing) into one-line errors; `progress_callback` picks the rich panel on a
+terminal and one plain line per logging step otherwise; Ctrl-C leaves the run as `TrainingInterrupted`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import logging
 import shutil
+import sys
+import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +27,17 @@ import yaml
 from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
 from transformers import TrainerCallback
+from trl.trainer.callbacks import RichProgressCallback
 
 from ..config import ConfigError, to_dict
 from ..errors import SpatialtuneError
 from ..io import atomic_write_json, atomic_write_text, folder_lock
 from ..registry import did_you_mean
 from ..runs import CONFIG_FILE, LOG_FILE, MODEL_DIR, RunConfig, clear_failed, mark_failed, new_run_dir
+
+TRACKER_PACKAGES = {"wandb": "wandb", "tensorboard": "tensorboard", "mlflow": "mlflow", "comet_ml": "comet_ml",
+                    "clearml": "clearml", "trackio": "trackio"}  # report_to name → the module transformers imports
+TRACKING_EXTRA = ("wandb", "tensorboard")  # what `pip install spatialtune[tracking]` brings
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +58,129 @@ class TrainingLogCallback(TrainerCallback):
         if state.is_world_process_zero and logs:
             with self.path.open("a", encoding="utf-8") as f:
                 f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+class PlainProgressCallback(TrainerCallback):
+    """One plain line per logging step (for logs and batch jobs, where stdout is no terminal), e.g.
+    `step 20/700 · loss 1.2345 · lr 3.0e-04 · 812 tok/s · ETA 5m12s`."""
+
+    def __init__(self, stream=None):
+        self.stream = stream
+        self.start = time.monotonic()
+        self.first_step = 0
+        self.last: tuple[float, float] | None = None  # (time, num_tokens) at the previous line: tokens/s between lines
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start, self.first_step, self.last = time.monotonic(), state.global_step, None
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not (state.is_world_process_zero and logs and "loss" in logs):
+            return
+        now, step = time.monotonic(), state.global_step
+        parts = [f"step {step}/{state.max_steps}", f"loss {logs['loss']:.4f}"]
+        if "learning_rate" in logs:
+            parts.append(f"lr {float(logs['learning_rate']):.1e}")
+        tokens = logs.get("num_tokens")
+        if tokens is not None:
+            since, before = self.last or (self.start, 0.0 if self.first_step == 0 else None)
+            if before is not None and now > since:
+                parts.append(f"{(float(tokens) - before) / (now - since):.0f} tok/s")
+            self.last = (now, float(tokens))
+        done = step - self.first_step
+        if done > 0 and state.max_steps > step:
+            parts.append(f"ETA {_duration((now - self.start) / done * (state.max_steps - step))}")
+        print(" · ".join(parts), file=self.stream or sys.stdout, flush=True)
+
+
+class RichProgress(RichProgressCallback):
+    """TRL's rich progress panel, with the learning rate in scientific notation (`3.0e-04`, not `0.000`)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and isinstance(logs.get("learning_rate"), (int, float)):
+            logs = {**logs, "learning_rate": f"{logs['learning_rate']:.1e}"}
+        super().on_log(args, state, control, logs=logs, **kwargs)
+
+
+def progress_callback(progress: bool) -> TrainerCallback | None:
+    """The rich panel on a terminal, plain lines every `logging_steps` when stdout is not one, nothing when off."""
+    if not progress:
+        return None
+    return RichProgress() if sys.stdout.isatty() else PlainProgressCallback()
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run: carries the run folder so that the command line can print how to resume it."""
+
+    def __init__(self, run_dir: Path):
+        super().__init__(str(run_dir))
+        self.run_dir = run_dir
+
+
+def check_precision(bf16: bool, fp16: bool) -> None:
+    """bf16/fp16 training needs a GPU that does it: say which key to change instead of failing inside transformers."""
+    import torch
+
+    if bf16 and not (torch.cuda.is_available() and torch.cuda.is_bf16_supported()):
+        where = "this GPU has no bfloat16 support" if torch.cuda.is_available() else "no CUDA GPU is available"
+        raise ConfigError(f"training.bf16=true: {where}; set training.bf16=false (float32) or train on a GPU that has it")
+    if fp16 and not torch.cuda.is_available():
+        raise ConfigError("trl.fp16=true: no CUDA GPU is available; remove trl.fp16 (float32) or train on a GPU")
+
+
+def check_trackers(report_to: list[str] | str | None) -> None:
+    """Every `training.report_to` tracker has its package installed (naming the extra that brings it)."""
+    names = [report_to] if isinstance(report_to, str) else list(report_to or [])
+    for name in names:
+        module = TRACKER_PACKAGES.get(name)
+        if module is None or importlib.util.find_spec(module) is not None:
+            continue  # "none", "all" and trackers we do not know: transformers decides
+        install = "pip install 'spatialtune[tracking]'" if name in TRACKING_EXTRA else f"pip install {module}"
+        raise ConfigError(
+            f"training.report_to: {name!r} needs the {module} package, which is not installed; {install}, "
+            "or set training.report_to=[]"
+        )
+
+
+def _tasks_in(path: Path) -> set[str] | None:
+    """The task names of a JSONL record file, read cheaply (None when the file cannot be read this way)."""
+    try:
+        with path.open(encoding="utf-8") as f:
+            return {str(json.loads(line).get("task")) for line in f if line.strip()}
+    except (OSError, ValueError, AttributeError):
+        return None  # the full record check reports it, with file:line
+
+
+def check_task_filter(train_file: str | Path, tasks: list[str] | None) -> None:
+    """A `data.tasks` filter names only tasks the training file has (suggesting `data.tasks=null` to train all)."""
+    present = _tasks_in(Path(train_file)) if tasks is not None else None
+    if present is None:
+        return
+    missing = sorted(set(tasks) - present)
+    if missing:
+        raise ConfigError(
+            f"data.tasks: {train_file} has no records of task(s) {missing} (it has {sorted(present)}); "
+            "set data.tasks=null to train on every task of the file, or name tasks it has"
+        )
+
+
+def check_before_loading(*, bf16: bool, fp16: bool, report_to, train_file: str | Path, tasks: list[str] | None) -> None:
+    """Config mistakes that would otherwise fail after the model loads (or deep inside transformers), as one line."""
+    check_precision(bf16, fp16)
+    check_trackers(report_to)
+    check_task_filter(train_file, tasks)
+
+
+def run_name_for(run: RunConfig, model_name: str, tiny_models) -> RunConfig:
+    """The run's name from the config, except that an embedded tiny model never lands in a real model's folder:
+    a tiny model's run whose name does not say `tiny` goes to `<name>-<tiny model>` (an explicit run.dir is kept)."""
+    if run.dir or model_name not in tiny_models or "tiny" in run.name:
+        return run
+    return dataclasses.replace(run, name=f"{run.name}-{model_name}")
 
 
 @dataclass
@@ -109,6 +243,8 @@ def open_run(run: RunConfig, config: Any, *, job: str, resuming: bool = False) -
             if opened.is_main and not resuming and opened.callback.steps_taken == 0:
                 log.error("run failed before its first step: %s", e, exc_info=not isinstance(e, SpatialtuneError))
                 mark_failed(opened.dir, str(e) or type(e).__name__)
+            if isinstance(e, KeyboardInterrupt) and not isinstance(e, TrainingInterrupted):
+                raise TrainingInterrupted(opened.dir) from e
             raise
 
 

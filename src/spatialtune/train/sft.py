@@ -18,16 +18,24 @@ from datasets import Dataset
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from trl import SFTConfig, SFTTrainer
-from trl.trainer.callbacks import RichProgressCallback
 
 from ..data.collate import SpatialCollator
 from ..data.dataset import DatasetError, prepare_rows
 from ..data.render import dataset_row
 from ..models.adapters import AdapterSettings, apply_adapters, trainable_summary
 from ..models.loading import ModelConfig, load_model_from_config
+from ..models.tiny import TINY_MODELS
 from ..runs import RunConfig
 from . import RECIPES, Recipe
-from .common import check_trl_options, open_run, save_final_model, trl_arguments
+from .common import (
+    check_before_loading,
+    check_trl_options,
+    open_run,
+    progress_callback,
+    run_name_for,
+    save_final_model,
+    trl_arguments,
+)
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +125,12 @@ def run_sft(
     progress: bool = True,
 ) -> SFTResult:
     """Train one SFT run (or resume it from a checkpoint) and save the model with its processor in `<run>/model`."""
+    # Config mistakes as one-line errors before a folder is made or a model loads; a tiny model gets its own run name.
+    check_before_loading(
+        bf16=config.training.bf16, fp16=bool(config.trl.get("fp16")), report_to=config.training.report_to,
+        train_file=config.data.train_file, tasks=config.data.tasks,
+    )
+    config = dataclasses.replace(config, run=run_name_for(config.run, config.model.name, TINY_MODELS))
     # 0. One run folder for all processes (made and locked by the main one), its resolved config and log.
     with open_run(config.run, config, job="train sft", resuming=resume_from is not None) as run:
         log.info("run folder %s%s", run.dir, f", resuming from {resume_from}" if resume_from else "")
@@ -164,9 +178,9 @@ def run_sft(
             callbacks=[run.callback, *(callbacks or [])],
         )
         trainer.remove_callback(ProgressCallback)
-        trainer.remove_callback(PrinterCallback)  # logs go to training.log and the rich bar, not raw dicts on stdout
-        if progress:
-            trainer.add_callback(RichProgressCallback())
+        trainer.remove_callback(PrinterCallback)  # logs go to training.log and our progress lines, not raw dicts
+        if (shown := progress_callback(progress)) is not None:
+            trainer.add_callback(shown)
         output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
 
         # 4. Save the model (or LoRA adapter) with its processor as `model/`, atomically; the loss history for reports.
