@@ -179,14 +179,30 @@ def test_a_missing_metrics_folder_is_refused(full_run, tmp_path):
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
 
 
-def test_the_run_card_for_a_runs_own_model_folder_names_the_base_model(lora_run, tmp_path):
+def test_a_finished_run_carries_a_card_that_names_its_base_model(lora_run):
+    for card in (lora_run / "model" / "README.md", lora_run / "README.md"):
+        text = card.read_text()
+        assert "[None]" not in text and "base_model: ''" not in text
+        assert "tiny-qwen3-vl" in text and "shipped as a PEFT adapter" in text and "`config.yaml` in the run folder" in text
+
+
+def test_the_run_card_is_written_again_on_demand(lora_run, tmp_path):
     import shutil
 
     run = tmp_path / "run"
     shutil.copytree(lora_run, run)
-    assert "base_model: ''" in (run / "model" / "README.md").read_text()  # PEFT's card: no base model
-    card = write_run_card(run, run / "model").read_text()
-    assert "tiny-qwen3-vl" in card and "shipped as a PEFT adapter" in card and "`config.yaml` in the run folder" in card
+    (run / "model" / "README.md").write_text("stale")
+    assert "tiny-qwen3-vl" in write_run_card(run, run / "model").read_text()
+
+
+def test_a_run_names_folder_exports_its_newest_run(lora_run, tmp_path):
+    import shutil
+
+    named = tmp_path / "runs" / "demo"
+    shutil.copytree(lora_run, named / "20260101-000000")
+    shutil.copytree(lora_run, named / "20260102-000000")
+    result = export_run(named, tmp_path / "out", merge_lora=True)
+    assert result.run_dir == named / "20260102-000000" and result.source == named / "20260102-000000" / "model"
 
 
 def test_a_relative_dot_target_gets_a_partial_folder_beside_it(full_run, tmp_path, monkeypatch):

@@ -29,7 +29,7 @@ from transformers import AutoProcessor
 
 from ..errors import SpatialtuneError
 from ..io import atomic_write_text
-from ..runs import CHECKPOINT, CONFIG_FILE, is_run_dir, trained_model_path
+from ..runs import CHECKPOINT, CONFIG_FILE, is_run_dir, runs_named, trained_model_path
 from .loading import clear_call_state, load_model
 from .tiny import TINY_MODELS
 
@@ -231,10 +231,13 @@ def model_card(
 
 
 def locate_run(run: str | Path) -> tuple[Path, Path]:
-    """(run folder, model folder) of a run folder or one of its checkpoint-N folders."""
+    """(run folder, model folder) of a run folder, one of its checkpoint-N folders, or a run name's folder (`runs/NAME`)."""
     path = Path(run)
     if CHECKPOINT.match(path.name) and is_run_dir(path.parent):
         return path.parent, path
+    if path.is_dir() and not is_run_dir(path) and runs_named(path):  # a run name's folder: its newest usable run
+        model_dir = trained_model_path(path)
+        return (model_dir.parent, model_dir)
     if not is_run_dir(path):
         raise ExportError(f"{path}: not a run folder (no {CONFIG_FILE}) or one of its checkpoint-N folders")
     return path, trained_model_path(path)

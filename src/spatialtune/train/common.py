@@ -32,6 +32,7 @@ from trl.trainer.callbacks import RichProgressCallback
 from ..config import ConfigError, to_dict
 from ..errors import SpatialtuneError
 from ..io import atomic_write_json, atomic_write_text, folder_lock
+from ..models.export import write_run_card
 from ..registry import did_you_mean
 from ..runs import CONFIG_FILE, LOG_FILE, MODEL_DIR, RunConfig, clear_failed, mark_failed, new_run_dir
 
@@ -295,5 +296,7 @@ def save_final_model(trainer, processor, run: Run) -> Path:
         if model_dir.exists():
             shutil.rmtree(model_dir)
         partial.rename(model_dir)
+        card = write_run_card(run.dir, model_dir)  # names the base model, data and recipe (not "[None]")
+        atomic_write_text(run.dir / card.name, card.read_text())
     PartialState().wait_for_everyone()
     return model_dir
