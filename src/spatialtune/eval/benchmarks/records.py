@@ -22,7 +22,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ...answers.match import box_iou_pixel, normalised_match, normalised_text, point_in_box, point_in_mask
 from ...answers.parse import (
@@ -206,6 +206,27 @@ def score_expected(row: Row, output: str, renderer: GeometryRenderer, expected: 
 # ---------------------------------------------------------------- the benchmark
 
 
+def record_rows(path, processor, convention, image_root, max_samples, tools: bool,
+                prepare: Callable[[SpatialRecord], dict[str, Any] | None]) -> list[Row]:
+    """Rows of a records file (a dataset folder: its `test.jsonl`): the first `max_samples` records, each checked by
+    `prepare` (which raises a RecordError or returns further row columns), with the crop tool declared when `tools`."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "test.jsonl"
+    records = read_records(path, image_root)
+    if max_samples is not None:
+        records = records[:max_samples]
+    renderer = GeometryRenderer.for_processor(processor, convention)
+    rows = []
+    for record in records:
+        columns = prepare(record) or {}
+        if tools:
+            record.messages, record.meta = declare_tools(record.messages, record.meta)
+        rows.append({**record_to_row(record, renderer), **columns})
+    return rows
+
+
+
 @register
 class RecordsBenchmark(Benchmark):
     """Any JSONL of spatial records: every task name, scored by the kind of each record's answer."""
@@ -220,20 +241,12 @@ class RecordsBenchmark(Benchmark):
 
     def load(self, path, processor, convention, image_root=None, max_samples=None) -> list[Row]:
         """Validated rows of a records file (or a dataset folder's `test.jsonl`), each with its `expected` answer."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / "test.jsonl"
-        records = read_records(path, image_root)
-        if max_samples is not None:
-            records = records[:max_samples]
-        renderer = GeometryRenderer.for_processor(processor, convention)
-        rows = []
-        for record in records:
+
+        def expected_column(record: SpatialRecord) -> dict[str, Any]:
             expected = expected_answer(record)
-            if self.options.tools:
-                record.messages, record.meta = declare_tools(record.messages, record.meta)
-            rows.append({**record_to_row(record, renderer), "expected": {"kind": expected.kind, "value": expected.value}})
-        return rows
+            return {"expected": {"kind": expected.kind, "value": expected.value}}
+
+        return record_rows(path, processor, convention, image_root, max_samples, self.options.tools, expected_column)
 
     def score(self, row: Row, output: str, renderer: GeometryRenderer) -> SampleResult:
         """Score one reply by the kind of its record's answer (see the module docstring)."""

@@ -16,15 +16,13 @@ other tasks are scored by the `records` benchmark.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-from ...data.render import GeometryRenderer, Row, record_to_row
+from ...data.render import GeometryRenderer, Row
 from ...errors import SpatialtuneError
-from ...records import SpatialRecord, read_records
+from ...records import SpatialRecord
 from ...tasks.synthetic import CHOICE_TASKS, TASKS
-from ...tools.crop import declare_tools
 from . import Benchmark, SampleResult, register
-from .records import IOU_THRESHOLD, score_box, score_choice, score_point
+from .records import IOU_THRESHOLD, record_rows, score_box, score_choice, score_point
 
 GROUNDING, POINTING = "grounding", "pointing"
 
@@ -58,18 +56,7 @@ class SyntheticBenchmark(Benchmark):
 
     def load(self, path, processor, convention, image_root=None, max_samples=None) -> list[Row]:
         """Validated rows of `test.jsonl` (a dataset folder or a JSONL file), rendered for the model family."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / "test.jsonl"
-        records = read_records(path, image_root)
-        if max_samples is not None:
-            records = records[:max_samples]
-        for record in records:
-            _check_record(record)
-            if self.options.tools:
-                record.messages, record.meta = declare_tools(record.messages, record.meta)
-        renderer = GeometryRenderer.for_processor(processor, convention)
-        return [record_to_row(record, renderer) for record in records]
+        return record_rows(path, processor, convention, image_root, max_samples, self.options.tools, _check_record)
 
     def metric_name(self, task: str) -> str:
         """accuracy, iou@0.5 or point_in_mask."""
