@@ -36,9 +36,9 @@ def renderer(loaded):
     return GeometryRenderer.for_processor(loaded.processor, loaded.family.convention)
 
 
-def _model_text(coords_pixel, renderer: GeometryRenderer) -> str:
-    """What a perfect model of the renderer's family prints for pixel coordinates of the fixture image."""
-    return format_coords(pixel_to_model(coords_pixel, ImageFrame.of(WIDTH, HEIGHT, renderer.policy), renderer.convention))
+def _model_text(coords_pixel, renderer: GeometryRenderer, size=(WIDTH, HEIGHT)) -> str:
+    """What a perfect model of the renderer's family prints for pixel coordinates (of the fixture image by default)."""
+    return format_coords(pixel_to_model(coords_pixel, ImageFrame.of(*size, renderer.policy), renderer.convention))
 
 
 def _write(tmp_path, records: list[dict]):
@@ -184,3 +184,19 @@ def test_a_scripted_run_reports_per_task_per_kind_invalid_and_iou(tmp_path, load
     assert metrics["metric"]["grounding"] == "iou@0.5" and metrics["metric"]["pointing"] == "point_in_region"
     assert metrics["headline"] == {"overall": pytest.approx(0.8), "iou@0.5": 1.0, "mean_iou": pytest.approx(0.5)}
     assert {"kind_scores", "invalid", "iou@0.5", "mean_iou", "unparsable", "scores", "overall"} <= set(metrics["definitions"])
+
+
+def test_a_synthetic_dataset_folder_is_scored_as_records(synthetic_dataset, loaded, renderer):
+    rows = get_benchmark("records").load(synthetic_dataset(8).parent, loaded.processor, loaded.family.convention)
+    by_task = {row["task"]: row for row in rows}
+    assert by_task["grounding"]["expected"] == {"kind": "box", "value": 0}
+    assert by_task["counting"]["expected"]["kind"] == "choice"
+    grounding = by_task["grounding"]
+    perfect = _model_text(grounding["boxes"][0]["bbox"], renderer, grounding["image_sizes"][0])
+    assert BENCH.score(grounding, perfect, renderer).score == get_benchmark("synthetic").score(grounding, perfect, renderer).score == 1.0
+
+
+def test_the_tools_option_declares_the_crop_tool(tmp_path, loaded):
+    path, _ = write_records_fixture(tmp_path / "records")
+    rows = get_benchmark("records", {"tools": True}).load(path, loaded.processor, loaded.family.convention)
+    assert all(row["meta"]["tools"] == ["crop"] and row["messages"][0]["role"] == "system" for row in rows)
