@@ -183,7 +183,7 @@ def test_a_scripted_run_reports_per_task_per_kind_invalid_and_iou(tmp_path, load
     assert metrics["iou@0.5"] == 1.0 and metrics["mean_iou"] == pytest.approx(0.5)  # [50, 30, 70, 70] px in the plate
     assert metrics["metric"]["grounding"] == "iou@0.5" and metrics["metric"]["pointing"] == "point_in_region"
     assert metrics["headline"] == {"overall": pytest.approx(0.8), "iou@0.5": 1.0, "mean_iou": pytest.approx(0.5)}
-    assert {"kind_scores", "invalid", "iou@0.5", "mean_iou", "unparsable", "scores", "overall"} <= set(metrics["definitions"])
+    assert {"kind_scores", "kind_counts", "invalid", "iou@0.5", "mean_iou", "unparsable", "scores", "overall"} <= set(metrics["definitions"])
 
 
 def test_a_synthetic_dataset_folder_is_scored_as_records(synthetic_dataset, loaded, renderer):

@@ -263,6 +263,7 @@ class RecordsBenchmark(Benchmark):
                            "by its text (earliest whole word, case-insensitive) or letter is the reference option; count = the "
                            "first number of the reply equals the reference; text = equal after lowercasing, joining runs of "
                            "whitespace and stripping surrounding whitespace and . , ; : ! ? \" ' `",
+            "kind_counts": "number of records per answer kind (box, point, choice, count, text)",
             "unparsable": "per task: replies with nothing to score, including invalid ones; a box reply must hold exactly four "
                           "numbers and a point reply exactly two, read back into pixels by the model's convention",
             "invalid": "per task: box or point replies whose numbers make an inverted box (x2 ≤ x1 or y2 ≤ y1) or lie "
