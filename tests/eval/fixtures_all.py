@@ -1,4 +1,4 @@
-"""One small fixture per registered benchmark (the families' writers, plus CV-Bench and synthetic), and a suite over all."""
+"""One small fixture per registered benchmark (the families' writers, records, plus CV-Bench and synthetic), and a suite over all."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from fixtures_mc import (
     write_whatsup_fixture,
 )
 from fixtures_points import write_crossview_fixture, write_refspatial_fixture, write_where2place_fixture
+from fixtures_records import write_records_fixture
 from fixtures_scene import write_roomplan_fixture, write_scanqa_fixture, write_sqa3d_fixture
 from fixtures_synthetic import write_synthetic_dataset
 from PIL import Image, ImageDraw
@@ -46,7 +47,8 @@ def write_synthetic_fixture(root: Path) -> tuple[Path, dict]:
 FIXTURES: dict[str, Callable[[Path], tuple[Path, dict]]] = {
     "3dsrbench": write_3dsrbench_fixture, "blink": write_blink_fixture, "crossview": write_crossview_fixture,
     "cvbench": write_cvbench_fixture, "cvbench-qualitative": write_cvbench_fixture, "embspatial": write_embspatial_fixture,
-    "hoi-grounding": write_hoi_grounding_fixture, "hoi-referring": write_hoi_referring_fixture, "refspatial": write_refspatial_fixture,
+    "hoi-grounding": write_hoi_grounding_fixture, "hoi-referring": write_hoi_referring_fixture, "records": write_records_fixture,
+    "refspatial": write_refspatial_fixture,
     "roomplan": write_roomplan_fixture, "scanqa": write_scanqa_fixture, "sqa3d": write_sqa3d_fixture,
     "synthetic": write_synthetic_fixture, "vsr": write_vsr_fixture, "whatsup": write_whatsup_fixture, "where2place": write_where2place_fixture,
 }

@@ -42,6 +42,12 @@ def point_in_mask(point_pixel: Sequence[float], mask: np.ndarray) -> bool:
     return 0 <= x < width and 0 <= y < height and bool(mask[int(y), int(x)])
 
 
+def point_in_box(point_pixel: Sequence[float], box_pixel: Sequence[float]) -> bool:
+    """Whether a pixel point lies in a [x1, y1, x2, y2] pixel box, edges x1 and y1 included, x2 and y2 not (as masks)."""
+    x, y = point_pixel
+    return box_pixel[0] <= x < box_pixel[2] and box_pixel[1] <= y < box_pixel[3]
+
+
 def pair_ious(preds: list, gts: list) -> tuple[list[list[float]], list[list[float]]]:
     """Person and object IoU of every (prediction, ground truth) pair: two len(preds) × len(gts) matrices."""
     person = [[box_iou_pixel(p[0], g[0]) for g in gts] for p in preds]
@@ -233,3 +239,20 @@ def short_answer_scores(prediction: str, references: list[str]) -> dict[str, flo
         "em": float(em),
         "em_refined": float(em_refined),
     }
+
+
+# ---------------------------------------------------------------- free text (records)
+
+NORMALISED_STRIP = " \t\n.,;:!?\"'`"
+
+
+def normalised_text(text: str) -> str:
+    """A short answer for exact matching: lowercase, runs of whitespace as one space, surrounding whitespace and
+    punctuation (`. , ; : ! ? " ' ``) removed."""
+    return " ".join(text.lower().split()).strip(NORMALISED_STRIP)
+
+
+def normalised_match(prediction: str, reference: str) -> bool:
+    """Whether a reply equals the reference after `normalised_text` (an empty reply matches nothing)."""
+    pred = normalised_text(prediction)
+    return bool(pred) and pred == normalised_text(reference)

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from ..geometry import Convention, ImageFrame, model_to_pixel
+from ..geometry import Convention, ImageFrame, is_proper, model_to_pixel
 from ..records import finite_number, finite_numbers
 from ..tasks.multiple_choice import letters
 from ..tasks.roomplan import ACTION_KEYS, VECTOR_KEYS
@@ -166,6 +166,48 @@ def parse_point_pixel(output: str, frame: ImageFrame, convention: Convention) ->
     """The first two numbers of the output as a point [x, y] in original pixels, or None."""
     numbers = parse_numbers(output)
     return model_to_pixel(numbers[:2], frame, convention) if len(numbers) >= 2 else None
+
+
+@dataclass(frozen=True)
+class StrictCoordinates:
+    """Coordinates read strictly from a reply, in original pixels, or why there are none to score.
+
+    `problem` is None for a well-formed answer; "unparsable" when the reply does not hold exactly the expected count
+    of numbers; "inverted box" (x2 ≤ x1 or y2 ≤ y1) or "outside the image" for numbers that are no valid answer."""
+
+    pixel: list[float] | None
+    problem: str | None = None
+
+    @property
+    def invalid(self) -> bool:
+        """Numbers were read but do not make a valid box or point (inverted, or outside the image)."""
+        return self.problem not in (None, "unparsable")
+
+
+def strict_coordinates_pixel(output: str, count: int, frame: ImageFrame, convention: Convention) -> StrictCoordinates:
+    """Exactly `count` numbers (4: a box, 2: a point) of the reply in original pixels, inside the image (a box with
+    x1 < x2, y1 < y2); five numbers, an inverted box or a coordinate outside the frame give no coordinates."""
+    numbers = parse_numbers(output)
+    if len(numbers) != count:
+        return StrictCoordinates(None, "unparsable")
+    pixel = model_to_pixel(numbers, frame, convention)
+    if count == 4 and not is_proper(pixel):
+        return StrictCoordinates(None, "inverted box")
+    tolerance = 1e-6  # the far edge read back through a float scale
+    sizes = [frame.width, frame.height] * (count // 2)
+    if any(not -tolerance <= v <= size + tolerance for v, size in zip(pixel, sizes)):
+        return StrictCoordinates(None, "outside the image")
+    return StrictCoordinates(pixel)
+
+
+def option_of_reply(output: str, choices: Sequence[str], letters_too: bool = True) -> str | None:
+    """The option a reply chooses: the option text occurring earliest as a whole word (`parse_choice`), else (with
+    `letters_too`) the option named by its letter (`parse_letter`: "(B)", "B.", "Answer: B"), else None."""
+    chosen = parse_choice(output, choices)
+    if chosen is not None or not letters_too:
+        return chosen
+    letter = parse_letter(output, len(choices))
+    return choices[ord(letter) - ord("A")] if letter else None
 
 
 def clean_action(output: str) -> str:

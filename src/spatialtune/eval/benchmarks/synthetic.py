@@ -6,33 +6,31 @@ Tasks and scores:
 - `grounding`: IoU ≥ 0.5 between the first four numbers of the output, read back into pixels by the model
   family's convention, and `boxes[0]`;
 - `pointing`: the first two numbers of the output, read back into pixels, fall inside `masks[0]`.
-Outputs that cannot be parsed score 0 and are counted per task. With the option `tools=true` every prompt declares
-the chain-of-focus crop tool and the runner executes the model's calls (see `spatialtune.tools`).
+Outputs that cannot be parsed score 0 and are counted per task. The scorers are the `records` benchmark's, with this
+benchmark's lenient reading: a choice by its word only (no letters), the first four / two numbers unchecked (a fifth
+number, an inverted box or a point outside the image is read, and misses). With the option `tools=true` every prompt
+declares the chain-of-focus crop tool and the runner executes the model's calls (see `spatialtune.tools`). Records of
+other tasks are scored by the `records` benchmark.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-from ...answers.match import box_iou_pixel, point_in_mask
-from ...answers.parse import parse_box_pixel, parse_choice, parse_point_pixel
-from ...data.render import GeometryRenderer, Row, record_to_row
+from ...data.render import GeometryRenderer, Row
 from ...errors import SpatialtuneError
-from ...media import read_mask
-from ...records import SpatialRecord, read_records
+from ...records import SpatialRecord
 from ...tasks.synthetic import CHOICE_TASKS, TASKS
-from ...tools.crop import declare_tools
-from ..scoring import row_frame
 from . import Benchmark, SampleResult, register
+from .records import IOU_THRESHOLD, record_rows, score_box, score_choice, score_point
 
 GROUNDING, POINTING = "grounding", "pointing"
-IOU_THRESHOLD = 0.5
 
 def _check_record(record: SpatialRecord) -> None:
     """Raise a RecordError (file, line, field) if the record lacks what its task is scored against."""
     if record.task not in TASKS:
-        raise record.error("task", f"unknown synthetic task {record.task!r}; expected one of {', '.join(TASKS)}")
+        raise record.error("task", f"unknown synthetic task {record.task!r}; expected one of {', '.join(TASKS)} "
+                           "(score records of any task with the benchmark 'records')")
     if record.task in CHOICE_TASKS:
         if not record.choices:
             raise record.error("choices", f"task {record.task!r} needs a non-empty list of choices")
@@ -58,18 +56,7 @@ class SyntheticBenchmark(Benchmark):
 
     def load(self, path, processor, convention, image_root=None, max_samples=None) -> list[Row]:
         """Validated rows of `test.jsonl` (a dataset folder or a JSONL file), rendered for the model family."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / "test.jsonl"
-        records = read_records(path, image_root)
-        if max_samples is not None:
-            records = records[:max_samples]
-        for record in records:
-            _check_record(record)
-            if self.options.tools:
-                record.messages, record.meta = declare_tools(record.messages, record.meta)
-        renderer = GeometryRenderer.for_processor(processor, convention)
-        return [record_to_row(record, renderer) for record in records]
+        return record_rows(path, processor, convention, image_root, max_samples, self.options.tools, _check_record)
 
     def metric_name(self, task: str) -> str:
         """accuracy, iou@0.5 or point_in_mask."""
@@ -79,18 +66,9 @@ class SyntheticBenchmark(Benchmark):
         """Score one output against the row's label, box or mask (see the module docstring)."""
         task = row["task"]
         if task in CHOICE_TASKS:
-            answer = row["answer"]
-            parsed = parse_choice(output, row["choices"])
-            return SampleResult(float(parsed == answer), parsed, answer)
-        mask = row["masks"][0]["path"] if row["masks"] else None
+            return score_choice(output, row["choices"], row["answer"], letters_too=False)
         if task == GROUNDING:
-            target = row["boxes"][0]
-            box = parse_box_pixel(output, row_frame(row, target["image"], renderer), renderer.convention)
-            hit = box is not None and box_iou_pixel(box, target["bbox"]) >= IOU_THRESHOLD
-            return SampleResult(float(hit), box, target["bbox"], mask)
+            return score_box(row, output, renderer, 0, strict=False)
         if task == POINTING:
-            target = row["masks"][0]
-            point = parse_point_pixel(output, row_frame(row, target["image"], renderer), renderer.convention)
-            hit = point is not None and point_in_mask(point, read_mask(target["path"]))
-            return SampleResult(float(hit), point, row["points"][0]["point"], mask)
+            return score_point(row, output, renderer, 0, strict=False)
         raise SpatialtuneError(f"{row.get('source', '?')}: unknown synthetic task {task!r}")
