@@ -70,7 +70,7 @@ def test_an_option_text_wins_over_the_letter_it_spells():
 
 
 @pytest.mark.parametrize("reply, answer", [
-    ("(B)", "B"), ("B", "right"), ("(B) right", "B"), ("right", "(B)"),
+    ("(B)", "B"), ("B", "right"), ("(B) right", "B"), ("B. right", "B"), ("right", "(B)"),
     ("<think>The cup is on the right.</think>\n<answer>(B)</answer>", "B"),
 ])
 def test_a_letter_and_an_option_text_agree_when_they_name_the_same_choice(reply, answer, tmp_path):

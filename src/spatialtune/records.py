@@ -357,7 +357,7 @@ def parse_record(obj: Any, *, file: str | Path = "<memory>", line: int = 0, base
 _THINK = re.compile(r"<think>.*?</think>", re.S)
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.S)
 _LETTER = re.compile(r"\(?([A-Z])\)?[.:]?")  # "A", "(A)", "A.", "(A):"
-_LETTER_THEN_TEXT = re.compile(r"\(([A-Z])\)\s+\S.*", re.S)  # "(A) left"
+_LETTER_THEN_TEXT = re.compile(r"\(?([A-Z])[).:]\s+\S.*", re.S)  # "(A) left", "A. left", "A) left", "A: left"
 
 
 def normalise_answer(text: str) -> str:
@@ -395,7 +395,7 @@ def _scalar_text(value: Any) -> str | None:
 
 
 def choice_index(text: str, choices: list[str]) -> int | None:
-    """The option `text` names: an option's text (normalised), else its letter — `A`, `(A)`, `A.`, `(A) option text` —
+    """The option `text` names: an option's text (normalised), else its letter — `A`, `(A)`, `A.`, `(A) option text`, `A. option text` —
     among the first len(choices) letters; None if it names none."""
     wanted = normalise_answer(text)
     matches = [i for i, choice in enumerate(choices) if normalise_answer(choice) == wanted]
