@@ -51,7 +51,7 @@ def test_an_answer_given_as_option_text_or_letter_is_among_the_choices(answer, t
 
 def test_an_answer_that_is_not_among_the_choices_is_an_error_naming_the_answer(tmp_path):
     error = _error(tmp_path, _record(None, "up", ["left", "right"]))
-    assert error.field == "answer" and "'up' is not among the choices" in error.message and "(A, B)" in error.message
+    assert error.field == "answer" and "'up' is not one of the choices" in error.message and "(A, B)" in error.message
 
 
 def test_a_letter_beyond_the_choices_is_not_among_them(tmp_path):

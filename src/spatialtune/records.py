@@ -444,7 +444,7 @@ def check_answer(record: SpatialRecord) -> None:
         for text in texts:
             if choice_index(text, record.choices) is None:
                 options = ", ".join(chr(ord("A") + i) for i in range(min(len(record.choices), 26)))
-                raise record.error("answer", f"{text!r} is not among the choices {record.choices}: give an option's text or "
+                raise record.error("answer", f"{text!r} is not one of the choices {record.choices}: give an option's text or "
                                    f"its letter ({options})")
     last = len(record.messages) - 1
     if record.messages[last].get("role") != "assistant":
