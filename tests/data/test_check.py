@@ -91,3 +91,44 @@ def test_a_box_of_refer_boxes_outside_its_image_fails_the_check(write_dataset):
     result = _check(path)
     assert result.exit_code != 0
     assert f"{path}:1: field 'refer_boxes[0]'" in " ".join(result.output.split())
+
+
+def _long_question(rid: str) -> dict:
+    record = grounding_record(rid)
+    record["messages"][0]["content"][1]["text"] = "word " * 100  # the answer starts near token 133 (tiny-qwen3-vl)
+    return record
+
+
+def test_the_check_counts_over_the_whole_file_the_samples_that_would_train_on_zero_tokens(write_dataset):
+    path = write_dataset([grounding_record("r0"), grounding_record("r1"), _long_question("long1"), _long_question("long2")])
+    result = _check(path, "--max-length", "100", "--batch-size", "1")
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "2 sample(s) would train on zero tokens (2 cut by max_length 100 before the answer" in output
+    assert "long1, long2" in output
+
+
+def test_a_file_whose_answers_fit_max_length_reports_no_zero_token_sample(write_dataset):
+    result = _check(write_dataset([grounding_record("r0"), _long_question("long1")]), "--max-length", "200")
+    assert result.exit_code == 0, result.output
+    assert "zero-token samples: 0" in " ".join(result.output.split())
+
+
+def test_the_check_counts_records_whose_geometry_all_looks_normalised(write_dataset):
+    normalised = grounding_record("norm", bbox=(0.1, 0.2, 0.3, 0.4))
+    result = _check(write_dataset([grounding_record("r0"), normalised]))
+    assert result.exit_code == 0, result.output
+    assert "1 record(s) with boxes/points all within [0, 1]" in " ".join(result.output.split()) and "norm" in result.output
+
+
+def test_a_file_of_pixel_boxes_has_no_normalised_warning(write_dataset):
+    result = _check(write_dataset([grounding_record("r0")]))
+    assert result.exit_code == 0 and "within [0, 1]" not in result.output
+
+
+def test_an_answer_that_disagrees_with_the_assistant_turn_fails_the_check_naming_the_line(write_dataset):
+    bad = {**grounding_record("bad"), "answer": "{box:1}", "boxes": [[10, 30, 60, 80], [70, 20, 90, 40]]}
+    path = write_dataset([grounding_record("r0"), bad])
+    result = _check(path)
+    assert result.exit_code != 0
+    assert f"{path}:2: field 'answer'" in " ".join(result.output.split())

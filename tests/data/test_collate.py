@@ -13,7 +13,7 @@ from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoP
 from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
 
 from helpers import FIXTURES, draw_scene, grounding_record
-from spatialtune.data.collate import BatchError, SpatialCollator, fit_rows, sequence_layout
+from spatialtune.data.collate import BatchError, SpatialCollator, fit_rows, label_start, sequence_layout
 from spatialtune.data.dataset import prepare_rows
 from spatialtune.geometry import Convention
 from spatialtune.models.tiny import official_chat_template
@@ -145,6 +145,31 @@ def test_truncation_that_would_cut_image_tokens_is_an_error_naming_the_record(tm
     report = fit_rows([row], processor, max_length=end - 1, on_truncated_image="skip")
     assert report.kept == [] and report.skipped[0][0] == "x"
     assert fit_rows([row], processor, max_length=end).kept == [row]  # text after the images may be cut
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
+@pytest.mark.parametrize("chat", sorted(CHATS))
+def test_label_start_is_where_the_collator_labels_its_first_token(family, chat, tmp_path, real_qwen_tokenizer):
+    messages, n = CHATS[chat]
+    processor = _real_processor(family, real_qwen_tokenizer)
+    collator = SpatialCollator(processor)
+    labels = collator([_row(tmp_path, messages, n)])["labels"][0]
+    assert label_start(_row(tmp_path, messages, n), processor, collator.chat_template) == int((labels != -100).nonzero()[0])
+
+
+def test_a_max_length_that_leaves_no_labelled_token_is_an_error_or_a_counted_skip(tmp_path, real_qwen_tokenizer):
+    messages, n = CHATS["single_turn"]
+    processor = _real_processor("qwen2_5_vl", real_qwen_tokenizer)
+    collator = SpatialCollator(processor)
+    row = _row(tmp_path, messages, n)
+    start = label_start(row, processor, collator.chat_template)
+    with pytest.raises(BatchError, match=r"test:1: record 'x': field 'messages': no labelled token"):
+        fit_rows([row], processor, max_length=start, chat_template=collator.chat_template)
+    report = fit_rows([row], processor, max_length=start, on_truncated_image="skip", chat_template=collator.chat_template)
+    assert report.kept == [] and report.unlabelled == ["x"] and "no labelled token" in report.skipped[0][1]
+    assert fit_rows([row], processor, max_length=start + 1, chat_template=collator.chat_template).kept == [row]
+    truncated = SpatialCollator(processor, max_length=start + 1)([row])["labels"][0]
+    assert int((truncated != -100).sum()) == 1  # the one token the check promised
 
 
 def test_a_corrupt_image_at_batch_time_names_the_record(tmp_path, real_qwen_tokenizer):

@@ -42,6 +42,17 @@ def data_check(
     console.print("batch: " + ", ".join(f"{k} {list(v)}" for k, v in report.batch_keys.items()))
     if report.refer_boxes_records:
         console.print(f"refer_boxes: {report.refer_boxes_groups} group(s) in {report.refer_boxes_records} record(s), inside their images")
+    if report.zero_token_samples:
+        shown = ", ".join((report.unlabelled + report.no_assistant)[:5]) + (" …" if report.zero_token_samples > 5 else "")
+        console.print(f"[yellow]warning[/] {report.zero_token_samples} sample(s) would train on zero tokens ({len(report.unlabelled)} "
+                      f"cut by max_length {max_length} before the answer (skipped in training with on_truncated_image=skip, "
+                      f"else an error), {len(report.no_assistant)} without an assistant turn): {shown}", highlight=False)
+    else:
+        console.print("zero-token samples: 0 (every sample keeps at least one labelled token)")
+    if report.normalised:
+        shown = ", ".join(report.normalised[:5]) + (" …" if len(report.normalised) > 5 else "")
+        console.print(f"[yellow]warning[/] {len(report.normalised)} record(s) with boxes/points all within [0, 1]: records hold "
+                      f"pixels of the original image, not normalised coordinates: {shown}", highlight=False)
     if report.preference_pairs:
         shapes = ", ".join(f"{k} {list(v)}" for k, v in report.preference_batch_keys.items())
         console.print(f"preference pairs: {report.preference_pairs}; first pairs through TRL's preference collator: {shapes}")

@@ -3,7 +3,9 @@
 Run it before training (the x3 cross-view source pipeline's one-batch dataloader check): it catches bad records,
 placeholder/image mismatches and truncated images without loading model weights. The caller loads the processor
 (the CLI through `models.loading.load_processor`), so this layer never imports models. Preference pairs are also
-collated through TRL's vision preference collator; `refer_boxes` groups are counted.
+collated through TRL's vision preference collator; `refer_boxes` groups are counted. Over the whole file it counts the
+samples that would train on zero tokens (cut by `max_length` before their answer, or without an assistant turn) and the
+records whose boxes / points all look normalised.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..geometry import Convention
+from ..records import looks_normalised
 from .collate import IMAGE_PAD, SpatialCollator, fit_rows
 from .dataset import DatasetError, load_records
 from .preference import SpatialPreferenceCollator, preference_chat, record_to_preference_row
@@ -44,6 +47,14 @@ class CheckReport:
     refer_boxes_groups: int = 0  # refer_boxes groups over all records
     preference_pairs: int = 0  # records with chosen / rejected
     preference_batch_keys: dict[str, tuple[int, ...]] = field(default_factory=dict)  # the first pairs, collated
+    unlabelled: list[str] = field(default_factory=list)  # ids that max_length cuts before their first answer token
+    no_assistant: list[str] = field(default_factory=list)  # ids without an assistant turn (nothing to train on)
+    normalised: list[str] = field(default_factory=list)  # ids whose boxes / points all look normalised ([0, 1])
+
+    @property
+    def zero_token_samples(self) -> int:
+        """Samples of the whole file that would train on zero labelled tokens."""
+        return len(self.unlabelled) + len(self.no_assistant)
 
 
 def _shapes(batch: dict) -> dict[str, tuple[int, ...]]:
@@ -63,10 +74,11 @@ def check_file(
     collator = SpatialCollator(processor, max_length)
     records = load_records(path, image_root)
     renderer = GeometryRenderer.for_processor(processor, convention)
-    prepared = fit_rows([record_to_row(r, renderer) for r in records], processor, max_length, "error", collator.chat_template)
+    prepared = fit_rows([record_to_row(r, renderer) for r in records], processor, max_length, "error", collator.chat_template,
+                        on_unlabelled="skip")
     rows = prepared.kept[:batch_size]
     if not rows:
-        raise DatasetError(path, [], "no records")
+        raise DatasetError(path, [], f"every record would train on zero tokens at max_length {max_length}" if prepared.unlabelled else "no records")
     batch = collator(rows)
     pad_id = processor.tokenizer.convert_tokens_to_ids(IMAGE_PAD)
     summaries = []
@@ -94,4 +106,7 @@ def check_file(
         refer_boxes_groups=sum(len(r.refer_boxes) for r in records),
         preference_pairs=len(pairs),
         preference_batch_keys=pair_batch,
+        unlabelled=prepared.unlabelled,
+        no_assistant=[r.id for r in records if not any(m.get("role") == "assistant" for m in r.messages)],
+        normalised=[r.id for r in records if looks_normalised(r)],
     )

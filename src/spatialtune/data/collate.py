@@ -53,9 +53,9 @@ class SequenceLayout:
     image_placeholders: int
 
 
-def sequence_layout(row: dict[str, Any], processor, chat_template: str | None = None) -> SequenceLayout:
+def sequence_layout(row: dict[str, Any], processor, chat_template: str | None = None, add_generation_prompt: bool = False) -> SequenceLayout:
     """Token layout of a row without processing pixels: template text tokens + visual tokens per image size."""
-    text = processor.apply_chat_template(row["messages"], chat_template=chat_template, tokenize=False)
+    text = processor.apply_chat_template(row["messages"], chat_template=chat_template, tokenize=False, add_generation_prompt=add_generation_prompt)
     ids = processor.tokenizer(text, add_special_tokens=False)["input_ids"]
     pad_id = processor.tokenizer.convert_tokens_to_ids(IMAGE_PAD)
     policy = ResizePolicy.from_processor(processor)
@@ -80,6 +80,17 @@ class FitReport:
 
     kept: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (id, reason)
+    unlabelled: list[str] = field(default_factory=list)  # ids skipped because max_length leaves no labelled token
+
+
+def label_start(row: dict[str, Any], processor, chat_template: str | None = None) -> int | None:
+    """Where a row's first labelled token sits: the length of the chat before its first assistant turn plus that turn's
+    header (the generation prompt); None if the row has no assistant turn (it trains on nothing)."""
+    messages = row["messages"]
+    first = next((i for i, m in enumerate(messages) if m.get("role") == "assistant"), None)
+    if first is None:
+        return None
+    return sequence_layout({**row, "messages": messages[:first]}, processor, chat_template, add_generation_prompt=True).length
 
 
 def fit_rows(
@@ -89,16 +100,22 @@ def fit_rows(
     on_truncated_image: Literal["error", "skip"] = "error",
     chat_template: str | None = None,
     chat: Callable[[dict[str, Any]], list[dict[str, Any]]] = lambda row: row["messages"],
+    on_unlabelled: Literal["error", "skip"] | None = None,
 ) -> FitReport:
-    """Check each row's image placeholders and that truncation to `max_length` never cuts an image's tokens.
+    """Check each row's image placeholders, that truncation to `max_length` never cuts an image's tokens, and that it
+    leaves at least one labelled (assistant) token.
 
     Text after the last image may be truncated (TRL keeps the start). A row whose image tokens would be cut
-    raises a BatchError naming it, or with `on_truncated_image="skip"` is skipped and reported. `chat` gives the
-    conversation a row is trained on (a preference row: its prompt and its longer answer).
+    raises a BatchError naming it, or with `on_truncated_image="skip"` is skipped and reported. A row that `max_length`
+    cuts before its first assistant token (it would train on zero tokens: `loss 0`) is handled by `on_unlabelled`
+    (default: as `on_truncated_image`), skipped ones also listed in `unlabelled`. `chat` gives the conversation a row
+    is trained on (a preference row: its prompt and its longer answer).
     """
     report = FitReport()
+    on_unlabelled = on_unlabelled or on_truncated_image
     for row in rows:
-        layout = sequence_layout({**row, "messages": chat(row)}, processor, chat_template)
+        trained = {**row, "messages": chat(row)}
+        layout = sequence_layout(trained, processor, chat_template)
         where = f"{row.get('source', '?')}: record {row['id']!r}"
         if layout.image_placeholders != len(row["images"]):
             raise BatchError(f"{where}: field 'messages': the chat template rendered {layout.image_placeholders} image placeholder(s) for {len(row['images'])} image(s)")
@@ -107,6 +124,14 @@ def fit_rows(
             if on_truncated_image == "error":
                 raise BatchError(f"{where}: field 'images': {reason}; raise max_length, lower max_pixels, or set on_truncated_image=skip")
             report.skipped.append((row["id"], reason))
+            continue
+        start = label_start(trained, processor, chat_template) if max_length is not None else None
+        if start is not None and start >= max_length:
+            reason = f"no labelled token: the answer starts at token {start} >= max_length {max_length}"
+            if on_unlabelled == "error":
+                raise BatchError(f"{where}: field 'messages': {reason}; raise max_length, lower max_pixels, or set on_truncated_image=skip")
+            report.skipped.append((row["id"], reason))
+            report.unlabelled.append(row["id"])
             continue
         report.kept.append(row)
     return report

@@ -192,7 +192,7 @@ def test_grounding_crops_cover_every_pair(tmp_path):
         (referring("r", meta={"tools": ["crop"]}), "already_tool_record"),
         ({**referring("r"), "images": ["a.png", "a.png"], "messages": [
             {"role": "user", "content": [{"type": "image"}, {"type": "image"}, {"type": "text", "text": "?"}]},
-            {"role": "assistant", "content": [{"type": "text", "text": "x"}]}]}, "not_single_image"),
+            {"role": "assistant", "content": [{"type": "text", "text": "holding cup"}]}]}, "not_single_image"),
         ({**referring("r"), "messages": [{"role": "system", "content": "Be brief."}, *referring("r")["messages"]]}, "not_single_turn"),
         (referring("r", meta={"hoi_pairs": [[0, 7]]}), "invalid_hoi_pairs"),
         ({**referring("r"), "meta": {}}, "no_hoi_pairs"),

@@ -146,7 +146,7 @@ def test_a_pair_across_two_images_is_dropped_and_counted(tmp_path):
         (referring("r", image="broken.png"), "unreadable_image"),
         (referring("r", refer_boxes=[PERSON, OBJECT, PERSON]), "already_has_refer_boxes"),
         (referring("r", meta={"hoi_pairs": [[0, 5]]}), "invalid_hoi_pairs"),
-        ({**referring("r"), "boxes": [{"bbox": OBJECT, "image": 0, "label": "bicycle"}], "messages": chat("What?", "riding")}, "no_hoi_pairs"),
+        ({**referring("r"), "boxes": [{"bbox": OBJECT, "image": 0, "label": "bicycle"}], "messages": chat("What?", "riding bicycle")}, "no_hoi_pairs"),
         ({"id": "r", "task": "referring", "images": ["a.png"]}, "invalid_record"),
     ],
     ids=["outside", "inverted", "missing-image", "unreadable-image", "already-linked", "bad-hoi-pairs", "no-pairs", "invalid-record"],
