@@ -580,3 +580,9 @@ def test_a_preference_prompt_must_hold_every_image():
     obj["messages"][1]["content"].insert(0, {"type": "image"})  # the second image sits in the reference answer
     error = _field_error(obj)
     assert error.field == "messages" and "preference prompt" in error.message
+
+
+def test_counts_in_messages_read_as_words():
+    from spatialtune.records import count_of
+
+    assert (count_of(0, "point"), count_of(1, "box"), count_of(2, "box")) == ("0 points", "1 box", "2 boxes")

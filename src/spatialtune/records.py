@@ -137,6 +137,11 @@ def last_assistant_index(messages: list[dict[str, Any]]) -> int:
     return max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=len(messages))
 
 
+def count_of(n: int, kind: str) -> str:
+    """`n` geometry items in words: "1 box", "2 boxes", "0 points"."""
+    return f"{n} {kind}" if n == 1 else f"{n} {kind}{'es' if kind.endswith('x') else 's'}"
+
+
 def finite_number(value: Any) -> bool:
     """A JSON number as Python reads it (int or float, not bool) that is finite; an int too large for a float is not
     (a 400-digit integer in a file or a model reply must be refused, not crash `math.isfinite`)."""
@@ -347,7 +352,7 @@ def parse_record(obj: Any, *, file: str | Path = "<memory>", line: int = 0, base
         for kind, index in GEOMETRY_PLACEHOLDER.findall(text):
             available = len(boxes if kind == "box" else points)
             if int(index) >= available:
-                raise err(where, f"placeholder {{{kind}:{index}}} but the record has {available} {kind}(es)")
+                raise err(where, f"placeholder {{{kind}:{index}}} but the record has {count_of(available, kind)}")
     check_answer(record)
     return record
 

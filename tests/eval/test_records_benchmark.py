@@ -134,7 +134,7 @@ def test_a_reply_naming_no_option_is_unparsable(rows, renderer):
 def test_an_answer_outside_the_choices_is_refused_at_load(tmp_path, loaded):
     record = {"id": "c", "task": "left_right", "images": ["scene.png"], "choices": ["left", "right"], "answer": "middle",
               "messages": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Where?"}]}]}
-    with pytest.raises(RecordError, match=r"records.jsonl:1: field 'answer': 'middle' is neither one of the choices"):
+    with pytest.raises(RecordError, match=r"records.jsonl:1: field 'answer': 'middle' is not one of the choices"):
         BENCH.load(_write(tmp_path, [record]), loaded.processor, loaded.family.convention)
 
 

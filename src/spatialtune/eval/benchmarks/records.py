@@ -36,7 +36,7 @@ from ...answers.parse import (
 )
 from ...data.render import GeometryRenderer, Row, record_to_row
 from ...media import read_mask
-from ...records import GEOMETRY_PLACEHOLDER, SpatialRecord, finite_number, read_records
+from ...records import GEOMETRY_PLACEHOLDER, SpatialRecord, count_of, finite_number, read_records
 from ...tasks.multiple_choice import letters
 from ...tools.crop import declare_tools
 from ..scoring import row_frame
@@ -102,7 +102,7 @@ def expected_answer(record: SpatialRecord) -> Expected:
             kind, index = placeholder.group(1), int(placeholder.group(2))
             available = len(record.boxes if kind == "box" else record.points)
             if index >= available:
-                raise record.error(where, f"placeholder {{{kind}:{index}}} but the record has {available} {kind}(es)")
+                raise record.error(where, f"placeholder {{{kind}:{index}}} but the record has {count_of(available, kind)}")
             if kind == "point":
                 _check_region(record, index, where)
             return Expected(kind, index)
