@@ -359,23 +359,26 @@ def parse_record(obj: Any, *, file: str | Path = "<memory>", line: int = 0, base
 
 # ---------------------------------------------------------------- consistency: answer, choices, final assistant turn
 
-_THINK = re.compile(r"<think>.*?</think>", re.S)
+_THINK = re.compile(r"<think>.*?(?:</think>|$)", re.S)  # an unclosed block runs to the end
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.S)
+NORMALISED_STRIP = " \t\n.,;:!?\"'`"
 _LETTER = re.compile(r"\(?([A-Z])\)?[.:]?")  # "A", "(A)", "A.", "(A):"
 _LETTER_THEN_TEXT = re.compile(r"\(?([A-Z])[).:]\s+\S.*", re.S)  # "(A) left", "A. left", "A) left", "A: left"
 
 
-def normalise_answer(text: str) -> str:
-    """An answer as the consistency checks compare it: case-folded, runs of whitespace as one space, no surrounding
-    whitespace or trailing full stop."""
-    return " ".join(text.casefold().split()).rstrip(".").strip()
+def normalised_text(text: str) -> str:
+    """A short answer for exact matching: lowercase, runs of whitespace as one space, surrounding whitespace and
+    punctuation (`. , ; : ! ? " ' ``) removed (the records benchmark scores with it; the consistency checks compare
+    with it, so a record that passes them scores 1 when the model reproduces its training target)."""
+    return " ".join(text.lower().split()).strip(NORMALISED_STRIP)
 
 
-def final_answer(text: str) -> str:
-    """The answer a reply gives: `<think>…</think>` blocks dropped, then the last `<answer>…</answer>` if any, stripped."""
-    text = _THINK.sub("", text)
-    tagged = _ANSWER_TAG.findall(text)
-    return (tagged[-1] if tagged else text).strip()
+def final_answer(output: str) -> str:
+    """The part of a reply to score: the last `<answer>…</answer>` if any, else the reply without `<think>` blocks."""
+    answers = _ANSWER_TAG.findall(output)
+    if answers:
+        return answers[-1].strip()
+    return _THINK.sub("", output).strip()
 
 
 def _pixel_text(text: str, record: SpatialRecord) -> str:
@@ -402,8 +405,8 @@ def _scalar_text(value: Any) -> str | None:
 def choice_index(text: str, choices: list[str]) -> int | None:
     """The option `text` names: an option's text (normalised), else its letter — `A`, `(A)`, `A.`, `(A) option text`, `A. option text` —
     among the first len(choices) letters; None if it names none."""
-    wanted = normalise_answer(text)
-    matches = [i for i, choice in enumerate(choices) if normalise_answer(choice) == wanted]
+    wanted = normalised_text(text)
+    matches = [i for i, choice in enumerate(choices) if normalised_text(choice) == wanted]
     if len(matches) == 1:
         return matches[0]
     letter = _LETTER.fullmatch(text.strip()) or _LETTER_THEN_TEXT.fullmatch(text.strip())
@@ -423,7 +426,7 @@ def _answers(answer: Any) -> list[str] | None:
 def _agrees(answer: str, reply: str, record: SpatialRecord) -> bool:
     if record.choices:
         return choice_index(answer, record.choices) == choice_index(reply, record.choices)
-    if normalise_answer(_pixel_text(answer, record)) == normalise_answer(reply):
+    if normalised_text(_pixel_text(answer, record)) == normalised_text(reply):
         return True
     try:  # a number answer: the reply's number equals it (3 and "3.0")
         return float(answer) == float(reply)
@@ -439,7 +442,7 @@ def check_answer(record: SpatialRecord) -> None:
     - answer vs the last message, when that is an assistant turn with text: its final answer (`<think>` dropped, the last
       `<answer>…</answer>` if tagged) must name the same option (with choices); else equal `answer` once placeholders
       are pixel coordinates (`{box:1}` agrees with `{box:1}` or a box of the same coordinates) and both are normalised
-      (`normalise_answer`), or equal it as a number. A list answer agrees if one item does.
+      (`normalised_text`), or equal it as a number. A list answer agrees if one item does.
     - an answer that is not a string, a number or a list of them (e.g. a dict), or no answer: not checked.
     """
     texts = _answers(record.answer) if record.answer is not None else None

@@ -16,6 +16,7 @@ import torch
 from torchvision.ops import box_iou
 
 from ..geometry import is_proper
+from ..records import normalised_text
 from ..tasks.roomplan import VECTOR_KEYS
 from .parse import Vector, parse_letter, vector3
 from .points import PointAnswer
@@ -243,13 +244,6 @@ def short_answer_scores(prediction: str, references: list[str]) -> dict[str, flo
 
 # ---------------------------------------------------------------- free text (records)
 
-NORMALISED_STRIP = " \t\n.,;:!?\"'`"
-
-
-def normalised_text(text: str) -> str:
-    """A short answer for exact matching: lowercase, runs of whitespace as one space, surrounding whitespace and
-    punctuation (`. , ; : ! ? " ' ``) removed."""
-    return " ".join(text.lower().split()).strip(NORMALISED_STRIP)
 
 
 def normalised_match(prediction: str, reference: str) -> bool:

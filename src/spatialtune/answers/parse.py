@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ..geometry import Convention, ImageFrame, is_proper, model_to_pixel
-from ..records import finite_number, finite_numbers
+from ..records import final_answer, finite_number, finite_numbers  # noqa: F401  (final_answer: the parser's entry point, defined with the record's consistency check)
 from ..tasks.multiple_choice import letters
 from ..tasks.roomplan import ACTION_KEYS, VECTOR_KEYS
 
@@ -41,14 +41,6 @@ VLMEVALKIT_REFUSALS = (
 _VLMEVALKIT_SEPARATORS = str.maketrans(dict.fromkeys(".()[],:;!*#{}", " "))
 
 Vector = tuple[float, float, float]
-
-
-def final_answer(output: str) -> str:
-    """The part of a reply to score: the last `<answer>…</answer>` if any, else the reply without `<think>` blocks."""
-    answers = re.findall(r"<answer>(.*?)</answer>", output, re.S)
-    if answers:
-        return answers[-1].strip()
-    return re.sub(r"<think>.*?(?:</think>|$)", "", output, flags=re.S).strip()
 
 
 def parse_letter(output: str, num_choices: int) -> str | None:

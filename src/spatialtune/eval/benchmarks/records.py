@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ...answers.match import box_iou_pixel, normalised_match, normalised_text, point_in_box, point_in_mask
+from ...answers.match import box_iou_pixel, normalised_match, point_in_box, point_in_mask
 from ...answers.parse import (
     StrictCoordinates,
     final_answer,
@@ -36,7 +36,7 @@ from ...answers.parse import (
 )
 from ...data.render import GeometryRenderer, Row, record_to_row
 from ...media import read_mask
-from ...records import GEOMETRY_PLACEHOLDER, SpatialRecord, count_of, finite_number, read_records
+from ...records import GEOMETRY_PLACEHOLDER, SpatialRecord, count_of, finite_number, normalised_text, read_records
 from ...tasks.multiple_choice import letters
 from ...tools.crop import declare_tools
 from ..scoring import row_frame
