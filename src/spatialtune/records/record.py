@@ -1,4 +1,4 @@
-"""The spatial record: one JSONL line = one sample, with geometry in ONE frame (pixels of the original image).
+"""The spatial record, parsed and validated: one JSONL line = one sample, with geometry in ONE frame (pixels of the original image).
 
 ```json
 {"id": "s1", "task": "grounding",
@@ -20,25 +20,21 @@ Relative image/mask paths resolve against `image_root` if given, else the datase
 Every validation error names the file, the line and the field.
 """
 
+
 from __future__ import annotations
 
 import json
-import logging
-import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import MissingFileError, SpatialtuneError
-from .geometry import is_proper
-from .media import MediaError, image_size
-from .registry import did_you_mean
-
-log = logging.getLogger(__name__)
+from ..errors import SpatialtuneError
+from ..geometry import is_proper
+from ..registry import did_you_mean
+from .consistency import check_answer
+from .text import GEOMETRY_PLACEHOLDER, count_of, finite_numbers, last_assistant_index
 
 ROLES = ("system", "user", "assistant", "tool")
-GEOMETRY_PLACEHOLDER = re.compile(r"\{(box|point):(\d+)\}")
 RECORD_KEYS = ("id", "task", "messages", "images", "boxes", "points", "masks", "refer_boxes", "answer", "choices",
                "chosen", "rejected", "meta")
 # Fields of benchmarks' own row formats that a record may carry beside its own, so that one file is both training data
@@ -130,43 +126,6 @@ def image_placeholder_count(messages: list[dict[str, Any]]) -> int:
 def _resolve(path: str, base_dir: Path) -> Path:
     p = Path(path).expanduser()
     return p if p.is_absolute() else base_dir / p
-
-
-def last_assistant_index(messages: list[dict[str, Any]]) -> int:
-    """Index of a chat's last assistant turn (the answer a model is asked for), len(messages) when there is none."""
-    return max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=len(messages))
-
-
-def count_of(n: int, kind: str) -> str:
-    """`n` geometry items in words: "1 box", "2 boxes", "0 points"."""
-    return f"{n} {kind}" if n == 1 else f"{n} {kind}{'es' if kind.endswith('x') else 's'}"
-
-
-def finite_number(value: Any) -> bool:
-    """A JSON number as Python reads it (int or float, not bool) that is finite; an int too large for a float is not
-    (a 400-digit integer in a file or a model reply must be refused, not crash `math.isfinite`)."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:
-        return False
-
-
-def text_parts(content: Any) -> list[str]:
-    """The texts of a message's content: the string itself, or the text parts of a list (other shapes: none)."""
-    if isinstance(content, str):
-        return [content]
-    if isinstance(content, list):
-        return [p["text"] for p in content if isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)]
-    return []
-
-
-def finite_numbers(value: Any, n: int) -> tuple[float, ...] | None:
-    """`n` finite JSON numbers (a list or tuple; see `finite_number`) as floats, else None."""
-    if not isinstance(value, (list, tuple)) or len(value) != n or not all(finite_number(v) for v in value):
-        return None
-    return tuple(float(v) for v in value)
 
 
 def _numbers(value: Any, n: int, err, field_name: str) -> tuple[float, ...]:
@@ -355,199 +314,3 @@ def parse_record(obj: Any, *, file: str | Path = "<memory>", line: int = 0, base
                 raise err(where, f"placeholder {{{kind}:{index}}} but the record has {count_of(available, kind)}")
     check_answer(record)
     return record
-
-
-# ---------------------------------------------------------------- consistency: answer, choices, final assistant turn
-
-_THINK = re.compile(r"<think>.*?(?:</think>|$)", re.S)  # an unclosed block runs to the end
-_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.S)
-NORMALISED_STRIP = " \t\n.,;:!?\"'`"
-_LETTER = re.compile(r"\(?([A-Z])\)?[.:]?")  # "A", "(A)", "A.", "(A):"
-_LETTER_THEN_TEXT = re.compile(r"\(?([A-Z])[).:]\s+\S.*", re.S)  # "(A) left", "A. left", "A) left", "A: left"
-
-
-def normalised_text(text: str) -> str:
-    """A short answer for exact matching: lowercase, runs of whitespace as one space, surrounding whitespace and
-    punctuation (`. , ; : ! ? " ' ``) removed (the records benchmark scores with it; the consistency checks compare
-    with it, so a record that passes them scores 1 when the model reproduces its training target)."""
-    return " ".join(text.lower().split()).strip(NORMALISED_STRIP)
-
-
-def final_answer(output: str) -> str:
-    """The part of a reply to score: the last `<answer>…</answer>` if any, else the reply without `<think>` blocks."""
-    answers = _ANSWER_TAG.findall(output)
-    if answers:
-        return answers[-1].strip()
-    return _THINK.sub("", output).strip()
-
-
-def _pixel_text(text: str, record: SpatialRecord) -> str:
-    """`text` with each `{box:N}` / `{point:N}` as its pixel coordinates (the frame every convention renders from, so two
-    texts that agree here agree in every model family's rendering)."""
-
-    def replace(match) -> str:
-        kind, index = match.group(1), int(match.group(2))
-        coords = record.boxes[index].bbox_pixel if kind == "box" else record.points[index].xy_pixel
-        return "[" + ", ".join(f"{v:g}" for v in coords) + "]"
-
-    return GEOMETRY_PLACEHOLDER.sub(replace, text)
-
-
-def _scalar_text(value: Any) -> str | None:
-    """A string answer as is, a number as its shortest text (3, 2.5); other values: None (not compared)."""
-    if isinstance(value, str):
-        return value
-    if finite_number(value):
-        return f"{value:g}"
-    return None
-
-
-def choice_index(text: str, choices: list[str]) -> int | None:
-    """The option `text` names: an option's text (normalised), else its letter — `A`, `(A)`, `A.`, `(A) option text`, `A. option text` —
-    among the first len(choices) letters; None if it names none."""
-    wanted = normalised_text(text)
-    matches = [i for i, choice in enumerate(choices) if normalised_text(choice) == wanted]
-    if len(matches) == 1:
-        return matches[0]
-    letter = _LETTER.fullmatch(text.strip()) or _LETTER_THEN_TEXT.fullmatch(text.strip())
-    if letter and ord(letter.group(1)) - ord("A") < len(choices):
-        return ord(letter.group(1)) - ord("A")
-    return None
-
-
-def _answers(answer: Any) -> list[str] | None:
-    """The texts an answer accepts: one string or number, or each of a list of them; None for other shapes (a dict such
-    as hoi-grounding's pairs), which the checks leave alone."""
-    items = answer if isinstance(answer, list) else [answer]
-    texts = [_scalar_text(a) for a in items]
-    return None if not texts or None in texts else texts  # type: ignore[return-value]
-
-
-def _agrees(answer: str, reply: str, record: SpatialRecord) -> bool:
-    if record.choices:
-        return choice_index(answer, record.choices) == choice_index(reply, record.choices)
-    if normalised_text(_pixel_text(answer, record)) == normalised_text(reply):
-        return True
-    try:  # a number answer: the reply's number equals it (3 and "3.0")
-        return float(answer) == float(reply)
-    except ValueError:
-        return False
-
-
-def check_answer(record: SpatialRecord) -> None:
-    """Raise a RecordError if the record's `answer` is not among its `choices`, or disagrees with its final assistant
-    turn (the training target) after rendering. The rules (docs/data.md, "Consistency checks"):
-
-    - `answer` with `choices`: an option's text or its letter (`A`, `(A)`); a list answer: each item.
-    - answer vs the last message, when that is an assistant turn with text: its final answer (`<think>` dropped, the last
-      `<answer>…</answer>` if tagged) must name the same option (with choices); else equal `answer` once placeholders
-      are pixel coordinates (`{box:1}` agrees with `{box:1}` or a box of the same coordinates) and both are normalised
-      (`normalised_text`), or equal it as a number. A list answer agrees if one item does.
-    - an answer that is not a string, a number or a list of them (e.g. a dict), or no answer: not checked.
-    """
-    texts = _answers(record.answer) if record.answer is not None else None
-    if texts is None:
-        return
-    if record.choices:
-        for text in texts:
-            if choice_index(text, record.choices) is None:
-                options = ", ".join(chr(ord("A") + i) for i in range(min(len(record.choices), 26)))
-                raise record.error("answer", f"{text!r} is not one of the choices {record.choices}: give an option's text or "
-                                   f"its letter ({options})")
-    last = len(record.messages) - 1
-    if record.messages[last].get("role") != "assistant":
-        return
-    turn = " ".join(text_parts(record.messages[last].get("content")))
-    if not turn.strip():
-        return
-    reply = final_answer(_pixel_text(turn, record))
-    if not any(_agrees(text, reply, record) for text in texts):
-        raise record.error("answer", f"{json.dumps(record.answer)[:80]} disagrees with the final assistant turn "
-                           f"messages[{last}], which trains {reply[:80]!r}: make them the same answer")
-
-
-# ---------------------------------------------------------------- media
-
-NORMALISED_IMAGE_SIDE = 4  # a geometry all within [0, 1] is suspicious only on an image wider and taller than this
-
-
-def looks_normalised(record: SpatialRecord) -> bool:
-    """True when a media-checked record has boxes or points (refer_boxes included) and every coordinate is within
-    [0, 1] on images wider and taller than NORMALISED_IMAGE_SIDE pixels: most likely written normalised, not in pixels."""
-    items = [(b.bbox_pixel, b.image) for b in record.boxes] + [(p.xy_pixel, p.image) for p in record.points]
-    items += [(box, g.image) for g in record.refer_boxes for box in g.boxes_pixel]
-    if not items or not record.image_sizes:
-        return False
-    return all(0 <= v <= 1 for coords, _ in items for v in coords) and all(
-        min(record.image_sizes[image]) > NORMALISED_IMAGE_SIDE for _, image in items)
-
-
-def _open_image_size(path: Path, err, field_name: str) -> tuple[int, int]:
-    if not path.is_file():
-        raise err(field_name, f"image not found: {path}")
-    try:
-        return image_size(path, decode=True)
-    except MediaError as e:
-        raise err(field_name, str(e)) from None
-
-
-def check_media(record: SpatialRecord) -> SpatialRecord:
-    """Open every image and mask; check boxes, refer_boxes and points lie inside their image. Fills `image_sizes`."""
-    sizes = [_open_image_size(p, record.error, f"images[{i}]") for i, p in enumerate(record.images)]
-    boxes = [(f"boxes[{i}].bbox", box.bbox_pixel, box.image) for i, box in enumerate(record.boxes)]
-    for i, group in enumerate(record.refer_boxes):
-        boxes += [(f"refer_boxes[{i}]", coords, group.image) for coords in group.boxes_pixel]
-    for where, (x1, y1, x2, y2), image in boxes:
-        w, h = sizes[image]
-        if not (0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h):
-            raise record.error(where, f"{[x1, y1, x2, y2]} is not inside image {image} ({w}×{h}) with x1 < x2, y1 < y2")
-    for i, point in enumerate(record.points):
-        w, h = sizes[point.image]
-        x, y = point.xy_pixel
-        if not (0 <= x <= w and 0 <= y <= h):
-            raise record.error(f"points[{i}].point", f"{list(point.xy_pixel)} is outside image {point.image} ({w}×{h})")
-    for i, mask in enumerate(record.masks):
-        mw, mh = _open_image_size(mask.path, record.error, f"masks[{i}].path")
-        if (mw, mh) != sizes[mask.image]:
-            raise record.error(f"masks[{i}].path", f"mask is {mw}×{mh} but image {mask.image} is {sizes[mask.image][0]}×{sizes[mask.image][1]}")
-    record.image_sizes = sizes
-    if looks_normalised(record):
-        image = (record.boxes or record.points or record.refer_boxes)[0].image
-        log.warning("%s:%d: record %r: every box/point coordinate is within [0, 1] on a %d×%d image: records hold pixels "
-                    "of the original image, not normalised coordinates", record.source[0], record.source[1], record.id,
-                    *sizes[image])
-    return record
-
-
-def scan_records(path: str | Path, image_root: str | Path | None = None, check_images: bool = True) -> tuple[list[SpatialRecord], list[RecordError]]:
-    """Read a JSONL file, returning the good records and one RecordError per bad line (all of them)."""
-    path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"dataset file not found: {path}")
-    base_dir = Path(image_root) if image_root else path.parent
-    records, errors, seen = [], [], {}
-    with path.open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise RecordError(path, line_no, "<json>", f"malformed JSON: {e.msg} at column {e.colno}") from None
-                record = parse_record(obj, file=path, line=line_no, base_dir=base_dir)
-                if record.id in seen:
-                    raise record.error("id", f"duplicate id {record.id!r} (first on line {seen[record.id]})")
-                seen[record.id] = line_no
-                records.append(check_media(record) if check_images else record)
-            except RecordError as e:
-                errors.append(e)
-    return records, errors
-
-
-def read_records(path: str | Path, image_root: str | Path | None = None, check_images: bool = True) -> list[SpatialRecord]:
-    """Read and validate a JSONL dataset; raise the first RecordError (use `scan_records` to collect all)."""
-    records, errors = scan_records(path, image_root, check_images)
-    if errors:
-        raise errors[0]
-    return records

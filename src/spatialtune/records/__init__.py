@@ -1,0 +1,36 @@
+"""The spatial record (`record`), its consistency checks (`consistency`), reading files and media (`reading`), and the
+text helpers of the chat format (`text`); everything public is importable from `spatialtune.records`."""
+
+from .consistency import NORMALISED_IMAGE_SIDE, check_answer, choice_index, looks_normalised
+from .reading import check_media, read_records, scan_records
+from .record import (
+    BENCHMARK_ROW_KEYS,
+    RECORD_KEYS,
+    ROLES,
+    Box,
+    Mask,
+    Point,
+    RecordError,
+    ReferGroup,
+    SpatialRecord,
+    image_placeholder_count,
+    parse_record,
+)
+from .text import (
+    GEOMETRY_PLACEHOLDER,
+    NORMALISED_STRIP,
+    count_of,
+    final_answer,
+    finite_number,
+    finite_numbers,
+    last_assistant_index,
+    normalised_text,
+    text_parts,
+)
+
+__all__ = [
+    "BENCHMARK_ROW_KEYS", "GEOMETRY_PLACEHOLDER", "NORMALISED_IMAGE_SIDE", "NORMALISED_STRIP", "RECORD_KEYS", "ROLES", "Box",
+    "Mask", "Point", "RecordError", "ReferGroup", "SpatialRecord", "check_answer", "check_media", "choice_index",
+    "count_of", "final_answer", "finite_number", "finite_numbers", "image_placeholder_count", "last_assistant_index",
+    "looks_normalised", "normalised_text", "parse_record", "read_records", "scan_records", "text_parts",
+]
