@@ -1,5 +1,6 @@
-"""Eval reports: `report.html` per benchmark run (metrics, definitions, per-category bar charts, a gallery of the worst
-cases and a seeded sample of the others) and per suite (one summary table linking each run's report).
+"""Eval reports: `report.html` per benchmark run (metrics, definitions, per-category bar charts, a predicted-vs-expected
+table per multiple-choice task, a gallery of the worst cases and a seeded sample of the others, each card captioned with
+its IoU / distance where the benchmark measured them) and per suite (one summary table linking each run's report).
 
 Pages open from disk: CSS inline, images embedded as data URIs, links only to files beside the page.
 """
@@ -22,8 +23,14 @@ EVAL_CSS = """
 .chart{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:8px;margin-bottom:12px}.chart img{width:100%;display:block}
 dl.defs{grid-template-columns:minmax(140px,auto) 1fr;background:var(--card);border:1px solid var(--line);border-radius:8px;padding:12px}
 dl.defs dt{font-family:ui-monospace,monospace;font-size:13px}.thumbs{display:flex;gap:4px;margin-top:4px}.thumbs img{width:60px;height:auto}
-td.name a{color:var(--accent);text-decoration:none}
+td.name a{color:var(--accent);text-decoration:none}.card figure>img{box-shadow:0 0 0 1px #64748b}
+table.confusion{width:auto;margin-bottom:12px}table.confusion td.hit{background:#dcfce7;font-weight:700}
+table.confusion td.miss{background:#fee2e2}table.confusion caption{text-align:left;font-weight:600;padding:4px 0}
 """
+
+# Per-sample measurements named in a card's caption: the `scores` key, its label and how it is written.
+CAPTION_SCORES = {"iou": ("IoU", "{:.2f}"), "distance_px": ("distance", "{:.1f} px")}
+MAX_LABELS = 12  # a task with more distinct expected answers than this is free text, not multiple choice
 
 
 def _value(value: Any) -> str:
@@ -84,10 +91,73 @@ def gallery_card(kind: str, result: dict) -> str:
         ('<i class="sw gt"></i>ground truth', format_answer(result.get("ground_truth"))),
         ('<i class="sw pred"></i>prediction', f"{format_answer(result.get('parsed'))} {score_mark(score)}"),
     ]
-    rows += [(k, _value(v)) for k, v in (result.get("scores") or {}).items() if isinstance(v, (int, float, str))][:6]
+    scores = result.get("scores") or {}
+    rows += [(k, _value(v)) for k, v in scores.items() if isinstance(v, (int, float, str)) and k not in CAPTION_SCORES][:6]
+    caption = " · ".join([kind, str(result["id"]), *measured_text(scores)])
     exchange = (result.get("tools") or {}).get("turns")
     raw = "".join(f"<div class=small>{esc(t['role'])}</div><pre>{esc(t.get('text', ''))}</pre>" for t in exchange) if exchange else f"<pre>{esc(result.get('output', ''))}</pre>"
-    return card_html(figure, result.get("task", ""), f"{kind} · {result['id']}", result.get("prompt", ""), rows, raw, score >= 0.5)
+    return card_html(figure, result.get("task", ""), caption, result.get("prompt", ""), rows, raw, score >= 0.5)
+
+
+def measured_text(scores: dict) -> list[str]:
+    """A sample's IoU and distance as caption text ("IoU 0.42", "distance 12.3 px"), for those its scores carry."""
+    return [
+        f"{label} {fmt.format(scores[key])}"
+        for key, (label, fmt) in CAPTION_SCORES.items()
+        if isinstance(scores.get(key), (int, float)) and not isinstance(scores.get(key), bool)
+    ]
+
+
+def _label(value: Any) -> str | None:
+    """A multiple-choice answer as a label: a string as it is, None (unparsable) as None."""
+    return value.strip() if isinstance(value, str) else None
+
+
+def choice_tasks(results: Sequence[dict]) -> dict[str, list[dict]]:
+    """The multiple-choice tasks and their rows: every expected answer a label (a string), at most MAX_LABELS distinct
+    ones, and no row scored as free text (`scores.kind` "text")."""
+    tasks: dict[str, list[dict]] = {}
+    for result in results:
+        tasks.setdefault(str(result.get("task", "")), []).append(result)
+    return {
+        task: rows for task, rows in tasks.items()
+        if all(isinstance(r.get("ground_truth"), str) and (r.get("scores") or {}).get("kind") != "text" for r in rows)
+        and all(r.get("parsed") is None or isinstance(r.get("parsed"), str) for r in rows)
+        and len({_label(r["ground_truth"]) for r in rows}) <= MAX_LABELS
+    }
+
+
+def confusion_table(task: str, rows: Sequence[dict]) -> str:
+    """Expected answers down, predicted answers across (then "unparsable"): the count of rows in each cell."""
+    expected = sorted({_label(r["ground_truth"]) for r in rows})
+    predicted = expected + sorted({_label(r["parsed"]) for r in rows} - set(expected) - {None})
+    counts: dict[tuple[str, str | None], int] = {}
+    for r in rows:
+        key = (_label(r["ground_truth"]), _label(r.get("parsed")))
+        counts[key] = counts.get(key, 0) + 1
+    head = "".join(f"<th>{esc(p)}</th>" for p in predicted) + "<th>unparsable</th>"
+
+    def cell(truth: str, guess: str | None) -> str:
+        n = counts.get((truth, guess), 0)
+        kind = "" if not n or guess is None else " class=hit" if guess == truth else " class=miss"
+        return f"<td{kind}>{n or '·'}</td>"
+
+    body = "".join(
+        f"<tr><td class=name>{esc(t)}</td>{''.join(cell(t, p) for p in [*predicted, None])}</tr>" for t in expected
+    )
+    return (
+        f'<table class="confusion"><caption>{esc(task)}</caption><thead><tr><th>expected ↓ predicted →</th>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table>"
+    )
+
+
+def confusion_section(results: Sequence[dict]) -> str:
+    """One predicted-vs-expected table per multiple-choice task; empty when the run has none."""
+    tables = "".join(confusion_table(task, rows) for task, rows in choice_tasks(results).items())
+    if not tables:
+        return ""
+    legend = '<p class="legend">rows: the expected answer; columns: the parsed answer; green: right, red: wrong</p>'
+    return f"<section><h2>Predicted vs expected</h2>{legend}{tables}</section>"
 
 
 def metrics_tables(metrics: dict) -> str:
@@ -125,6 +195,7 @@ def render_eval_report(metrics: dict, results: Sequence[dict], *, title: str | N
         f"<section><h2>Metrics</h2>{metrics_tables(metrics)}</section>"
         f"<section><h2>By category</h2>{charts_html}</section>"
         f'<section><h2>Definitions</h2><dl class="defs">{definitions}</dl></section>'
+        f"{confusion_section(results)}"
         f'<section><h2>Gallery</h2><p class="legend"><i class="sw gt"></i>ground truth <i class="sw pred"></i>prediction · the {worst} worst cases, then a sample</p>'
         f"<div class=gallery>{cards}</div></section>"
     )
