@@ -15,14 +15,14 @@ from typing import Any, Sequence
 
 from trl.trainer.dpo_trainer import DataCollatorForVisionPreference
 
-from ..records import SpatialRecord, last_assistant_index
+from ..records import SpatialRecord, prompt_turns
 from .collate import open_images
 from .render import GeometryRenderer, record_columns
 
 
 def preference_prompt(record: SpatialRecord) -> list[dict[str, Any]]:
     """The messages a preference pair answers: the record's messages before its last assistant turn."""
-    return record.messages[: last_assistant_index(record.messages)]
+    return prompt_turns(record.messages)
 
 
 def record_to_preference_row(record: SpatialRecord, renderer: GeometryRenderer) -> dict[str, Any]:

@@ -8,13 +8,13 @@ import torch
 
 from ..data.collate import open_images
 from ..data.render import Row
-from ..records import last_assistant_index
+from ..records import prompt_turns
 from ..tools.protocol import attach_images
 
 
 def prompt_messages(row: Row) -> list[dict[str, Any]]:
     """The row's chat up to (not including) its last assistant turn: what the model must answer."""
-    return row["messages"][: last_assistant_index(row["messages"])]
+    return prompt_turns(row["messages"])
 
 
 @torch.inference_mode()

@@ -24,7 +24,9 @@ from .text import (
     finite_number,
     finite_numbers,
     last_assistant_index,
+    message,
     normalised_text,
+    prompt_turns,
     text_parts,
 )
 
@@ -32,5 +34,5 @@ __all__ = [
     "BENCHMARK_ROW_KEYS", "GEOMETRY_PLACEHOLDER", "NORMALISED_IMAGE_SIDE", "NORMALISED_STRIP", "RECORD_KEYS", "ROLES", "Box",
     "Mask", "Point", "RecordError", "ReferGroup", "SpatialRecord", "check_answer", "check_media", "choice_index",
     "count_of", "final_answer", "finite_number", "finite_numbers", "image_placeholder_count", "last_assistant_index",
-    "looks_normalised", "normalised_text", "parse_record", "read_records", "scan_records", "text_parts",
+    "looks_normalised", "message", "normalised_text", "parse_record", "prompt_turns", "read_records", "scan_records", "text_parts",
 ]

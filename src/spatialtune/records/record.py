@@ -32,7 +32,7 @@ from ..errors import SpatialtuneError
 from ..geometry import is_proper
 from ..registry import did_you_mean
 from .consistency import check_answer
-from .text import GEOMETRY_PLACEHOLDER, count_of, finite_numbers, last_assistant_index
+from .text import GEOMETRY_PLACEHOLDER, count_of, finite_numbers, prompt_turns
 
 ROLES = ("system", "user", "assistant", "tool")
 RECORD_KEYS = ("id", "task", "messages", "images", "boxes", "points", "masks", "refer_boxes", "answer", "choices",
@@ -299,7 +299,7 @@ def parse_record(obj: Any, *, file: str | Path = "<memory>", line: int = 0, base
             f"{n_placeholders} image placeholder(s) but {len(images)} image(s) in 'images': "
             'put one {"type": "image"} part where each image goes',
         )
-    in_prompt = image_placeholder_count(record.messages[: last_assistant_index(record.messages)]) if chosen else len(images)
+    in_prompt = image_placeholder_count(prompt_turns(record.messages)) if chosen else len(images)
     if in_prompt != len(images):  # TRL's preference collator gives every image to the prompt
         raise err("messages", f"the preference prompt (the messages before the last assistant turn) holds {in_prompt} of "
                   f"the {len(images)} image placeholder(s): put every image before the answer")

@@ -18,6 +18,16 @@ def last_assistant_index(messages: list[dict[str, Any]]) -> int:
     return max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=len(messages))
 
 
+def message(role: str, text: str, n_images: int = 0) -> dict[str, Any]:
+    """A chat message in the record format: `n_images` image parts, then one text part."""
+    return {"role": role, "content": [*({"type": "image"} for _ in range(n_images)), {"type": "text", "text": text}]}
+
+
+def prompt_turns(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages a model answers: those before the chat's last assistant turn (all of them when there is none)."""
+    return messages[: last_assistant_index(messages)]
+
+
 def count_of(n: int, kind: str) -> str:
     """`n` geometry items in words: "1 box", "2 boxes", "0 points"."""
     return f"{n} {kind}" if n == 1 else f"{n} {kind}{'es' if kind.endswith('x') else 's'}"

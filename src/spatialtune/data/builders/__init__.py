@@ -39,7 +39,7 @@ from PIL import Image
 
 from ...errors import SpatialtuneError, UnknownNameError
 from ...io import atomic_write_json, atomic_write_jsonl, folder_lock
-from ...records import RecordError, parse_record
+from ...records import RecordError, message, parse_record
 from ...registry import Registry
 
 T = TypeVar("T")
@@ -181,11 +181,6 @@ def check_image(source: str | Path | bytes) -> ImageCheck:
             return ImageCheck(image.size, image.format)
     except Exception as e:  # PIL raises many types for a bad file (OSError, SyntaxError, struct.error, …)
         return ImageCheck(skip_reason="unreadable_image", error=str(e))
-
-
-def message(role: str, text: str, n_images: int = 0) -> dict:
-    """A chat message in the record format: `n_images` image parts, then one text part."""
-    return {"role": role, "content": [*({"type": "image"} for _ in range(n_images)), {"type": "text", "text": text}]}
 
 
 def chat(prompt: str, answer: str, n_images: int = 1) -> list[dict]:

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from . import BuildError, BuildReport, BuildSettings, Progress, builder, chat, message
+from ...records import message
+from . import BuildError, BuildReport, BuildSettings, Progress, builder, chat
 from ._public import (
     Candidate,
     ImageSource,

@@ -24,7 +24,7 @@ from ...data.render import GeometryRenderer, Row, record_to_row
 from ...data.sources import Table
 from ...errors import UnknownNameError
 from ...geometry import Convention
-from ...records import check_media, parse_record, text_parts
+from ...records import check_media, message, parse_record, text_parts
 from ...registry import Registry
 
 T = TypeVar("T")
@@ -167,11 +167,6 @@ def get_benchmark(name: str, options: dict[str, Any] | None = None) -> Benchmark
 # ---------------------------------------------------------------- helpers of benchmark modules: rows, records, turns
 
 
-def user_turn(num_images: int, text: str) -> dict[str, Any]:
-    """A user message: `num_images` image placeholders, then the text."""
-    return {"role": "user", "content": [*({"type": "image"} for _ in range(num_images)), {"type": "text", "text": text}]}
-
-
 def question_record(sample_id: str, task: str, images: Sequence[str | Path], text: str, answer_text: str, **fields: Any) -> dict[str, Any]:
     """A spatial record (as JSON data): one user turn (the images, then `text`) and the reference `answer_text` as the
     reply; `fields` (answer, choices, boxes, meta, …) are added as given."""
@@ -179,7 +174,7 @@ def question_record(sample_id: str, task: str, images: Sequence[str | Path], tex
         "id": sample_id,
         "task": task,
         "images": [str(p) for p in images],
-        "messages": [user_turn(len(images), text), {"role": "assistant", "content": [{"type": "text", "text": answer_text}]}],
+        "messages": [message("user", text, len(images)), message("assistant", answer_text)],
         **fields,
     }
 

@@ -61,9 +61,9 @@ from ...data.render import GeometryRenderer, Row, record_to_row
 from ...data.sources import Table
 from ...geometry import Convention, ImageFrame
 from ...media import read_mask_values
-from ...records import SpatialRecord, check_media, parse_record
+from ...records import SpatialRecord, check_media, message, parse_record
 from ..scoring import row_frame
-from . import Benchmark, SampleResult, UnknownBenchmarkError, first_rows, group_means, mean, user_turn
+from . import Benchmark, SampleResult, UnknownBenchmarkError, first_rows, group_means, mean
 
 COORDS = ("norm01", "pixel", "grid1000", "model")
 FORMAT_INSTRUCTION = (
@@ -177,12 +177,12 @@ class PointReferring(Benchmark):
                 record = check_media(self._record(sample, table, line, frame))
                 width, height = record.image_sizes[0]
                 text = self._prompt(sample, frame, ImageFrame.of(width, height, renderer.policy), table, line)
-                yield record_to_row(dataclasses.replace(record, messages=[user_turn(1, text)]), renderer)
+                yield record_to_row(dataclasses.replace(record, messages=[message("user", text, 1)]), renderer)
 
     def _record(self, sample: PointSample, table: Table, line: int, frame: str) -> SpatialRecord:
         """The sample as a record with its mask (the prompt is written once the image size is known)."""
         obj = {"id": sample.id, "task": sample.task, "images": [sample.image], "masks": [{"path": sample.mask, "image": 0}],
-               "messages": [user_turn(1, "")], "meta": {**sample.meta, "coords": frame}}
+               "messages": [message("user", "", 1)], "meta": {**sample.meta, "coords": frame}}
         return parse_record(obj, file=table.source, line=line)
 
     def _prompt(self, sample: PointSample, frame: str, image: ImageFrame, table: Table, line: int) -> str:

@@ -36,8 +36,15 @@ from ...answers.parse import (
 )
 from ...data.render import GeometryRenderer, Row, record_to_row
 from ...media import read_mask
-from ...records import GEOMETRY_PLACEHOLDER, SpatialRecord, count_of, finite_number, normalised_text, read_records
-from ...tasks.multiple_choice import letters
+from ...records import (
+    GEOMETRY_PLACEHOLDER,
+    SpatialRecord,
+    choice_index,
+    count_of,
+    finite_number,
+    normalised_text,
+    read_records,
+)
 from ...tools.crop import declare_tools
 from ..scoring import row_frame
 from . import Benchmark, SampleResult, last_assistant_text, mean, register
@@ -61,14 +68,10 @@ class Expected:
 
 
 def _reference_option(reference: Any, choices: list[str]) -> str | None:
-    """The option a reference names: an option's text (surrounding spaces ignored) or its letter, else None."""
-    if not isinstance(reference, str):
-        return None
-    text = reference.strip()
-    if text in [c.strip() for c in choices]:
-        return next(c for c in choices if c.strip() == text)
-    letter = text.strip("()").rstrip(".")
-    return choices[ord(letter) - ord("A")] if letter in letters(len(choices)) else None
+    """The option a reference names, read as the record layer's consistency check reads it (`records.choice_index`:
+    an option's text or its letter), else None."""
+    index = choice_index(reference, choices) if isinstance(reference, str) else None
+    return choices[index] if index is not None else None
 
 
 def _number(value: Any) -> int | float | None:
