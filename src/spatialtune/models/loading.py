@@ -144,7 +144,8 @@ def _load_adapter(path: Path, dtype: str, min_pixels: int | None, max_pixels: in
         if not name:
             raise UnknownModelError(f"{path}/adapter_config.json names no base_model_name_or_path, and no run config.yaml is beside it")
         base = ModelConfig(name=name)
-    loaded = load_model(base.name, dtype=dtype, attn_implementation=attn_implementation, seed=base.seed)
+    # the weights the adapter was trained on: the run's starting weights when it began from another run (init_from)
+    loaded = load_model(base.init_from or base.name, dtype=dtype, attn_implementation=attn_implementation, seed=base.seed)
     model = PeftModel.from_pretrained(loaded.model, str(path)).merge_and_unload()
     processor = AutoProcessor.from_pretrained(str(path)) if (path / "preprocessor_config.json").is_file() else loaded.processor
     clear_call_state(processor)
@@ -162,12 +163,36 @@ class ModelConfig:
     max_pixels: int | None = None
     attn_implementation: str | None = None
     seed: int = 0  # weights of the embedded defaults
+    # Start from trained weights instead of `name`'s: a run name's folder (runs/NAME: its newest run), a run folder (its
+    # final model, else its latest checkpoint), a checkpoint or a model folder; a LoRA run's adapter is merged first.
+    # `name` stays the base model (run names, model cards); a run trained from another base model is refused.
+    init_from: str | None = None
+
+
+def starting_weights(config: ModelConfig) -> str:
+    """What a recipe loads: `init_from` resolved to the model it holds, else `name`.
+
+    A run folder's (or checkpoint's) own config names its base model; one other than `name` is a ConfigError, so
+    that a run never starts from another family's weights under this base model's name.
+    """
+    if not config.init_from:
+        return config.name
+    source = trained_model_path(config.init_from)
+    run_config = next((d / CONFIG_FILE for d in (source, source.parent) if (d / CONFIG_FILE).is_file()), None)
+    if run_config is not None:
+        trained = str(((yaml.safe_load(run_config.read_text()) or {}).get("model") or {}).get("name") or "")
+        if trained and trained != config.name:
+            raise ConfigError(
+                f"model.init_from={config.init_from}: that run was trained from {trained!r}, not model.name={config.name!r}; "
+                f"set model.name={trained} (the base model) or start from another run"
+            )
+    return str(source)
 
 
 def load_model_from_config(config: ModelConfig) -> LoadedModel:
-    """`load_model` driven by a ModelConfig."""
+    """`load_model` driven by a ModelConfig (its `init_from` weights when given)."""
     return load_model(
-        config.name,
+        starting_weights(config),
         dtype=config.dtype,
         min_pixels=config.min_pixels,
         max_pixels=config.max_pixels,
