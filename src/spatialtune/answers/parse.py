@@ -43,13 +43,18 @@ _VLMEVALKIT_SEPARATORS = str.maketrans(dict.fromkeys(".()[],:;!*#{}", " "))
 Vector = tuple[float, float, float]
 
 
+def _letter_matches(output: str, num_choices: int) -> list[tuple[int, str]]:
+    """(position, letter) of every accepted letter form in the reply, within A.. the last choice."""
+    valid = set(letters(num_choices))
+    return [(m.start(), m.group(1)) for pattern in _LETTER_PATTERNS for m in re.finditer(pattern, output) if m.group(1) in valid]
+
+
 def parse_letter(output: str, num_choices: int) -> str | None:
     """The option letter of a reply (earliest match of the accepted forms, within A.. the last choice), or None.
 
     Accepted: "(B)", "B", "B.", "B)", "The answer is (B)", "Answer: B" — not the first character of the reply.
     """
-    valid = set(letters(num_choices))
-    found = [(m.start(), m.group(1)) for pattern in _LETTER_PATTERNS for m in re.finditer(pattern, output) if m.group(1) in valid]
+    found = _letter_matches(output, num_choices)
     return min(found)[1] if found else None
 
 
@@ -62,6 +67,23 @@ def parse_choice(output: str, choices: Sequence[str]) -> str | None:
         if match:
             found.append((match.start(), -len(choice), choice))  # earliest; at a tie, the longer choice
     return min(found)[2] if found else None
+
+
+def named_options(output: str, choices: Sequence[str], letters_too: bool = True) -> list[str]:
+    """Every option a reply names, in the order of `choices`: by its text as a whole word (case-insensitive; not where
+    it only occurs inside a longer option's text, as "left" in "left of") and, with `letters_too`, by a letter form
+    of `parse_letter`. A reply naming several options hedges, whichever one `option_of_reply` reads first."""
+    text = output.strip().lower()
+    spans = {c: [m.span() for m in re.finditer(rf"(?<!\w){re.escape(c.strip().lower())}(?!\w)", text)] if c.strip() else []
+             for c in choices}
+    named = set()
+    for choice in choices:
+        longer = [span for other in choices if len(other.strip()) > len(choice.strip()) for span in spans[other]]
+        if any(not any(a <= x and y <= b for a, b in longer) for x, y in spans[choice]):
+            named.add(choice)
+    if letters_too:
+        named |= {choices[ord(letter) - ord("A")] for _, letter in _letter_matches(output, len(choices))}
+    return [c for c in choices if c in named]
 
 
 def last_paragraph_option(output: str, num_choices: int) -> str | None:
