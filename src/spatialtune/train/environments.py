@@ -19,9 +19,14 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
+from trl.chat_template_utils import supports_tool_calling
+
+from ..config import ConfigError
 from ..data.render import GeometryRenderer
 from ..geometry import ImageFrame
-from ..tools.crop import CropSession, ToolSettings
+from ..records import SpatialRecord
+from ..tools.crop import CROP_TOOL, CropSession, ToolSettings
+from ..tools.protocol import prompt_for_tools_argument
 
 CROP_ENVIRONMENT, NO_TOOLS = "crop", "none"
 
@@ -53,11 +58,28 @@ class NoToolEnvironment:
         """Nothing to set up."""
 
 
-def declares_crop(meta: dict[str, Any]) -> bool:
-    """Whether a record's meta lets a model call the crop tool (`meta.tools` lists it, as cof-tool-sft writes)."""
-    return CROP_ENVIRONMENT in (meta.get("tools") or [])
+def environment_of(record: SpatialRecord) -> str:
+    """A row's environment: `crop` where the record's meta lists the tool (`meta.tools`, as cof-tool-sft writes it)."""
+    return CROP_ENVIRONMENT if CROP_ENVIRONMENT in (record.meta.get("tools") or []) else NO_TOOLS
 
 
 def crop_environments(renderer: GeometryRenderer, settings: ToolSettings) -> dict[str, Any]:
     """TRL's `environment_factory` for chain-of-focus GRPO: rows pick `crop` or `none` by their `environment` column."""
     return {CROP_ENVIRONMENT: partial(CropEnvironment, renderer, settings), NO_TOOLS: NoToolEnvironment}
+
+
+def check_tool_calling(processor, model_name: str) -> None:
+    """TRL's tool loop needs a chat template that renders tool calls (Qwen3-VL's does, Qwen2.5-VL's drops them)."""
+    if not supports_tool_calling(processor):
+        raise ConfigError(
+            f"tools.crop=true: {model_name}'s chat template cannot render tool calls, and TRL's tool loop refuses it "
+            "(Qwen2.5-VL's drops them); train chain-of-focus rollouts with a Qwen3-VL model, or set tools.crop=false"
+        )
+
+
+def declare_for_trl(row: dict[str, Any], processor) -> dict[str, Any]:
+    """A crop row's prompt as TRL renders it with `tools=`: the declaration left to the template where it renders one
+    (the tokens stay those of the declared prompt: tests/tools/test_token_identity.py)."""
+    if row.get("environment") != CROP_ENVIRONMENT:
+        return row
+    return {**row, "prompt": prompt_for_tools_argument(row["prompt"], processor, [CROP_TOOL])}

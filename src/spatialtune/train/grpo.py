@@ -23,7 +23,6 @@ from datasets import Dataset
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from trl import GRPOConfig, GRPOTrainer
-from trl.chat_template_utils import supports_tool_calling
 
 from ..config import ConfigError
 from ..data.dataset import DatasetError
@@ -34,8 +33,7 @@ from ..models.loading import ModelConfig, load_model_from_config
 from ..models.tiny import TINY_MODELS
 from ..records import SpatialRecord
 from ..runs import RunConfig
-from ..tools.crop import CROP_TOOL, ToolSettings
-from ..tools.protocol import prompt_for_tools_argument
+from ..tools.crop import ToolSettings
 from . import RECIPES, Recipe
 from .common import (
     check_before_loading,
@@ -46,7 +44,7 @@ from .common import (
     save_final_model,
     trl_arguments,
 )
-from .environments import CROP_ENVIRONMENT, NO_TOOLS, crop_environments, declares_crop
+from .environments import CROP_ENVIRONMENT, check_tool_calling, crop_environments, declare_for_trl, environment_of
 from .sft import TrainingConfig as SFTTrainingConfig
 
 log = logging.getLogger(__name__)
@@ -113,7 +111,7 @@ OWNED_GRPO_FIELDS = {
     **{f.name: f"set it as grpo.{f.name}" for f in dataclasses.fields(GRPOSettings)},
     "output_dir": "the run folder (set run.dir)",
     "run_name": "the run's name and folder (set run.name)",
-    "reward_weights": "weights go with the reward names in rewards: (e.g. rewards.task=1.0)",
+    "reward_weights": "weights go with the reward names in rewards: (e.g. rewards.choice=1.0)",
     "max_tool_calling_iterations": "set tools.max_calls",
     "remove_unused_columns": "the rewards read every column",
 }
@@ -173,15 +171,6 @@ def check_grpo_config(config: GRPORecipeConfig) -> None:
         raise ConfigError(f"tools.max_calls={config.tools.max_calls}: chain-of-focus rollouts need at least one call; or set tools.crop=false")
 
 
-def check_tool_calling(processor, model_name: str) -> None:
-    """TRL's tool loop needs a chat template that renders tool calls (Qwen3-VL's does, Qwen2.5-VL's drops them)."""
-    if not supports_tool_calling(processor):
-        raise ConfigError(
-            f"tools.crop=true: {model_name}'s chat template cannot render tool calls, and TRL's tool loop refuses it "
-            "(Qwen2.5-VL's drops them); train chain-of-focus rollouts with a Qwen3-VL model, or set tools.crop=false"
-        )
-
-
 def placeholder_suppression(model, tokenizer, options: Mapping[str, Any]) -> dict[str, Any]:
     """`generation_kwargs` that keep rollouts from writing vision placeholder tokens (a sampled `<|image_pad|>` would
     not match any image features): HF generation's `suppress_tokens`, vLLM's `bad_words`; the `trl:` ones kept."""
@@ -198,15 +187,8 @@ def row_columns(rewards: RewardSource, tools: bool, record: SpatialRecord) -> di
     """A prompt row's extra columns: what the rewards read and, with tools, which environment the row uses."""
     columns = rewards.reward_columns(record)
     if tools:
-        columns["environment"] = CROP_ENVIRONMENT if declares_crop(record.meta) else NO_TOOLS
+        columns["environment"] = environment_of(record)
     return columns
-
-
-def declare_for_trl(row: dict[str, Any], processor) -> dict[str, Any]:
-    """A crop row's prompt as TRL renders it with `tools=`: the declaration left to the template where it renders one."""
-    if row.get("environment") != CROP_ENVIRONMENT:
-        return row
-    return {**row, "prompt": prompt_for_tools_argument(row["prompt"], processor, [CROP_TOOL])}
 
 
 def run_grpo(
