@@ -78,9 +78,10 @@ def rewards_score(
         where = output or completions.with_name(f"{completions.stem}.rewards.jsonl")
         atomic_write_jsonl(where, results)
     if per_sample:
-        table = Table("id", "task", *names)
+        applied = [n for n in names if any(r["rewards"][n] is not None for r in results)]
+        table = Table("id", "task", *applied)
         for result in results:
-            table.add_row(result["id"], result["task"], *(_cell(result["rewards"][n]) for n in names))
+            table.add_row(result["id"], result["task"], *(_cell(result["rewards"][n]) for n in applied))
         console.print(table)
     table = Table("reward", "samples", "mean", "min", "max", "guarded")
     for s in summarise(results, names):

@@ -9,7 +9,7 @@ from typing import Any
 from ..data.render import GeometryRenderer, dataset_row, record_to_row
 from ..records import SpatialRecord
 from . import REWARDS, Reward, RewardError, reward_columns
-from ._sample import Sample, bounded
+from ._sample import Sample
 
 
 def reward_row(record: SpatialRecord, renderer: GeometryRenderer) -> dict[str, Any]:
@@ -40,7 +40,7 @@ def score_records(
             "id": record.id,
             "task": record.task,
             "kind": (sample.expected or {}).get("kind"),
-            "rewards": {n: None if s is None else bounded(s.value, r.low, r.high) for r, (n, s) in zip(rewards, scored.items())},
+            "rewards": {n: None if s is None else s.value for n, s in scored.items()},
             "accuracy": {n: None if s is None else s.accuracy for n, s in scored.items()},
             "guards": {n: s.guard for n, s in scored.items() if s is not None and s.guard},
             "shaping": {n: s.shaping for n, s in scored.items() if s is not None and s.shaping},

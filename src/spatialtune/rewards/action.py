@@ -54,7 +54,7 @@ class Action(KindReward):
         accuracy = float(scored.success)
         if obj is not None and set(obj) - set(ACTION_KEYS):
             return guarded(accuracy, "extra keys")
-        if repeated_action_keys(sample.reply):
+        if obj is not None and repeated_action_keys(sample.reply):
             return guarded(accuracy, "repeated keys")
         if scored.success or scored.malformed is not None or not (scores["action_match"] and scores["scene_match"]):
             return guarded(accuracy, None)
