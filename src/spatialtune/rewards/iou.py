@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..answers.parse import parse_numbers
-from ..answers.score import IOU_THRESHOLD, box_score, read_coordinates
+from ..answers.score import IOU_THRESHOLD, BoxScore, box_score
 from ..geometry import box_area, is_proper
 from . import register
 from ._sample import KindReward, Sample, Scored, guarded
@@ -34,15 +34,15 @@ class IoU(KindReward):
         strict: bool = True
         max_area_ratio: float | None = 4.0
 
-    def target(self, sample: Sample, reference: dict[str, Any]) -> dict[str, Any]:
-        """The target box column (pixels of its image)."""
-        return sample.column("boxes", self.name)[reference["value"]]
+    def _scored(self, sample: Sample, reference: dict[str, Any]) -> tuple[dict[str, Any], BoxScore]:
+        """The target box column (pixels of its image) and the reply's box scored against it."""
+        target = sample.column("boxes", self.name)[reference["value"]]
+        frame = sample.frame(target["image"], self.renderer, self.name)
+        return target, box_score(sample.reply, target["bbox"], frame, self.renderer.convention, self.options.strict)
 
     def judge(self, sample: Sample, reference: dict[str, Any]) -> Scored:
         """The IoU, zeroed by the guards of the module docstring."""
-        target = self.target(sample, reference)
-        frame = sample.frame(target["image"], self.renderer, self.name)
-        scored = box_score(sample.reply, target["bbox"], frame, self.renderer.convention, self.options.strict)
+        target, scored = self._scored(sample, reference)
         return guarded(self.accuracy(scored.iou), self.guard(sample.reply, scored.reading.pixel, target["bbox"]))
 
     def accuracy(self, iou: float) -> float:
@@ -60,9 +60,7 @@ class IoU(KindReward):
 
     def parses(self, sample: Sample, reference: dict[str, Any]) -> bool:
         """The reply holds a box (read as `strict` says)."""
-        target = self.target(sample, reference)
-        frame = sample.frame(target["image"], self.renderer, self.name)
-        return read_coordinates(sample.reply, 4, frame, self.renderer.convention, self.options.strict).pixel is not None
+        return self._scored(sample, reference)[1].reading.pixel is not None
 
 
 @register

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..answers.parse import parse_numbers, parse_tuples
+from ..answers.parse import StrictCoordinates, parse_numbers, parse_tuples
 from ..answers.points import parse_ground_truth, parse_prediction
 from ..answers.score import crossview_score, point_hit, point_region, read_coordinates
 from ..tasks.crossview import NOT_VISIBLE
@@ -32,7 +32,8 @@ class Point(KindReward):
 
         strict: bool = True
 
-    def _reading(self, sample: Sample, reference: dict[str, Any]):
+    def _reading(self, sample: Sample, reference: dict[str, Any]) -> tuple[dict[str, Any], StrictCoordinates]:
+        """The target point column (pixels of its image) and the reply's point read in that image's frame."""
         target = sample.column("points", self.name)[reference["value"]]
         frame = sample.frame(target["image"], self.renderer, self.name)
         return target, read_coordinates(sample.reply, 2, frame, self.renderer.convention, self.options.strict)
