@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar
@@ -96,9 +95,15 @@ class Sample:
         return ImageFrame.of(width, height, renderer.policy)
 
 
+def _per_completion(value: Any, n: int) -> bool:
+    """A column with one value per completion (a list, or a sequence such as a `datasets` column), not a scalar
+    argument (`trainer_state`, `log_metric`) nor a text."""
+    return hasattr(value, "__len__") and hasattr(value, "__getitem__") and not isinstance(value, (str, bytes, dict)) and len(value) == n
+
+
 def samples(completions: list[Any], columns: dict[str, Any]) -> list[Sample]:
-    """One Sample per completion; list columns are split by completion, the rest (`trainer_state`, `log_metric`, …) skipped."""
-    per_row = {k: v for k, v in columns.items() if isinstance(v, list) and len(v) == len(completions)}
+    """One Sample per completion; each column is split by completion, other arguments (`trainer_state`, …) skipped."""
+    per_row = {k: list(v) for k, v in columns.items() if _per_completion(v, len(completions))}
     return [Sample(c, {k: v[i] for k, v in per_row.items()}) for i, c in enumerate(completions)]
 
 
@@ -106,11 +111,6 @@ def samples(completions: list[Any], columns: dict[str, Any]) -> list[Sample]:
 def cached_mask(path: str) -> np.ndarray:
     """A mask file as a boolean array (`media.read_mask`), read once per path."""
     return read_mask(path)
-
-
-def bounded(value: float, low: float = 0.0, high: float = 1.0) -> float:
-    """A finite value in [low, high] (NaN becomes `low`): the last line of defence of every reward's range."""
-    return min(max(value, low), high) if math.isfinite(value) else (high if value == math.inf else low)
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ class Reward:
 
     name: ClassVar[str] = ""
     Options: ClassVar[type] = NoOptions
-    low: ClassVar[float] = 0.0  # the documented range of `value`
+    low: ClassVar[float] = 0.0  # the documented range of `value` (tests/rewards/test_properties.py holds every reward to it)
     high: ClassVar[float] = 1.0
 
     def __init__(self, renderer: GeometryRenderer, **options: Any):
@@ -140,9 +140,14 @@ class Reward:
         raise NotImplementedError
 
     def __call__(self, prompts: list[Any] | None = None, completions: list[Any] | None = None, **columns: Any) -> list[float | None]:
-        """TRL's call: one value per completion."""
+        """TRL's call: one value per completion; with TRL's `log_metric`, the share of the completions it applied to
+        that a guard zeroed is logged as `<name>/guarded` (a policy drifting toward hedges shows there)."""
         scored = [self.score(sample) for sample in samples(list(completions or []), columns)]
-        return [None if s is None else bounded(s.value, self.low, self.high) for s in scored]
+        applied = [s for s in scored if s is not None]
+        log_metric = columns.get("log_metric")
+        if callable(log_metric) and applied:
+            log_metric(f"{self.name}/guarded", sum(s.guard is not None for s in applied) / len(applied))
+        return [None if s is None else s.value for s in scored]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, {self.options})"
