@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -26,6 +27,21 @@ def _interrupted(recipe: str, run_dir: Path) -> None:
     raise typer.Exit(130)
 
 
+def _evaluator(config):
+    """The evaluation during training a config asks for (`data.eval_file` + its `eval:` section), checked before any
+    model loads; None without an eval file."""
+    eval_file = getattr(getattr(config, "data", None), "eval_file", None)
+    if not eval_file:
+        return None
+    from ..eval.during_training import benchmark_evaluator
+
+    settings = config.eval
+    return benchmark_evaluator(
+        settings.benchmark, eval_file, image_root=config.data.image_root, max_samples=settings.max_samples,
+        batch_size=settings.batch_size, max_new_tokens=settings.max_new_tokens, options=settings.options,
+    )
+
+
 def train(
     ctx: typer.Context,
     recipe: str = typer.Argument(..., help="Recipe name: sft (DPO and GRPO register the same way)."),
@@ -44,6 +60,7 @@ def train(
     from ..runs import CONFIG_FILE, checkpoint_step, resolve_resume
     from ..train import RECIPES
     from ..train.common import TrainingInterrupted
+    from ..train.evaluation import EVALS_DIR
 
     with user_errors():
         entry = RECIPES.get(recipe)
@@ -62,8 +79,14 @@ def train(
         if max_samples is not None:
             overrides.append(f"data.max_samples={max_samples}")
         loaded = load_config(entry.config, config, overrides)
+        evaluate = _evaluator(loaded)
         try:
-            result = entry.run(loaded, resume_from=checkpoint, progress=progress)
+            result = entry.run(loaded, resume_from=checkpoint, progress=progress, evaluate=evaluate)
         except TrainingInterrupted as e:
             _interrupted(recipe, e.run_dir)
     console.print(f"[green]done[/] step {result.global_step}, loss {result.train_loss:.4f} → {result.model_dir}")
+    best = result.run_dir / EVALS_DIR / "best.json"
+    if best.is_file():
+        kept = json.loads(best.read_text())
+        console.print(f"best eval_{kept['metric']} {kept['value']:.4f} at step {kept['step']}: {kept['checkpoint']}",
+                      highlight=False, soft_wrap=True)

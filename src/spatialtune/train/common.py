@@ -80,7 +80,13 @@ class PlainProgressCallback(TrainerCallback):
         self.start, self.first_step, self.last = time.monotonic(), state.global_step, None
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if not (state.is_world_process_zero and logs and "loss" in logs):
+        if not (state.is_world_process_zero and logs):
+            return
+        scores = {k.removeprefix("eval_"): v for k, v in logs.items() if k.startswith("eval_") and isinstance(v, float)}
+        if scores:  # an evaluation during training: `eval step 200/700 · overall 0.812 · left_right 0.900 · …`
+            shown = " · ".join(f"{name} {value:.3f}" for name, value in scores.items())
+            print(f"eval step {state.global_step}/{state.max_steps} · {shown}", file=self.stream or sys.stdout, flush=True)
+        if "loss" not in logs:
             return
         now, step = time.monotonic(), state.global_step
         parts = [f"step {step}/{state.max_steps}", f"loss {logs['loss']:.4f}"]
