@@ -17,6 +17,7 @@ from ..errors import SpatialtuneError
 from ..geometry import Convention, convention_for_model_type
 from ..registry import did_you_mean
 from ..runs import CONFIG_FILE, trained_model_path
+from .quantization import QuantizationSettings, bitsandbytes_config
 from .tiny import TINY_MODELS, build_tiny
 
 
@@ -108,11 +109,13 @@ def load_model(
     max_pixels: int | None = None,
     attn_implementation: str | None = None,
     seed: int = 0,
+    quantization: QuantizationSettings | None = None,
 ) -> LoadedModel:
     """Load a tiny default by name, a run folder or checkpoint (full or LoRA), or a local folder / hub id.
 
     A LoRA adapter is loaded onto its base model (the run's `model` config when the run folder is known, else the
-    adapter's `base_model_name_or_path`) and merged, which is what evaluation wants.
+    adapter's `base_model_name_or_path`) and merged, which is what evaluation wants. `quantization` loads the base
+    weights in 4 or 8 bits on this process's GPU (see `models.quantization`).
     """
     source = str(trained_model_path(name_or_path))
     if (Path(source) / "adapter_config.json").is_file():
@@ -126,6 +129,9 @@ def load_model(
             kwargs = {"dtype": dtype if dtype == "auto" else getattr(torch, dtype)}
             if attn_implementation:
                 kwargs["attn_implementation"] = attn_implementation
+            if quantization is not None:
+                kwargs["quantization_config"] = bitsandbytes_config(quantization)
+                kwargs["device_map"] = {"": torch.cuda.current_device()}  # each process its own GPU
             model = AutoModelForImageTextToText.from_pretrained(name_or_path, **kwargs)
         except (OSError, ValueError) as e:
             raise _unknown(name_or_path, e) from None
@@ -162,6 +168,7 @@ class ModelConfig:
     max_pixels: int | None = None
     attn_implementation: str | None = None
     seed: int = 0  # weights of the embedded defaults
+    quantization: QuantizationSettings | None = None  # 4/8-bit base weights (QLoRA, CUDA only), e.g. {bits: 4}
 
 
 def load_model_from_config(config: ModelConfig) -> LoadedModel:
@@ -173,4 +180,5 @@ def load_model_from_config(config: ModelConfig) -> LoadedModel:
         max_pixels=config.max_pixels,
         attn_implementation=config.attn_implementation,
         seed=config.seed,
+        quantization=config.quantization,
     )

@@ -33,6 +33,9 @@ from ..config import ConfigError, to_dict
 from ..errors import SpatialtuneError
 from ..io import atomic_write_json, atomic_write_text, folder_lock
 from ..models.export import write_run_card
+from ..models.loading import ModelConfig
+from ..models.quantization import check_quantization
+from ..models.tiny import TINY_MODELS
 from ..registry import did_you_mean
 from ..runs import CONFIG_FILE, LOG_FILE, MODEL_DIR, RunConfig, clear_failed, mark_failed, new_run_dir
 
@@ -175,11 +178,14 @@ def check_task_filter(train_file: str | Path, tasks: list[str] | None) -> None:
         )
 
 
-def check_before_loading(*, bf16: bool, fp16: bool, report_to, train_file: str | Path, tasks: list[str] | None) -> None:
+def check_before_loading(*, bf16: bool, fp16: bool, report_to, train_file: str | Path, tasks: list[str] | None,
+                         model: ModelConfig | None = None, lora: object | None = None) -> None:
     """Config mistakes that would otherwise fail after the model loads (or deep inside transformers), as one line."""
     check_precision(bf16, fp16)
     check_trackers(report_to)
     check_task_filter(train_file, tasks)
+    if model is not None:
+        check_quantization(model.quantization, model.name, lora, TINY_MODELS)
 
 
 def run_name_for(run: RunConfig, model_name: str, tiny_models) -> RunConfig:

@@ -135,7 +135,7 @@ def run_sft(
     # Config mistakes as one-line errors before a folder is made or a model loads; a tiny model gets its own run name.
     check_before_loading(
         bf16=config.training.bf16, fp16=bool(config.trl.get("fp16")), report_to=config.training.report_to,
-        train_file=config.data.train_file, tasks=config.data.tasks,
+        train_file=config.data.train_file, tasks=config.data.tasks, model=config.model, lora=config.adapters.lora,
     )
     check_evaluation(config.data.eval_file, evaluate)
     eval_steps = eval_every(config.training.eval_steps, config.training.save_steps)
