@@ -49,6 +49,9 @@ def train(
     resume: Optional[Path] = typer.Option(None, help="Run folder (its latest checkpoint), checkpoint-N folder, or run "
                                           "name's folder runs/NAME (its newest run) to continue."),
     max_samples: Optional[int] = typer.Option(None, min=1, help="Train on the first N records only (debugging)."),
+    debug: bool = typer.Option(False, "--debug", help="Check the stage in seconds instead of running it: records, one "
+                               "rendered prompt, generations, the recipe's own checks (rewards, preference pairs) and "
+                               "a few training steps on --max-samples (default 4) records, in a throwaway folder."),
     progress: bool = typer.Option(True, help="Progress (--no-progress: none): the rich panel on a terminal, else one plain "
                                   "line per logging step (step, loss, lr, tokens/s, ETA)."),
 ) -> None:
@@ -63,6 +66,8 @@ def train(
     from ..train.evaluation import EVALS_DIR
 
     with user_errors():
+        if debug and resume is not None:
+            raise UsageError("--debug checks a config; it does not resume a run (drop --resume)")
         entry = RECIPES.get(recipe)
         overrides = list(ctx.args)
         if config is not None and "=" in config.name and not config.exists():  # `--resume RUN key=value`: no CONFIG
@@ -79,6 +84,12 @@ def train(
         if max_samples is not None:
             overrides.append(f"data.max_samples={max_samples}")
         loaded = load_config(entry.config, config, overrides)
+        if debug:
+            from ..pipelines.debug import debug_recipe
+
+            debug_recipe(recipe, loaded, samples=max_samples or 4, say=lambda text: console.print(text, highlight=False, markup=False, soft_wrap=True))
+            console.print(f"[green]debug OK[/] {recipe} with {config}: nothing was written")
+            return
         evaluate = _evaluator(loaded)
         try:
             result = entry.run(loaded, resume_from=checkpoint, progress=progress, evaluate=evaluate)

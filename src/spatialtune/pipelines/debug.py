@@ -1,0 +1,120 @@
+"""`spatialtune train RECIPE CONFIG --debug`: any stage on a handful of samples, in seconds, saying what it checked.
+
+The source pipelines' local debug path, on the config's own model (the tiny default or any real one): the training
+records load and validate, one prompt renders with its images (image tokens counted, never cut), the model generates
+for the first samples, the recipe's own checks run on them (see `RECIPE_CHECKS`: preference pairs distinct, every
+reward's value), and the recipe itself trains a few steps into a throwaway folder. Nothing is written elsewhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..data.check import check_file
+from ..data.collate import image_token_counts
+from ..eval.generate import generate_batch, prompt_messages
+from ..models.loading import LoadedModel, load_model_from_config
+from ..models.quantization import check_quantization
+from ..models.tiny import TINY_MODELS
+from ..records import final_answer, last_assistant_index, text_parts
+from ..runs import RunConfig
+from ..train import RECIPES
+
+Say = Callable[[str], None]
+_IMAGE_PAD_RUN = re.compile(r"(<\|image_pad\|>)+")
+
+
+@dataclass
+class DebugReport:
+    """What the debug run saw: the records, one rendered prompt, the generations, and the short training run."""
+
+    records: int
+    prompt: str
+    replies: dict[str, str]
+    checks: dict[str, Any] = field(default_factory=dict)  # the recipe's own checks, by name
+    losses: list[float] = field(default_factory=list)
+
+
+def _rendered_prompt(loaded: LoadedModel, row: dict[str, Any]) -> str:
+    """The row's prompt as the chat template renders it, each run of image tokens shown once with its count."""
+    text = loaded.processor.apply_chat_template(prompt_messages(row), tokenize=False, add_generation_prompt=True)
+    images = iter(zip(row["image_sizes"], image_token_counts(row, loaded.processor)))
+
+    def shown(match: re.Match) -> str:
+        (width, height), tokens = next(images, ((0, 0), 0))
+        return f"<|image_pad|>×{tokens} ({width}×{height} px)"
+
+    return _IMAGE_PAD_RUN.sub(shown, text)
+
+
+def _reference(row: dict[str, Any]) -> str:
+    """The answer a row trains on: its final assistant turn's `<answer>` (or whole text)."""
+    messages = row["messages"]
+    index = last_assistant_index(messages)
+    return final_answer("".join(text_parts(messages[index]["content"]))) if index < len(messages) else ""
+
+
+def _short_run(recipe: str, config, samples: int, steps: int) -> list[float]:
+    """The recipe itself for `steps` steps on `samples` records in a temporary run folder; its logged losses."""
+    with tempfile.TemporaryDirectory(prefix="spatialtune-debug-") as folder:
+        short = dataclasses.replace(
+            config,
+            run=RunConfig(dir=str(Path(folder) / "run")),
+            data=dataclasses.replace(config.data, max_samples=samples,
+                                     **({"eval_file": None} if hasattr(config.data, "eval_file") else {})),
+            training=dataclasses.replace(config.training, max_steps=steps, logging_steps=1, save_steps=10**9,
+                                         report_to=[]),
+        )
+        result = RECIPES.get(recipe).run(short, progress=False)
+        return [entry["loss"] for entry in result.log_history if "loss" in entry]
+
+
+def debug_recipe(recipe: str, config, *, samples: int = 4, steps: int = 2, max_new_tokens: int = 32,
+                 say: Say = print) -> DebugReport:
+    """Run the debug checks of `recipe` with `config` (its loaded recipe config), printing each as it passes."""
+    RECIPES.get(recipe)  # an unknown recipe fails before anything loads
+    check_quantization(config.model.quantization, config.model.name, config.adapters.lora, TINY_MODELS)
+    data = config.data
+    loaded = load_model_from_config(config.model)
+    check = check_file(data.train_file, loaded.processor, loaded.family.convention, batch_size=min(samples, 2),
+                       image_root=data.image_root, max_length=data.max_length)
+    say(f"records: {check.records} valid in {data.train_file} (coordinates {check.convention})"
+        + (f", {len(check.skipped)} skipped: {check.skipped[0][1]}" if check.skipped else ""))
+    for sample in check.batch:
+        say(f"  {sample.id}: {sample.images} image(s), {sample.image_tokens} image tokens of {sample.tokens}; "
+            f"trains on {sample.labelled_tokens} tokens: {sample.labelled_text!r}")
+
+    rows = RECIPE_ROWS.get(recipe, _sft_rows)(config, loaded, samples)
+    prompt = _rendered_prompt(loaded, rows[0])
+    say(f"prompt of {rows[0]['id']} as the model sees it:\n{prompt}")
+
+    replies = dict(zip((r["id"] for r in rows), generate_batch(loaded.model, loaded.processor, rows, max_new_tokens)))
+    for row in rows:
+        say(f"generation {row['id']}: {replies[row['id']]!r} (reference {_reference(row)!r})")
+
+    checks = {name: check_fn(config, loaded, rows, replies, say) for name, check_fn in RECIPE_CHECKS.get(recipe, {}).items()}
+    del loaded  # the short run loads the model again, as a real run does
+
+    losses = _short_run(recipe, config, samples, steps)
+    say(f"{recipe}: {len(losses)} training step(s) ran, losses {', '.join(f'{v:.4f}' for v in losses)}")
+    return DebugReport(check.records, prompt, replies, checks, losses)
+
+
+def _sft_rows(config, loaded: LoadedModel, samples: int) -> list[dict[str, Any]]:
+    """The first rendered training rows, as the SFT recipe prepares them."""
+    from ..data.dataset import prepare_rows
+
+    data = config.data
+    return prepare_rows(data.train_file, loaded.processor, loaded.family.convention, image_root=data.image_root,
+                        max_samples=samples, tasks=data.tasks, max_length=data.max_length,
+                        on_truncated_image=data.on_truncated_image).rows
+
+
+# How each recipe's first rows are prepared (default: SFT rows) and the checks only it has, by recipe name.
+RECIPE_ROWS: dict[str, Callable[[Any, LoadedModel, int], list[dict[str, Any]]]] = {}
+RECIPE_CHECKS: dict[str, dict[str, Callable[..., Any]]] = {}
