@@ -1,4 +1,5 @@
-"""Atomic file output and folder locks: a crash never leaves a half-written file, two jobs never share a folder."""
+"""Atomic file output and folder locks: a crash never leaves a half-written file, two jobs never share a folder; and
+reading a JSONL of model outputs by sample id (what `eval score` and `rewards score` read)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from .errors import SpatialtuneError
 
@@ -45,6 +46,35 @@ def atomic_write_json(path: str | Path, obj) -> None:
 def atomic_write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
     """Write one JSON object per line atomically."""
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+class OutputsFileError(SpatialtuneError):
+    """A JSONL of model outputs that cannot be read (the message names the file and line)."""
+
+
+def read_outputs_by_id(path: str | Path, fields: tuple[str, ...] = ("output",), error: type[SpatialtuneError] = OutputsFileError) -> dict[str, Any]:
+    """Outputs produced elsewhere, by sample id: a JSONL of `{"id": ..., FIELD: value}` (the first of `fields` a line
+    has; a string, or a list of chat messages); bad lines and repeated ids raise `error` naming the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: no such file of outputs")
+    expected = " or ".join(f'{{"id": ..., "{f}": "<model text>"}}' for f in fields)
+    outputs: dict[str, Any] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise error(f"{path}:{number}: invalid JSON ({e.msg})") from None
+        field = next((f for f in fields if isinstance(item, dict) and f in item), None)
+        if field is None or "id" not in item or not isinstance(item[field], (str, list)):
+            raise error(f"{path}:{number}: expected {expected}")
+        key = str(item["id"])
+        if key in outputs:
+            raise error(f"{path}:{number}: id {key!r} appears twice")
+        outputs[key] = item[field]
+    return outputs
 
 
 LOCK_FILE = ".spatialtune.lock"

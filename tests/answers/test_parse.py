@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-from spatialtune.answers.parse import final_answer, parse_hoi_pairs, parse_json, parse_tuples
+from spatialtune.answers.parse import (
+    final_answer,
+    has_number_like_text,
+    named_options,
+    parse_hoi_pairs,
+    parse_json,
+    parse_number_words,
+    parse_numbers,
+    parse_tuples,
+    repeated_action_keys,
+)
 from spatialtune.geometry import Convention, ImageFrame
 from spatialtune.records import finite_number
+from spatialtune.tools.crop import TOOLS
+from spatialtune.tools.protocol import ToolCallError, parse_tool_call
 
 
 def test_parse_json_takes_the_first_value_also_in_a_fence_and_survives_huge_integers():
@@ -37,3 +49,24 @@ def test_hoi_pairs_are_read_back_into_pixels_and_malformed_items_counted():
     parsed = parse_hoi_pairs(reply, frame, Convention.QWEN3_1000)
     assert parsed.pairs == [([0.0, 0.0, 100.0, 100.0], [100.0, 0.0, 200.0, 50.0])] and parsed.malformed == 1
     assert parse_hoi_pairs("no pairs here", frame, Convention.QWEN3_1000).pairs is None
+
+
+def test_parse_json_and_a_tool_call_survive_brackets_nested_past_the_recursion_limit():
+    assert parse_json("[" * 5000) is None and parse_json("[" * 5000 + '{"a": 1}') == {"a": 1}
+    with pytest.raises(ToolCallError, match="not usable JSON"):
+        parse_tool_call("<tool_call>" + "[" * 5000 + "</tool_call>", TOOLS)
+
+
+def test_named_options_lists_every_option_a_reply_names():
+    assert named_options("to the left of the cup", ["left", "right"]) == ["left"]
+    assert named_options("(A) or right", ["left", "right"]) == ["left", "right"]
+    assert named_options("(A) or right", ["left", "right"], letters_too=False) == ["right"]
+    assert named_options("left of it", ["left", "left of"]) == ["left of"]  # "left" only inside the longer option
+
+
+def test_numbers_the_benchmark_does_not_read_are_seen():
+    assert parse_numbers("1e999") == [1.0] and has_number_like_text("1e999") and has_number_like_text("NaN")
+    assert not has_number_like_text("banana, infinite, 3 apples")
+    assert parse_number_words("Three or twenty-one") == [3, 20, 1]
+    assert repeated_action_keys('{"center": [1, 2, 3], "center": [4, 5, 6]}') == ["center"]
+    assert repeated_action_keys('{"center": [1, 2, 3]}') == []

@@ -18,7 +18,7 @@ from torchvision.ops import box_iou
 from ..geometry import is_proper
 from ..records import normalised_text
 from ..tasks.roomplan import VECTOR_KEYS
-from .parse import Vector, parse_letter, vector3
+from .parse import NUMBER_WORDS, Vector, parse_letter, vector3
 from .points import PointAnswer
 
 
@@ -173,8 +173,6 @@ def source_partial_match(prediction: str, references: list[str]) -> bool:
     return bool(pred) and any(ref.strip().lower() in pred or pred in ref.strip().lower() for ref in references)
 
 
-_NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
-                 "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty")
 # LEO's rules in LEO's order (embodied-generalist data/data_utils.py), applied after lowercasing.
 _LEO_RULES: tuple[tuple[str, str], ...] = (
     (r"[ ]+$", ""),
@@ -198,7 +196,7 @@ _LEO_RULES: tuple[tuple[str, str], ...] = (
     (r"\bo\'[ ]+clock\b", "o'clock"),
     (r"\b0\b", "zero"),
     (r"\bnone\b", "zero"),
-    *((rf"\b{n}\b", word) for n, word in enumerate(_NUMBER_WORDS) if n > 0),
+    *((rf"\b{n}\b", word) for n, word in enumerate(NUMBER_WORDS) if n > 0),
     (r"\b23\b", "twenty-three"),
     (r"\b([a-zA-Z]+)([0-9])\b", r"\g<1>"),  # mat2 → mat
     (r"\ba\b ([a-zA-Z]+)", r"\g<1>"),  # articles before a word, anywhere in the answer

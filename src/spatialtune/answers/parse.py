@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from ..geometry import Convention, ImageFrame, is_proper, model_to_pixel
 from ..records import final_answer, finite_number, finite_numbers  # noqa: F401  (final_answer: the parser's entry point, defined with the record's consistency check)
@@ -25,6 +25,10 @@ _LETTER_PATTERNS = (
 )
 # A number that is not part of a word: the "2" of Qwen's `bbox_2d` / `point_2d` keys is not a coordinate.
 NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?")
+NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+                "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty")
+_NUMBER_WORD = re.compile(rf"\b(?:{'|'.join(NUMBER_WORDS)})\b", re.I)
+_NUMBER_LIKE = re.compile(r"\d[eE][-+]?\d|(?<![a-z])(?:nan|inf(?:inity)?)(?![a-z])", re.I)
 # A parenthesised tuple of numbers as RoboPoint's `find_vectors` reads it ("(+1., 2)" too, and 1-tuples).
 _TUPLE = re.compile(r"\(\s*([-+]?\d+\.?\d*(?:\s*,\s*[-+]?\d+\.?\d*)*)\s*\)")
 # hoi-benchmarks' `clean_action_response`: one of these leading phrases is dropped, then trailing punctuation.
@@ -43,13 +47,18 @@ _VLMEVALKIT_SEPARATORS = str.maketrans(dict.fromkeys(".()[],:;!*#{}", " "))
 Vector = tuple[float, float, float]
 
 
+def _letter_matches(output: str, num_choices: int) -> list[tuple[int, str]]:
+    """(position, letter) of every accepted letter form in the reply, within A.. the last choice."""
+    valid = set(letters(num_choices))
+    return [(m.start(), m.group(1)) for pattern in _LETTER_PATTERNS for m in re.finditer(pattern, output) if m.group(1) in valid]
+
+
 def parse_letter(output: str, num_choices: int) -> str | None:
     """The option letter of a reply (earliest match of the accepted forms, within A.. the last choice), or None.
 
     Accepted: "(B)", "B", "B.", "B)", "The answer is (B)", "Answer: B" — not the first character of the reply.
     """
-    valid = set(letters(num_choices))
-    found = [(m.start(), m.group(1)) for pattern in _LETTER_PATTERNS for m in re.finditer(pattern, output) if m.group(1) in valid]
+    found = _letter_matches(output, num_choices)
     return min(found)[1] if found else None
 
 
@@ -62,6 +71,23 @@ def parse_choice(output: str, choices: Sequence[str]) -> str | None:
         if match:
             found.append((match.start(), -len(choice), choice))  # earliest; at a tie, the longer choice
     return min(found)[2] if found else None
+
+
+def named_options(output: str, choices: Sequence[str], letters_too: bool = True) -> list[str]:
+    """Every option a reply names, in the order of `choices`: by its text as a whole word (case-insensitive; not where
+    it only occurs inside a longer option's text, as "left" in "left of") and, with `letters_too`, by a letter form
+    of `parse_letter`. A reply naming several options hedges, whichever one `option_of_reply` reads first."""
+    text = output.strip().lower()
+    spans = {c: [m.span() for m in re.finditer(rf"(?<!\w){re.escape(c.strip().lower())}(?!\w)", text)] if c.strip() else []
+             for c in choices}
+    named = set()
+    for choice in choices:
+        longer = [span for other in choices if len(other.strip()) > len(choice.strip()) for span in spans[other]]
+        if any(not any(a <= x and y <= b for a, b in longer) for x, y in spans[choice]):
+            named.add(choice)
+    if letters_too:
+        named |= {choices[ord(letter) - ord("A")] for _, letter in _letter_matches(output, len(choices))}
+    return [c for c in choices if c in named]
 
 
 def last_paragraph_option(output: str, num_choices: int) -> str | None:
@@ -118,6 +144,17 @@ def infer_option(reply: str, options: dict[str, str]) -> str | None:
     return sole_option_letter(reply, options) or sole_option_text(reply, options)
 
 
+def parse_number_words(output: str) -> list[int]:
+    """The numbers a reply writes as words ("zero" … "twenty", whole words, any case), in order."""
+    return [NUMBER_WORDS.index(m.group(0).lower()) for m in _NUMBER_WORD.finditer(output)]
+
+
+def has_number_like_text(output: str) -> bool:
+    """Whether a reply writes a number that `parse_numbers` does not read as one: an exponent ("1e999", where it reads
+    1 and 999), NaN or inf."""
+    return _NUMBER_LIKE.search(output) is not None
+
+
 def parse_numbers(output: str) -> list[float]:
     """Every number in the output, in order (numbers inside words, like the 2 of `bbox_2d`, are skipped)."""
     return [float(n) for n in NUMBER.findall(output)]
@@ -133,17 +170,18 @@ def parse_tuples(output: str) -> list[tuple[float, ...]]:
     return [tuple(float(t) for t in texts) for texts in tuple_texts(output) if len(texts) >= 2]
 
 
-def parse_json(output: str) -> Any | None:
-    """The first JSON value (object or array) in the output, also inside a ```json fence; None if there is none."""
+def parse_json(output: str, object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None) -> Any | None:
+    """The first JSON value (object or array) in the output, also inside a ```json fence; None if there is none
+    (`object_pairs_hook`: json's, to see every key of an object, repeated ones too)."""
     text = output.strip()
     fenced = re.search(r"```(?:json)?\s*(.*?)```", text, re.S)
     if fenced:
         text = fenced.group(1).strip()
-    decoder = json.JSONDecoder()
+    decoder = json.JSONDecoder(object_pairs_hook=object_pairs_hook)
     for start in (m.start() for m in re.finditer(r"[\[{]", text)):
         try:
             return decoder.raw_decode(text, start)[0]
-        except ValueError:  # JSONDecodeError, or an integer past Python's digit limit
+        except (ValueError, RecursionError):  # JSONDecodeError, an integer past Python's digit limit, "[[[[…" nested too deep
             continue
     return None
 
@@ -245,14 +283,28 @@ def malformed_reason(obj: Any) -> str | None:
     return None
 
 
-def parse_action_object(output: str) -> Any | None:
+def parse_action_object(output: str, object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None) -> Any | None:
     """The first JSON object of a reply (inside a fence or an array too), else the first JSON value, else None."""
-    value = parse_json(output)
+    value = parse_json(output, object_pairs_hook)
     if value is None or isinstance(value, dict):
         return value
     brace = output.find("{")
-    inner = parse_json(output[brace:]) if brace >= 0 else None
+    inner = parse_json(output[brace:], object_pairs_hook) if brace >= 0 else None
     return inner if isinstance(inner, dict) else value
+
+
+def repeated_action_keys(output: str) -> list[str]:
+    """The keys written more than once in an object of the action a reply holds (`parse_action_object` keeps the last
+    of each): `{"center": [wrong], "center": [right]}` hedges."""
+    repeated: list[str] = []
+
+    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [key for key, _ in pairs]
+        repeated.extend(sorted({key for key in keys if keys.count(key) > 1}))
+        return dict(pairs)
+
+    parse_action_object(output, pairs_hook)
+    return repeated
 
 
 # ---------------------------------------------------------------- HOI grounding pairs

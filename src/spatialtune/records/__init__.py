@@ -19,11 +19,13 @@ from .record import (
 from .text import (
     GEOMETRY_PLACEHOLDER,
     NORMALISED_STRIP,
+    answer_blocks,
     count_of,
     final_answer,
     finite_number,
     finite_numbers,
     last_assistant_index,
+    last_assistant_text,
     message,
     normalised_text,
     prompt_turns,
@@ -31,8 +33,9 @@ from .text import (
 )
 
 __all__ = [
-    "BENCHMARK_ROW_KEYS", "GEOMETRY_PLACEHOLDER", "NORMALISED_IMAGE_SIDE", "NORMALISED_STRIP", "RECORD_KEYS", "ROLES", "Box",
-    "Mask", "Point", "RecordError", "ReferGroup", "SpatialRecord", "check_answer", "check_media", "choice_index",
-    "count_of", "final_answer", "finite_number", "finite_numbers", "image_placeholder_count", "last_assistant_index",
-    "looks_normalised", "message", "normalised_text", "parse_record", "prompt_turns", "read_records", "scan_records", "text_parts",
+    "BENCHMARK_ROW_KEYS", "Box", "GEOMETRY_PLACEHOLDER", "Mask", "NORMALISED_IMAGE_SIDE", "NORMALISED_STRIP", "Point",
+    "RECORD_KEYS", "ROLES", "RecordError", "ReferGroup", "SpatialRecord", "answer_blocks", "check_answer",
+    "check_media", "choice_index", "count_of", "final_answer", "finite_number", "finite_numbers",
+    "image_placeholder_count", "last_assistant_index", "last_assistant_text", "looks_normalised", "message",
+    "normalised_text", "parse_record", "prompt_turns", "read_records", "scan_records", "text_parts",
 ]

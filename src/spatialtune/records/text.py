@@ -60,6 +60,13 @@ def text_parts(content: Any) -> list[str]:
     return []
 
 
+def last_assistant_text(messages: Any) -> str:
+    """The text of a chat's last assistant message (its text parts joined by spaces); "" if there is none (messages
+    that are not dicts are skipped, so raw benchmark rows may be read before they are checked)."""
+    assistant = [m for m in messages or [] if isinstance(m, dict) and m.get("role") == "assistant"]
+    return " ".join(text_parts(assistant[-1].get("content"))) if assistant else ""
+
+
 def normalised_text(text: str) -> str:
     """A short answer for exact matching: lowercase, runs of whitespace as one space, surrounding whitespace and
     punctuation (`. , ; : ! ? " ' ``) removed (the records benchmark scores with it; the consistency checks compare
@@ -67,9 +74,14 @@ def normalised_text(text: str) -> str:
     return " ".join(text.lower().split()).strip(NORMALISED_STRIP)
 
 
+def answer_blocks(output: str) -> list[str]:
+    """The contents of every `<answer>…</answer>` block of a reply, in order."""
+    return _ANSWER_TAG.findall(output)
+
+
 def final_answer(output: str) -> str:
     """The part of a reply to score: the last `<answer>…</answer>` if any, else the reply without `<think>` blocks."""
-    answers = _ANSWER_TAG.findall(output)
+    answers = answer_blocks(output)
     if answers:
         return answers[-1].strip()
     return _THINK.sub("", output).strip()

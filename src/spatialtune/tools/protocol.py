@@ -79,7 +79,7 @@ def parse_tool_call(reply: str, tools: dict[str, Any]) -> dict[str, Any] | None:
         call = json.loads(match.group(1).strip())
     except json.JSONDecodeError as e:
         raise ToolCallError(f"the tool call is not valid JSON ({e.msg})") from None
-    except ValueError as e:  # e.g. an integer past Python's digit limit
+    except (ValueError, RecursionError) as e:  # an integer past Python's digit limit, "[[[[…" nested too deep
         raise ToolCallError(f"the tool call is not usable JSON ({e})") from None
     if not isinstance(call, dict) or not isinstance(call.get("name"), str) or not isinstance(call.get("arguments", {}), dict):
         raise ToolCallError('a tool call must be {"name": "...", "arguments": {...}}')
@@ -91,6 +91,11 @@ def parse_tool_call(reply: str, tools: dict[str, Any]) -> dict[str, Any] | None:
 def refusal_text(reason: str) -> str:
     """A refused call as the model sees it: TRL's `str({"error": str(e)})` for a tool that raised."""
     return str({"error": reason})
+
+
+def is_refusal(text: str) -> bool:
+    """Whether a tool turn's text is a refused call as `refusal_text` (and TRL, for a tool that raised) writes it."""
+    return text.startswith(refusal_text("")[:-3])
 
 
 def tool_message(text: str, image: Any = None, name: str = "crop") -> dict[str, Any]:

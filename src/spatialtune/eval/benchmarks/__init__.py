@@ -24,7 +24,7 @@ from ...data.render import GeometryRenderer, Row, record_to_row
 from ...data.sources import Table
 from ...errors import UnknownNameError
 from ...geometry import Convention
-from ...records import check_media, message, parse_record, text_parts
+from ...records import check_media, message, parse_record
 from ...registry import Registry
 
 T = TypeVar("T")
@@ -182,12 +182,6 @@ def question_record(sample_id: str, task: str, images: Sequence[str | Path], tex
 def table_row(table: Table, line: int, record: dict[str, Any], renderer: GeometryRenderer, base_dir: Path | None = None) -> Row:
     """Row `line` of a table as a validated record (errors name the file, line and field), media checked, rendered."""
     return record_to_row(check_media(parse_record(record, file=table.source, line=line, base_dir=base_dir)), renderer)
-
-
-def last_assistant_text(messages: Any) -> str:
-    """The text of a record's last assistant message (its text parts joined by spaces); "" if there is none."""
-    assistant = [m for m in messages or [] if isinstance(m, dict) and m.get("role") == "assistant"]
-    return " ".join(text_parts(assistant[-1].get("content"))) if assistant else ""
 
 
 def first_rows(rows: Iterable[T], max_samples: int | None) -> list[T]:

@@ -51,59 +51,19 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ...answers.match import hit_at_mask
-from ...answers.points import X3Answer, parse_ground_truth, parse_prediction
+from ...answers.expected import crossview_reference
+from ...answers.points import X3Answer, parse_ground_truth
+from ...answers.score import SUCCESS_RADII, crossview_score
 from ...data.render import GeometryRenderer, Row, record_to_row
 from ...data.sources import Table, image_path, read_table
 from ...geometry import Convention
 from ...media import read_mask
-from ...records import SpatialRecord, check_media, parse_record
-from . import Benchmark, SampleResult, first_rows, last_assistant_text, question_record, register
+from ...records import SpatialRecord, check_media, last_assistant_text, parse_record
+from ...tasks.crossview import mask_candidates, task_kind  # noqa: F401  (task_kind: importable here, as before)
+from . import Benchmark, SampleResult, first_rows, question_record, register
 
-SUCCESS_RADII = {"success_002": 0.02, "success_005": 0.05, "success_010": 0.10}  # L2 ≤ r in [0,1] units
 HEADLINE = ("hit_at_mask", "not_visible_accuracy", "mean_l2_error", "success_002", "success_005", "success_010")
-_KIND_IN_NAME = {kind: re.compile(rf"(?<![a-z0-9]){kind}(?![a-z0-9])") for kind in ("t2a", "t2b", "t1")}
 _IMAGE_TOKEN = re.compile(r"<image>\s*")
-
-
-def mask_candidates(query: Path) -> list[Path]:
-    """Where the query's mask may be, in the source's order of preference; none for a query that is not a `.png`
-    (the source's `.png` replacement would leave such a name unchanged and judge the point on the image itself)."""
-    name = query.name
-    for suffix in ("_original.png", "_inpainted.png"):
-        if name.endswith(suffix):
-            stem = name[: -len(suffix)]
-            return [query.with_name(stem + "_mask_dialated.png"), query.with_name(stem + "_mask.png")]
-    if query.suffix != ".png":
-        return []
-    return [query.with_name(query.stem + "_mask_dialated.png"), query.with_name(query.stem + "_mask.png")]
-
-
-def infer_query_mask(query: Path) -> Path | None:
-    """The first existing mask candidate of a query image, or None."""
-    return next((path for path in mask_candidates(query) if path.is_file()), None)
-
-
-def _named_kind(text: str) -> str | None:
-    """The kind a task or file name spells (`t1_multi`, `t1_concat`, `t2a_multi`, `t2b_val_multi.json`, …), if any."""
-    words = text.lower().replace("_", " ")
-    for kind in ("t2a", "t2b", "t1"):
-        if _KIND_IN_NAME[kind].search(words):
-            return kind if kind != "t1" else ("t1_concat" if "concat" in words else "t1_multi")
-    return None
-
-
-def task_kind(declared: Any, file_name: str, n_images: int, query: Path | None) -> str:
-    """t1_concat for one image (the source's concat test); else the declared kind, t2b for an inpainted query,
-    t2a when the file name says so, otherwise t1_multi."""
-    if n_images == 1:
-        return "t1_concat"
-    named = _named_kind(str(declared or ""))
-    if named is not None and named != "t1_concat":
-        return named
-    if query is not None and query.name.endswith("_inpainted.png"):
-        return "t2b"
-    return "t2a" if _named_kind(file_name) == "t2a" else "t1_multi"
 
 
 def x3_metrics(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -176,23 +136,18 @@ class CrossView(Benchmark):
             record, gt_value, query, declared = _spatial_record(table, line, item)
         else:
             raise table.error(line, "conversations", "missing (expected a source x3 sample with `conversations`, or a record with `messages`)")
-        gt = parse_ground_truth(gt_value)
-        if gt is None:
+        reference = crossview_reference(record, query, declared, table.source.name)
+        if reference is None:
             raise table.error(line, "answer", f"{gt_value!r} is neither NOT_VISIBLE nor a point [(x, y)]")
-        kind = task_kind(declared, table.source.name, len(record.images), query)
-        concat = kind == "t1_concat"
-        answer_image = 0 if concat else _image_index(record.images, query)
-        mask = infer_query_mask(query) if query is not None else None
-        if mask is None and not concat:  # a record's own mask of the query image, where the suffix rule finds none
-            mask = next((m.path for m in record.masks if m.image == answer_image), None)
+        gt, kind, mask = reference.answer, reference.kind, reference.mask
         if mask is None and not gt.not_visible and self.options.require_masks:
             if query is None:
                 tried = "no query image (no query_original, fewer than 2 images)"
             else:
                 tried = ", ".join(str(p) for p in mask_candidates(query)) or f"nothing: the query {query.name} is not a .png"
             raise table.error(line, "query_original", f"no mask for the visible target (tried {tried}); pass --option require_masks=false to count it as a miss")
-        meta = {**record.meta, "task_kind": kind, "concat": concat, "query_original": str(query) if query else None,
-                "query_mask": str(mask) if mask else None, "answer_image": answer_image}
+        meta = {**record.meta, "task_kind": kind, "concat": reference.concat, "query_original": str(query) if query else None,
+                "query_mask": str(mask) if mask else None, "answer_image": reference.image}
         return dataclasses.replace(record, task=kind, answer=gt.as_json(), meta=meta)
 
     def metric_name(self, task: str) -> str:
@@ -203,26 +158,12 @@ class CrossView(Benchmark):
         """Parse the reply and compute the source's per-sample quantities (see the module docstring)."""
         meta = row["meta"]
         gt = parse_ground_truth(row["answer"])
-        pred = parse_prediction(output, self.options.strict_brackets)
-        point = pred.point_norm01 if pred is not None and not pred.not_visible else None
-        scores: dict[str, Any] = {
-            "gt_visible": not gt.not_visible, "pred_not_visible": bool(pred and pred.not_visible), "unparsable": pred is None,
-            "bare_tuple": bool(pred and pred.bare), "l2_error": None, "hit_mask": None, "mask_missing": False,
-            **{key: None for key in SUCCESS_RADII},
-        }
-        if gt.not_visible:
-            score = float(scores["pred_not_visible"])
-        else:
-            if point is not None:
-                scores["l2_error"] = float(np.hypot(point[0] - gt.point_norm01[0], point[1] - gt.point_norm01[1]))
-            for key, radius in SUCCESS_RADII.items():
-                scores[key] = scores["l2_error"] is not None and scores["l2_error"] <= radius
-            scores["mask_missing"] = meta["query_mask"] is None
-            if point is not None and meta["query_mask"] is not None:
-                scores["hit_mask"] = hit_at_mask(point, read_mask(meta["query_mask"]), meta["concat"])
-            score = float(bool(scores["hit_mask"]))
+        query_mask = read_mask(meta["query_mask"]) if meta["query_mask"] is not None and not gt.not_visible else None
+        scored = crossview_score(output, gt, query_mask, meta["concat"], self.options.strict_brackets)
+        pred = scored.prediction
         mask = meta["query_mask"] if not meta["concat"] else None  # a concat row's mask is of the query half only
-        return SampleResult(score, pred.as_json() if pred else None, gt.as_json(), mask, scores, _draw(row, meta, point, gt))
+        return SampleResult(scored.score, pred.as_json() if pred else None, gt.as_json(), mask, scored.scores,
+                            _draw(row, meta, scored.point_norm01, gt))
 
     def definitions(self) -> dict[str, str]:
         """Which samples each source metric is over, and how unparsable replies count."""
@@ -296,12 +237,6 @@ def _spatial_record(table: Table, line: int, item: dict[str, Any]) -> tuple[Spat
     query = _resolve(table, meta_query, line, "meta.query_original") if meta_query else (record.images[-1] if len(record.images) >= 2 else None)
     gt_value = record.answer if record.answer is not None else last_assistant_text(record.messages)
     return record, gt_value, query, record.meta.get("task_kind") or record.task
-
-
-def _image_index(images: list[Path], query: Path | None) -> int:
-    """The index of the query among the images (its answer frame), else the last image."""
-    resolved = [p.resolve() for p in images]
-    return resolved.index(query.resolve()) if query is not None and query.resolve() in resolved else len(images) - 1
 
 
 def _draw(row: Row, meta: dict[str, Any], point: tuple[float, float] | None, gt: X3Answer) -> dict[str, Any]:

@@ -19,127 +19,36 @@ public: the `synthetic` benchmark scores its tasks with them.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ...answers.match import box_iou_pixel, normalised_match, point_in_box, point_in_mask
-from ...answers.parse import (
-    StrictCoordinates,
-    final_answer,
-    option_of_reply,
-    parse_box_pixel,
-    parse_numbers,
-    parse_point_pixel,
-    strict_coordinates_pixel,
+from ...answers.expected import Expected, expected_answer
+from ...answers.parse import StrictCoordinates
+from ...answers.score import (
+    IOU_THRESHOLD,
+    box_score,
+    choice_score,
+    count_score,
+    first_mask,
+    point_hit,
+    point_region,
+    read_coordinates,
+    text_score,
 )
 from ...data.render import GeometryRenderer, Row, record_to_row
 from ...media import read_mask
-from ...records import (
-    GEOMETRY_PLACEHOLDER,
-    SpatialRecord,
-    choice_index,
-    count_of,
-    finite_number,
-    normalised_text,
-    read_records,
-)
+from ...records import SpatialRecord, read_records
 from ...tools.crop import declare_tools
 from ..scoring import row_frame
-from . import Benchmark, SampleResult, last_assistant_text, mean, register
+from . import Benchmark, SampleResult, mean, register
 
-IOU_THRESHOLD = 0.5
 # The per-sample metric of each answer kind.
 KIND_METRICS = {"box": f"iou@{IOU_THRESHOLD}", "point": "point_in_region", "choice": "accuracy", "count": "exact_count",
                 "text": "exact_match"}
-_NUMBER_TEXT = re.compile(r"\s*-?\d+(?:\.\d+)?\s*")
-
-
-@dataclass(frozen=True)
-class Expected:
-    """What a record's reply is scored against: its `kind` (KIND_METRICS) and a box / point index, option, number or text."""
-
-    kind: str
-    value: Any
-
-
-# ---------------------------------------------------------------- the reference of a record
-
-
-def _reference_option(reference: Any, choices: list[str]) -> str | None:
-    """The option a reference names, read as the record layer's consistency check reads it (`records.choice_index`:
-    an option's text or its letter), else None."""
-    index = choice_index(reference, choices) if isinstance(reference, str) else None
-    return choices[index] if index is not None else None
-
-
-def _number(value: Any) -> int | float | None:
-    """A JSON number, or a text that is one ("3", "2.5"), as an int when it is whole; else None."""
-    if isinstance(value, str) and _NUMBER_TEXT.fullmatch(value):
-        value = float(value)
-    if not finite_number(value):
-        return None
-    return int(value) if float(value).is_integer() else float(value)
-
-
-def _check_region(record: SpatialRecord, index: int, where: str) -> None:
-    """A `{point:N}` answer needs a mask of point N's image, or a box of that image holding point N."""
-    point = record.points[index]
-    if any(m.image == point.image for m in record.masks):
-        return
-    if any(b.image == point.image and point_in_box(point.xy_pixel, b.bbox_pixel) for b in record.boxes):
-        return
-    raise record.error(where, f"{{point:{index}}} is scored inside a mask of image {point.image} or a box holding the point; "
-                              "the record has neither: add a mask or a box")
-
-
-def expected_answer(record: SpatialRecord) -> Expected:
-    """What a record's reply is scored against (see the module docstring); raises a RecordError naming the field
-    when the record holds no usable reference."""
-    reply = final_answer(last_assistant_text(record.messages))
-    answer = record.answer
-    for where, text in (("messages", reply), ("answer", answer if isinstance(answer, str) else "")):
-        placeholder = GEOMETRY_PLACEHOLDER.search(text)
-        if placeholder:
-            kind, index = placeholder.group(1), int(placeholder.group(2))
-            available = len(record.boxes if kind == "box" else record.points)
-            if index >= available:
-                raise record.error(where, f"placeholder {{{kind}:{index}}} but the record has {count_of(available, kind)}")
-            if kind == "point":
-                _check_region(record, index, where)
-            return Expected(kind, index)
-    reference, where = (answer, "answer") if answer is not None else (reply, "messages")
-    if record.choices:
-        option = _reference_option(reference, record.choices)
-        if option is None:
-            raise record.error(where, f"{reference!r} is neither one of the choices {record.choices} nor an option letter")
-        return Expected("choice", option)
-    number = _number(reference)
-    if number is not None:
-        return Expected("count", number)
-    if isinstance(reference, str) and normalised_text(reference):
-        return Expected("text", reference)
-    raise record.error(where, f"nothing to score against: expected a final assistant turn or an answer with text, a number, "
-                              f"{{box:N}} or {{point:N}}, got {reference!r}")
 
 
 # ---------------------------------------------------------------- scorers, one per answer kind
-
-
-def _first_mask(row: Row, image: int) -> dict[str, Any] | None:
-    return next((m for m in row["masks"] if m["image"] == image), None)
-
-
-def _read(output: str, count: int, row: Row, image: int, renderer: GeometryRenderer, strict: bool) -> StrictCoordinates:
-    """The reply's box (4) or point (2) in pixels of image `image`: strictly, or leniently (the first numbers, as read
-    by `parse_box_pixel` / `parse_point_pixel`, with no check of their order or range)."""
-    frame = row_frame(row, image, renderer)
-    if strict:
-        return strict_coordinates_pixel(output, count, frame, renderer.convention)
-    lenient = parse_box_pixel if count == 4 else parse_point_pixel
-    pixel = lenient(output, frame, renderer.convention)
-    return StrictCoordinates(pixel, None if pixel is not None else "unparsable")
 
 
 def _problem(reading: StrictCoordinates) -> dict[str, str]:
@@ -149,26 +58,22 @@ def _problem(reading: StrictCoordinates) -> dict[str, str]:
 def score_box(row: Row, output: str, renderer: GeometryRenderer, index: int, strict: bool = True) -> SampleResult:
     """1 if the reply's box has IoU ≥ 0.5 with box `index` of the row; `scores` holds the IoU (0 without a box)."""
     target = row["boxes"][index]
-    reading = _read(output, 4, row, target["image"], renderer, strict)
-    box = reading.pixel
-    iou = box_iou_pixel(box, target["bbox"]) if box is not None else 0.0
-    mask = _first_mask(row, target["image"])
+    scored = box_score(output, target["bbox"], row_frame(row, target["image"], renderer), renderer.convention, strict)
+    box = scored.reading.pixel
+    mask = first_mask(row["masks"], target["image"])
     draw = {"image": target["image"], "pred": {"boxes": [box] if box else []}, "gt": {"boxes": [target["bbox"]]}}
-    scores = {"kind": "box", "iou": iou, **_problem(reading)}
-    return SampleResult(float(iou >= IOU_THRESHOLD), box, target["bbox"], mask["path"] if mask else None, scores, draw)
+    scores = {"kind": "box", "iou": scored.iou, **_problem(scored.reading)}
+    return SampleResult(float(scored.hit), box, target["bbox"], mask["path"] if mask else None, scores, draw)
 
 
 def score_point(row: Row, output: str, renderer: GeometryRenderer, index: int, strict: bool = True) -> SampleResult:
     """1 if the reply's point lies in the mask of point `index`'s image (the first one), else in a box of that image
     holding point `index`; `scores` holds the distance to the point in pixels."""
     target = row["points"][index]
-    reading = _read(output, 2, row, target["image"], renderer, strict)
-    point, mask = reading.pixel, _first_mask(row, target["image"])
-    boxes = [] if mask else [b["bbox"] for b in row["boxes"] if b["image"] == target["image"] and point_in_box(target["point"], b["bbox"])]
-    if point is None:
-        hit = False
-    else:
-        hit = point_in_mask(point, read_mask(mask["path"])) if mask else any(point_in_box(point, b) for b in boxes)
+    reading = read_coordinates(output, 2, row_frame(row, target["image"], renderer), renderer.convention, strict)
+    point = reading.pixel
+    mask, boxes = point_region(target, row["boxes"], row["masks"])
+    hit = point is not None and point_hit(point, read_mask(mask["path"]) if mask else None, boxes)
     scores = {"kind": "point", **({"distance_px": math.dist(point, target["point"])} if point else {}), **_problem(reading)}
     draw = {"image": target["image"], "pred": {"points": [point] if point else []}, "gt": {"points": [target["point"]], "boxes": boxes}}
     return SampleResult(float(hit), point, target["point"], mask["path"] if mask else None, scores, draw)
@@ -176,21 +81,20 @@ def score_point(row: Row, output: str, renderer: GeometryRenderer, index: int, s
 
 def score_choice(output: str, choices: list[str], expected: str, letters_too: bool = True) -> SampleResult:
     """1 if the option the reply names (`answers.parse.option_of_reply`) is the expected option."""
-    parsed = option_of_reply(output, choices, letters_too)
-    return SampleResult(float(parsed == expected), parsed, expected, scores={"kind": "choice"})
+    parsed, score = choice_score(output, choices, expected, letters_too)
+    return SampleResult(score, parsed, expected, scores={"kind": "choice"})
 
 
 def score_count(output: str, expected: int | float) -> SampleResult:
     """1 if the first number of the reply equals the expected number."""
-    numbers = [n for n in parse_numbers(output)[:1] if math.isfinite(n)]
-    parsed = (int(numbers[0]) if numbers[0].is_integer() else numbers[0]) if numbers else None
-    return SampleResult(float(parsed == expected), parsed, expected, scores={"kind": "count"})
+    parsed, score = count_score(output, expected)
+    return SampleResult(score, parsed, expected, scores={"kind": "count"})
 
 
 def score_text(output: str, expected: str) -> SampleResult:
     """1 if the reply equals the expected text after `normalised_text`; an empty reply is unparsable."""
-    parsed = normalised_text(output) or None
-    return SampleResult(float(normalised_match(output, expected)), parsed, expected, scores={"kind": "text"})
+    parsed, score = text_score(output, expected)
+    return SampleResult(score, parsed, expected, scores={"kind": "text"})
 
 
 def score_expected(row: Row, output: str, renderer: GeometryRenderer, expected: Expected) -> SampleResult:

@@ -39,13 +39,14 @@ from dataclasses import dataclass
 from statistics import median
 from typing import Any
 
-from ...answers.match import action_errors
+from ...answers.expected import plain_action, reference_action
 from ...answers.parse import MALFORMED_ACTION_REASONS as MALFORMED_REASONS
-from ...answers.parse import malformed_reason, parse_action_object, scene_text, vector3
+from ...answers.parse import malformed_reason
+from ...answers.score import action_score
 from ...data.render import GeometryRenderer, Row
 from ...data.sources import Table, read_table
-from ...tasks.roomplan import FORMAT_HINT, VECTOR_KEYS
-from . import Benchmark, SampleResult, first_rows, group_means, last_assistant_text, mean, register, table_row
+from ...tasks.roomplan import FORMAT_HINT
+from . import Benchmark, SampleResult, first_rows, group_means, mean, register, table_row
 
 CENTER_THRESHOLDS_M = (0.1, 0.25, 0.5, 1.0)
 NORMAL_THRESHOLDS_DEG = (15.0, 30.0, 45.0)
@@ -56,25 +57,15 @@ def _summary(values: list[float]) -> dict[str, float | int | None]:
     return {"mean": mean(values), "median": median(values) if values else None, "count": len(values)}
 
 
-def _reference_action(item: dict[str, Any]) -> tuple[Any, str]:
-    """The structured action of a record and the field it came from."""
-    meta = item.get("meta") if isinstance(item.get("meta"), dict) else {}
-    for field, value in (("meta.action", meta.get("action")), ("action", item.get("action")), ("action_json", item.get("action_json"))):
-        if value is not None:
-            return value, field
-    text = last_assistant_text(item.get("messages"))
-    return (parse_action_object(text) if text else None), "messages (assistant text)"
-
-
 def _checked_reference(table: Table, line: int, item: dict[str, Any]) -> dict[str, Any]:
     """The reference action as plain data (scene as text, vectors as lists); a bad one names the field."""
-    action, field = _reference_action(item)
+    action, field = reference_action(item)
     if action is None:
         raise table.error(line, "meta.action", "no reference action: give meta.action (or action / action_json) or a JSON answer")
-    reason = malformed_reason(action)
-    if reason is not None:
-        raise table.error(line, field, f"not a valid place_anchor action ({reason}): {json.dumps(action)[:120]}")
-    return {"action": action["action"], "scene": scene_text(action["scene"]), **{k: list(vector3(action[k])) for k in VECTOR_KEYS}}
+    reference = plain_action(action)
+    if reference is None:
+        raise table.error(line, field, f"not a valid place_anchor action ({malformed_reason(action)}): {json.dumps(action)[:120]}")
+    return reference
 
 
 def _with_format_hint(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -122,21 +113,8 @@ class RoomPlan(Benchmark):
     def score(self, row: Row, output: str, renderer: GeometryRenderer) -> SampleResult:
         """Success (see the module docstring), with every field's error as a per-sample score."""
         gt = row["answer"]
-        obj = parse_action_object(output)
-        reason = malformed_reason(obj)
-        scores: dict[str, Any] = {"json_object": float(isinstance(obj, dict)), "valid": float(reason is None), "malformed": reason}
-        if isinstance(obj, dict):
-            scores["action_match"] = float(obj.get("action") == gt["action"])
-            scores["scene_match"] = float(scene_text(obj.get("scene")) == gt["scene"])
-            scores.update(action_errors(obj, gt))
-        success = (
-            reason is None
-            and scores["action_match"] == 1.0
-            and scores["scene_match"] == 1.0
-            and scores["center_l2_m"] <= self.options.center_threshold_m
-            and scores["normal_angle_deg"] <= self.options.normal_threshold_deg
-        )
-        return SampleResult(float(success), obj if isinstance(obj, dict) else None, gt, scores=scores)
+        scored = action_score(output, gt, self.options.center_threshold_m, self.options.normal_threshold_deg)
+        return SampleResult(float(scored.success), scored.reply_object, gt, scores=scored.scores)
 
     def metric_name(self, task: str) -> str:
         """Success under the option thresholds."""
