@@ -78,7 +78,7 @@ def main() -> None:
     parser.add_argument("--dpo-steps", type=int, default=0, help="DPO steps (0: the shipped config's max_steps)")
     parser.add_argument("--tasks", nargs="+", default=None, help="synthetic tasks (default: the shipped config's)")
     parser.add_argument("--train-samples", type=int, default=2000)
-    parser.add_argument("--test-samples", type=int, default=50, help="test pairs per task")
+    parser.add_argument("--test-samples", type=int, default=40, help="test pairs per task")
     parser.add_argument("--output-dir", type=Path, default=None, help="keep data and runs here (default: a temporary folder)")
     parser.add_argument("--set", nargs="*", default=[], help="more overrides of the DPO config, e.g. trl.beta=0.5")
     parser.add_argument("--progress", action="store_true", help="print the DPO recipe's progress lines")

@@ -137,7 +137,7 @@ def load_model(
     return LoadedModel(model, processor, family_of(model.config), name_or_path)
 
 
-def _run_model_section(path: Path) -> dict | None:
+def run_model_section(path: Path) -> dict | None:
     """The `model` section of the run config beside a saved model or checkpoint folder (None outside a run)."""
     run_config = next((d / CONFIG_FILE for d in (path, path.parent) if (d / CONFIG_FILE).is_file()), None)
     return None if run_config is None else dict(yaml.safe_load(run_config.read_text()).get("model") or {})
@@ -148,7 +148,7 @@ def adapter_base(path: Path, dtype: str = "auto", attn_implementation: str | Non
     earlier one (`model.init_from`, e.g. DPO after SFT), that model with its adapter merged, or, when the run kept
     training that adapter (`model.init_adapter: continue`), that adapter's own base. Outside a run: the adapter's
     `base_model_name_or_path`."""
-    section = _run_model_section(path)
+    section = run_model_section(path)
     if section is None:
         name = json.loads((path / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
         if not name:

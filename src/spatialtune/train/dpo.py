@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from datasets import Dataset
 from peft import PeftModel
 from transformers import PreTrainedModel, TrainerCallback
@@ -34,9 +33,16 @@ from ..data.dataset import DatasetError, prepare_rows
 from ..data.preference import SpatialPreferenceCollator
 from ..data.render import dataset_row
 from ..models.adapters import AdapterSettings, apply_adapters, trainable_summary
-from ..models.loading import ADAPTER_CONFIG, LoadedModel, ModelConfig, load_model, load_model_from_config
+from ..models.loading import (
+    ADAPTER_CONFIG,
+    LoadedModel,
+    ModelConfig,
+    load_model,
+    load_model_from_config,
+    run_model_section,
+)
 from ..models.tiny import TINY_MODELS
-from ..runs import CONFIG_FILE, RunConfig, trained_model_path
+from ..runs import RunConfig, trained_model_path
 from . import RECIPES, Recipe
 from .common import (
     check_before_loading,
@@ -121,8 +127,7 @@ def resolve_init(model: DPOModelConfig) -> DPOModelConfig:
     path = trained_model_path(model.init_from)
     if not path.is_dir():
         raise ConfigError(f"model.init_from: {model.init_from} is no run folder, checkpoint or saved model folder")
-    run_config = next((d / CONFIG_FILE for d in (path, path.parent) if (d / CONFIG_FILE).is_file()), None)
-    trained_from = (yaml.safe_load(run_config.read_text()).get("model") or {}).get("name") if run_config else None
+    trained_from = (run_model_section(path) or {}).get("name")
     if trained_from and trained_from != model.name:
         raise ConfigError(f"model.init_from: {model.init_from} was trained from {trained_from!r} but model.name is "
                           f"{model.name!r}; set model.name={trained_from}")
