@@ -20,6 +20,8 @@ from ..runs import CONFIG_FILE, trained_model_path
 from .quantization import QuantizationSettings, bitsandbytes_config
 from .tiny import TINY_MODELS, build_tiny
 
+ADAPTER_CONFIG = "adapter_config.json"  # what marks a saved PEFT adapter folder
+
 
 class UnknownModelError(SpatialtuneError):
     """A model name that is neither an embedded default, a local checkpoint, nor a cached/reachable hub id."""
@@ -109,17 +111,18 @@ def load_model(
     max_pixels: int | None = None,
     attn_implementation: str | None = None,
     seed: int = 0,
+    merge_adapter: bool = True,
     quantization: QuantizationSettings | None = None,
 ) -> LoadedModel:
     """Load a tiny default by name, a run folder or checkpoint (full or LoRA), or a local folder / hub id.
 
-    A LoRA adapter is loaded onto its base model (the run's `model` config when the run folder is known, else the
-    adapter's `base_model_name_or_path`) and merged, which is what evaluation wants. `quantization` loads the base
-    weights in 4 or 8 bits on this process's GPU (see `models.quantization`).
+    A LoRA adapter is loaded onto the model it was trained on (`adapter_base`) and merged, which is what evaluation
+    wants; `merge_adapter=False` keeps it a trainable PEFT adapter instead (to train it further). `quantization` loads
+    the base weights in 4 or 8 bits on this process's GPU (see `models.quantization`).
     """
     source = str(trained_model_path(name_or_path))
-    if (Path(source) / "adapter_config.json").is_file():
-        return _load_adapter(Path(source), dtype, min_pixels, max_pixels, attn_implementation)
+    if (Path(source) / ADAPTER_CONFIG).is_file():
+        return _load_adapter(Path(source), dtype, min_pixels, max_pixels, attn_implementation, merge_adapter)
     if source in TINY_MODELS:
         model, processor = build_tiny(source, seed=seed)
     else:
@@ -140,18 +143,40 @@ def load_model(
     return LoadedModel(model, processor, family_of(model.config), name_or_path)
 
 
-def _load_adapter(path: Path, dtype: str, min_pixels: int | None, max_pixels: int | None, attn_implementation: str | None) -> LoadedModel:
-    """Base model + PEFT adapter from `path`, merged; the processor saved beside the adapter is used."""
+def run_model_section(path: Path) -> dict | None:
+    """The `model` section of the run config beside a saved model or checkpoint folder (None outside a run)."""
     run_config = next((d / CONFIG_FILE for d in (path, path.parent) if (d / CONFIG_FILE).is_file()), None)
-    if run_config is not None:
-        base = ModelConfig(**{k: v for k, v in (yaml.safe_load(run_config.read_text()).get("model") or {}).items() if k in ModelConfig.__dataclass_fields__})
-    else:
-        name = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    return None if run_config is None else dict(yaml.safe_load(run_config.read_text()).get("model") or {})
+
+
+def adapter_base(path: Path, dtype: str = "auto", attn_implementation: str | None = None) -> LoadedModel:
+    """The model a saved LoRA adapter applies to: its run's base model (`model.name`); for a run that started from an
+    earlier one (`model.init_from`, e.g. DPO after SFT), that model with its adapter merged, or, when the run kept
+    training that adapter (`model.init_adapter: continue`), that adapter's own base. Outside a run: the adapter's
+    `base_model_name_or_path`."""
+    section = run_model_section(path)
+    if section is None:
+        name = json.loads((path / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
         if not name:
-            raise UnknownModelError(f"{path}/adapter_config.json names no base_model_name_or_path, and no run config.yaml is beside it")
-        base = ModelConfig(name=name)
-    loaded = load_model(base.name, dtype=dtype, attn_implementation=attn_implementation, seed=base.seed)
-    model = PeftModel.from_pretrained(loaded.model, str(path)).merge_and_unload()
+            raise UnknownModelError(f"{path}/{ADAPTER_CONFIG} names no base_model_name_or_path, and no run config.yaml is beside it")
+        return load_model(name, dtype=dtype, attn_implementation=attn_implementation)
+    init_from = section.get("init_from")
+    if init_from:
+        if section.get("init_adapter") == "continue" and (Path(init_from) / ADAPTER_CONFIG).is_file():
+            return adapter_base(Path(init_from), dtype, attn_implementation)
+        return load_model(str(init_from), dtype=dtype, attn_implementation=attn_implementation)
+    base = ModelConfig(**{k: v for k, v in section.items() if k in ModelConfig.__dataclass_fields__})
+    return load_model(base.name, dtype=dtype, attn_implementation=attn_implementation, seed=base.seed)
+
+
+def _load_adapter(path: Path, dtype: str, min_pixels: int | None, max_pixels: int | None, attn_implementation: str | None,
+                  merge: bool = True) -> LoadedModel:
+    """Base model + PEFT adapter from `path`, merged (or trainable, `merge=False`); the processor saved beside the
+    adapter is used."""
+    loaded = adapter_base(path, dtype, attn_implementation)
+    model = PeftModel.from_pretrained(loaded.model, str(path), is_trainable=not merge)
+    if merge:
+        model = model.merge_and_unload()
     processor = AutoProcessor.from_pretrained(str(path)) if (path / "preprocessor_config.json").is_file() else loaded.processor
     clear_call_state(processor)
     set_pixel_budget(processor, min_pixels, max_pixels)
