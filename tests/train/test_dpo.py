@@ -25,17 +25,15 @@ from spatialtune.data.collate import BatchError, label_start, sequence_layout
 from spatialtune.data.dataset import DatasetError, prepare_rows
 from spatialtune.data.preference import SpatialPreferenceCollator, preference_chat
 from spatialtune.models.adapters import AdapterSettings, FreezeSettings, LoraSettings
-from spatialtune.models.loading import load_model, load_processor
+from spatialtune.models.loading import ModelConfig, load_model, load_processor
 from spatialtune.runs import RunConfig, resolve_resume
 from spatialtune.train import RECIPES
+from spatialtune.train.common import load_policy, resolve_init
 from spatialtune.train.dpo import (
     DataConfig,
-    DPOModelConfig,
     DPORecipeConfig,
     DPOTrainingConfig,
-    load_policy,
     reference_model,
-    resolve_init,
     run_dpo,
 )
 from spatialtune.train.preference_accuracy import pair_logps, preference_accuracy
@@ -90,7 +88,7 @@ def _differs(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 
 @pytest.mark.parametrize("name", ["tiny-qwen2.5-vl", "tiny-qwen3-vl"])
 def test_one_dpo_step_changes_the_weights_and_logs_trls_preference_metrics(name, pairs, tmp_path):
-    result = run_dpo(dpo_config(tmp_path / "run", pairs, model=DPOModelConfig(name=name)), progress=False)
+    result = run_dpo(dpo_config(tmp_path / "run", pairs, model=ModelConfig(name=name)), progress=False)
     assert result.global_step == 1 and result.model_dir == tmp_path / "run" / "model"
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["model"]["name"] == name
     logged = [json.loads(line) for line in (tmp_path / "run" / "training.log").read_text().splitlines() if line.startswith("{")]
@@ -149,7 +147,7 @@ def test_a_lora_dpo_run_saves_only_the_trained_adapter(pairs, tmp_path):
 
 
 def test_init_from_a_full_run_starts_from_its_weights_and_they_are_the_frozen_reference(pairs, sft_runs, tmp_path):
-    model = resolve_init(DPOModelConfig(init_from=str(sft_runs["full"])))
+    model = resolve_init(ModelConfig(init_from=str(sft_runs["full"])))
     assert model.init_from == str((sft_runs["full"] / "model").resolve())
     loaded, policy = load_policy(model, AdapterSettings())
     sft = load_model(str(sft_runs["full"])).model
@@ -176,7 +174,7 @@ def test_train_dpo_runs_the_shipped_tiny_config_after_an_sft_run_and_resumes_fro
 
 
 def test_continue_trains_the_sft_adapter_itself(pairs, sft_runs, tmp_path):
-    model = resolve_init(DPOModelConfig(init_from=str(sft_runs["lora"])))
+    model = resolve_init(ModelConfig(init_from=str(sft_runs["lora"])))
     _, policy = load_policy(model, AdapterSettings())
     sft_adapter = load_file(sft_runs["lora"] / "model" / "adapter_model.safetensors")
     trained = {n for n, p in policy.named_parameters() if p.requires_grad}
@@ -184,7 +182,7 @@ def test_continue_trains_the_sft_adapter_itself(pairs, sft_runs, tmp_path):
     state = policy.state_dict()
     assert all(torch.equal(state[k.replace(".weight", ".default.weight")], v) for k, v in sft_adapter.items() if "lora_" in k)
 
-    config = dpo_config(tmp_path / "run", pairs, model=DPOModelConfig(init_from=str(sft_runs["lora"])))
+    config = dpo_config(tmp_path / "run", pairs, model=ModelConfig(init_from=str(sft_runs["lora"])))
     result = run_dpo(config, progress=False)
     # the continued adapter goes onto the SFT run's own base, and it moved away from the SFT adapter
     manual = PeftModel.from_pretrained(load_model("tiny-qwen3-vl").model, str(result.model_dir)).merge_and_unload()
@@ -193,7 +191,7 @@ def test_continue_trains_the_sft_adapter_itself(pairs, sft_runs, tmp_path):
 
 
 def test_merge_trains_a_new_adapter_on_the_merged_sft_model_and_loads_onto_it(pairs, sft_runs, tmp_path):
-    init = DPOModelConfig(init_from=str(sft_runs["lora"]), init_adapter="merge")
+    init = ModelConfig(init_from=str(sft_runs["lora"]), init_adapter="merge")
     config = dpo_config(tmp_path / "run", pairs, model=init, adapters=AdapterSettings(lora=LoraSettings(r=2, alpha=4)))
     result = run_dpo(config, progress=False)
     assert json.loads((result.model_dir / "adapter_config.json").read_text())["r"] == 2
@@ -203,19 +201,19 @@ def test_merge_trains_a_new_adapter_on_the_merged_sft_model_and_loads_onto_it(pa
 
 
 def test_continue_with_an_adapters_section_is_refused(sft_runs):
-    model = resolve_init(DPOModelConfig(init_from=str(sft_runs["lora"])))
+    model = resolve_init(ModelConfig(init_from=str(sft_runs["lora"])))
     with pytest.raises(ConfigError, match="init_adapter=continue trains the LoRA adapter of .* remove the adapters: section"):
         load_policy(model, AdapterSettings(lora=LoraSettings(r=2)))
 
 
 def test_init_from_a_run_of_another_base_model_is_refused(sft_runs):
     with pytest.raises(ConfigError, match=r"was trained from 'tiny-qwen3-vl' but model.name is 'tiny-qwen2.5-vl'; set model.name=tiny-qwen3-vl"):
-        resolve_init(DPOModelConfig(name="tiny-qwen2.5-vl", init_from=str(sft_runs["full"])))
+        resolve_init(ModelConfig(name="tiny-qwen2.5-vl", init_from=str(sft_runs["full"])))
 
 
 def test_init_from_nothing_there_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="model.init_from: .*missing is no run folder"):
-        resolve_init(DPOModelConfig(init_from=str(tmp_path / "missing")))
+        resolve_init(ModelConfig(init_from=str(tmp_path / "missing")))
 
 
 def test_pair_log_probs_are_the_ones_dpo_trains_on(pairs, tmp_path):

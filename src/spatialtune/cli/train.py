@@ -60,6 +60,7 @@ def train(
     Extra `key=value` arguments override the config (dotted for nesting; `trl.NAME=value` for any other TRL option).
     """
     from ..config import load_config
+    from ..pipelines.recipes import run_recipe
     from ..runs import CONFIG_FILE, checkpoint_step, resolve_resume
     from ..train import RECIPES
     from ..train.common import TrainingInterrupted
@@ -92,7 +93,7 @@ def train(
             return
         evaluate = _evaluator(loaded)
         try:
-            result = entry.run(loaded, resume_from=checkpoint, progress=progress, evaluate=evaluate)
+            result = run_recipe(recipe, loaded, resume_from=checkpoint, progress=progress, evaluate=evaluate)
         except TrainingInterrupted as e:
             _interrupted(recipe, e.run_dir)
     console.print(f"[green]done[/] step {result.global_step}, loss {result.train_loss:.4f} → {result.model_dir}")

@@ -6,6 +6,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 import yaml
@@ -122,7 +123,7 @@ def load_model(
     """
     source = str(trained_model_path(name_or_path))
     if (Path(source) / ADAPTER_CONFIG).is_file():
-        return _load_adapter(Path(source), dtype, min_pixels, max_pixels, attn_implementation, merge_adapter)
+        return _load_adapter(Path(source), dtype, min_pixels, max_pixels, attn_implementation, merge_adapter, quantization)
     if source in TINY_MODELS:
         model, processor = build_tiny(source, seed=seed)
     else:
@@ -149,7 +150,8 @@ def run_model_section(path: Path) -> dict | None:
     return None if run_config is None else dict(yaml.safe_load(run_config.read_text()).get("model") or {})
 
 
-def adapter_base(path: Path, dtype: str = "auto", attn_implementation: str | None = None) -> LoadedModel:
+def adapter_base(path: Path, dtype: str = "auto", attn_implementation: str | None = None,
+                 quantization: QuantizationSettings | None = None) -> LoadedModel:
     """The model a saved LoRA adapter applies to: its run's base model (`model.name`); for a run that started from an
     earlier one (`model.init_from`, e.g. DPO after SFT), that model with its adapter merged, or, when the run kept
     training that adapter (`model.init_adapter: continue`), that adapter's own base. Outside a run: the adapter's
@@ -159,21 +161,21 @@ def adapter_base(path: Path, dtype: str = "auto", attn_implementation: str | Non
         name = json.loads((path / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
         if not name:
             raise UnknownModelError(f"{path}/{ADAPTER_CONFIG} names no base_model_name_or_path, and no run config.yaml is beside it")
-        return load_model(name, dtype=dtype, attn_implementation=attn_implementation)
+        return load_model(name, dtype=dtype, attn_implementation=attn_implementation, quantization=quantization)
     init_from = section.get("init_from")
     if init_from:
         if section.get("init_adapter") == "continue" and (Path(init_from) / ADAPTER_CONFIG).is_file():
-            return adapter_base(Path(init_from), dtype, attn_implementation)
-        return load_model(str(init_from), dtype=dtype, attn_implementation=attn_implementation)
+            return adapter_base(Path(init_from), dtype, attn_implementation, quantization)
+        return load_model(str(init_from), dtype=dtype, attn_implementation=attn_implementation, quantization=quantization)
     base = ModelConfig(**{k: v for k, v in section.items() if k in ModelConfig.__dataclass_fields__})
-    return load_model(base.name, dtype=dtype, attn_implementation=attn_implementation, seed=base.seed)
+    return load_model(base.name, dtype=dtype, attn_implementation=attn_implementation, seed=base.seed, quantization=quantization)
 
 
 def _load_adapter(path: Path, dtype: str, min_pixels: int | None, max_pixels: int | None, attn_implementation: str | None,
-                  merge: bool = True) -> LoadedModel:
+                  merge: bool = True, quantization: QuantizationSettings | None = None) -> LoadedModel:
     """Base model + PEFT adapter from `path`, merged (or trainable, `merge=False`); the processor saved beside the
     adapter is used."""
-    loaded = adapter_base(path, dtype, attn_implementation)
+    loaded = adapter_base(path, dtype, attn_implementation, quantization)
     model = PeftModel.from_pretrained(loaded.model, str(path), is_trainable=not merge)
     if merge:
         model = model.merge_and_unload()
@@ -194,10 +196,14 @@ class ModelConfig:
     attn_implementation: str | None = None
     seed: int = 0  # weights of the embedded defaults
     quantization: QuantizationSettings | None = None  # 4/8-bit base weights (QLoRA, CUDA only), e.g. {bits: 4}
+    # Start from a trained run instead of `name`'s weights (`name` stays the base model, for run names and model cards):
+    # a run folder, runs/NAME (its newest run), a checkpoint-N or a model folder; recorded resolved in config.yaml.
+    init_from: str | None = None
+    init_adapter: Literal["continue", "merge"] = "continue"  # a LoRA adapter in init_from: train it further, or merge it
 
 
 def load_model_from_config(config: ModelConfig) -> LoadedModel:
-    """`load_model` driven by a ModelConfig."""
+    """`load_model` driven by a ModelConfig (the base model; `train.common.load_policy` handles `init_from`)."""
     return load_model(
         config.name,
         dtype=config.dtype,

@@ -18,12 +18,14 @@ from typing import Any, Callable
 from ..data.check import check_file
 from ..data.collate import image_token_counts
 from ..eval.generate import generate_batch, prompt_messages
-from ..models.loading import LoadedModel, load_model_from_config
+from ..models.loading import LoadedModel
 from ..models.quantization import check_quantization
 from ..models.tiny import TINY_MODELS
 from ..records import final_answer, last_assistant_index, text_parts
 from ..runs import RunConfig
 from ..train import RECIPES
+from ..train.common import load_policy, resolve_init
+from .recipes import run_recipe
 
 Say = Callable[[str], None]
 _IMAGE_PAD_RUN = re.compile(r"(<\|image_pad\|>)+")
@@ -70,7 +72,7 @@ def _short_run(recipe: str, config, samples: int, steps: int) -> list[float]:
             training=dataclasses.replace(config.training, max_steps=steps, logging_steps=1, save_steps=10**9,
                                          report_to=[]),
         )
-        result = RECIPES.get(recipe).run(short, progress=False)
+        result = run_recipe(recipe, short, progress=False)
         return [entry["loss"] for entry in result.log_history if "loss" in entry]
 
 
@@ -80,7 +82,7 @@ def debug_recipe(recipe: str, config, *, samples: int = 4, steps: int = 2, max_n
     RECIPES.get(recipe)  # an unknown recipe fails before anything loads
     check_quantization(config.model.quantization, config.model.name, config.adapters.lora, TINY_MODELS)
     data = config.data
-    loaded = load_model_from_config(config.model)
+    loaded, _ = load_policy(resolve_init(config.model), config.adapters)  # what the recipe starts from
     check = check_file(data.train_file, loaded.processor, loaded.family.convention, batch_size=min(samples, 2),
                        image_root=data.image_root, max_length=data.max_length)
     say(f"records: {check.records} valid in {data.train_file} (coordinates {check.convention})"

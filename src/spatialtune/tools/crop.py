@@ -103,9 +103,10 @@ def crop_file_stem(sample_id: str) -> str:
     return f"{slug}-{hashlib.sha1(sample_id.encode()).hexdigest()[:10]}"
 
 
-def cut_crop(image_path: str | Path, box_pixel: Sequence[int], save_to: Path | None = None) -> Image.Image:
-    """The RGB region `box_pixel` of an image; written atomically as PNG to `save_to` when given."""
-    crop = open_image(image_path, "RGB").crop(tuple(box_pixel))
+def cut_crop(image: str | Path | Image.Image, box_pixel: Sequence[int], save_to: Path | None = None) -> Image.Image:
+    """The RGB region `box_pixel` of an image (a file, or one already open); written atomically as PNG to `save_to`."""
+    source = image.convert("RGB") if isinstance(image, Image.Image) else open_image(image, "RGB")
+    crop = source.crop(tuple(box_pixel))
     if save_to is not None:
         buffer = io.BytesIO()
         crop.save(buffer, format="PNG")
@@ -131,7 +132,7 @@ class CropSession:
     final whatever it holds.
     """
 
-    image: str | Path
+    image: str | Path | Image.Image  # a file (eval), or the image already open (an RL rollout's dataset row)
     frame: ImageFrame
     convention: Convention
     settings: ToolSettings = field(default_factory=ToolSettings)

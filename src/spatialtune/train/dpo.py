@@ -20,7 +20,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from datasets import Dataset
 from peft import PeftModel
@@ -32,40 +32,30 @@ from ..config import ConfigError
 from ..data.dataset import DatasetError, prepare_rows
 from ..data.preference import SpatialPreferenceCollator
 from ..data.render import dataset_row
-from ..models.adapters import AdapterSettings, apply_adapters, trainable_summary
+from ..models.adapters import AdapterSettings, trainable_summary
 from ..models.loading import (
-    ADAPTER_CONFIG,
-    LoadedModel,
     ModelConfig,
-    load_model,
-    load_model_from_config,
-    run_model_section,
 )
 from ..models.tiny import TINY_MODELS
-from ..runs import RunConfig, trained_model_path
+from ..runs import RunConfig
 from . import RECIPES, Recipe
 from .common import (
     check_before_loading,
     check_trl_options,
+    load_policy,
     open_run,
     progress_callback,
+    resolve_init,
     run_name_for,
     save_final_model,
     trl_arguments,
 )
+from .evaluation import OWNED_EVAL_FIELDS, EvalConfig, Evaluator, attach_evaluation, check_evaluation, eval_every
 from .sft import DataConfig, TrainingConfig
 
 log = logging.getLogger(__name__)
 
 REFERENCE_ADAPTER = "ref"  # the adapter DPOTrainer adds to a PEFT policy: a frozen copy of the starting one
-
-
-@dataclass
-class DPOModelConfig(ModelConfig):
-    """The model to load (`name`: the base model), and the trained run DPO starts from, if any."""
-
-    init_from: str | None = None  # run folder, runs/NAME, checkpoint-N or model folder; recorded resolved in config.yaml
-    init_adapter: Literal["continue", "merge"] = "continue"  # what happens to a LoRA adapter that init_from holds
 
 
 @dataclass
@@ -78,6 +68,7 @@ class DPOTrainingConfig(TrainingConfig):
 # DPOConfig fields the recipe sets itself: a `trl:` key for one of them is an error saying where it is set.
 OWNED_DPO_FIELDS = {
     **{f.name: f"set it as training.{f.name}" for f in dataclasses.fields(DPOTrainingConfig)},
+    **OWNED_EVAL_FIELDS,
     "output_dir": "the run folder (set run.dir)",
     "run_name": "the run's name and folder (set run.name)",
     "max_length": "set it as data.max_length (the recipe checks that it never cuts image tokens)",
@@ -96,10 +87,11 @@ class DPORecipeConfig:
     """Everything one DPO run needs."""
 
     run: RunConfig = field(default_factory=lambda: RunConfig(name="dpo"))
-    model: DPOModelConfig = field(default_factory=DPOModelConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
     adapters: AdapterSettings = field(default_factory=AdapterSettings)
     data: DataConfig = field(default_factory=DataConfig)
     training: DPOTrainingConfig = field(default_factory=DPOTrainingConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)  # evaluation during training, when data.eval_file is set
     trl: dict[str, Any] = field(default_factory=dict)  # any other trl.DPOConfig field, e.g. {beta: 0.1, loss_type: [ipo]}
 
     def __post_init__(self):
@@ -119,41 +111,6 @@ class DPOResult:
     log_history: list[dict]
 
 
-def resolve_init(model: DPOModelConfig) -> DPOModelConfig:
-    """`model.init_from` as the saved model folder it names, absolute (a resumed or reloaded run finds the same one),
-    checked to come from `model.name`."""
-    if not model.init_from:
-        return model
-    path = trained_model_path(model.init_from)
-    if not path.is_dir():
-        raise ConfigError(f"model.init_from: {model.init_from} is no run folder, checkpoint or saved model folder")
-    trained_from = (run_model_section(path) or {}).get("name")
-    if trained_from and trained_from != model.name:
-        raise ConfigError(f"model.init_from: {model.init_from} was trained from {trained_from!r} but model.name is "
-                          f"{model.name!r}; set model.name={trained_from}")
-    return dataclasses.replace(model, init_from=str(path.resolve()))
-
-
-def continues_adapter(model: DPOModelConfig) -> bool:
-    """Whether the run keeps training the LoRA adapter of `model.init_from` (resolved) rather than starting anew."""
-    return bool(model.init_from) and model.init_adapter == "continue" and (Path(model.init_from) / ADAPTER_CONFIG).is_file()
-
-
-def load_policy(model: DPOModelConfig, adapters: AdapterSettings) -> tuple[LoadedModel, PreTrainedModel | PeftModel]:
-    """The model DPO trains, as loaded and as wrapped for training (LoRA / freezing per `adapters`, or the adapter of
-    `model.init_from` kept trainable)."""
-    if not model.init_from:
-        loaded = load_model_from_config(model)
-        return loaded, apply_adapters(loaded.model, adapters)
-    continuing = continues_adapter(model)
-    if continuing and adapters != AdapterSettings():
-        raise ConfigError(f"model.init_adapter=continue trains the LoRA adapter of {model.init_from} as it was set up; "
-                          "remove the adapters: section, or set model.init_adapter=merge to train a new one on the merged model")
-    loaded = load_model(model.init_from, dtype=model.dtype, min_pixels=model.min_pixels, max_pixels=model.max_pixels,
-                        attn_implementation=model.attn_implementation, merge_adapter=not continuing)
-    return loaded, loaded.model if continuing else apply_adapters(loaded.model, adapters)
-
-
 def reference_model(policy: PreTrainedModel | PeftModel) -> PreTrainedModel | None:
     """The frozen reference: None for a PEFT policy (TRL keeps a frozen copy of its starting adapter), else a frozen copy
     of the starting weights (TRL would reload it from the hub id or folder, which a model built in code does not have)."""
@@ -170,13 +127,17 @@ def run_dpo(
     resume_from: str | Path | None = None,
     callbacks: list[TrainerCallback] | None = None,
     progress: bool = True,
+    evaluate: Evaluator | None = None,
 ) -> DPOResult:
-    """Train one DPO run (or resume it from a checkpoint) and save the model with its processor in `<run>/model`."""
+    """Train one DPO run (or resume it from a checkpoint) and save the model with its processor in `<run>/model`;
+    with `data.eval_file`, `evaluate` scores the model every `training.eval_steps` (see `train.evaluation`)."""
     # Config mistakes as one-line errors before a folder is made or a model loads; a tiny model gets its own run name.
     check_before_loading(
         bf16=config.training.bf16, fp16=bool(config.trl.get("fp16")), report_to=config.training.report_to,
-        train_file=config.data.train_file, tasks=config.data.tasks,
+        train_file=config.data.train_file, tasks=config.data.tasks, model=config.model, lora=config.adapters.lora,
     )
+    check_evaluation(config.data.eval_file, evaluate)
+    eval_steps = eval_every(config.training.eval_steps, config.training.save_steps)
     config = dataclasses.replace(config, model=resolve_init(config.model),
                                  run=run_name_for(config.run, config.model.name, TINY_MODELS))
     # 0. One run folder for all processes (made and locked by the main one), its resolved config and log.
@@ -229,6 +190,7 @@ def run_dpo(
             raise ConfigError(f"trl: DPOTrainer refused the options: {e}") from None
         trainer.remove_callback(ProgressCallback)
         trainer.remove_callback(PrinterCallback)  # logs go to training.log and our progress lines, not raw dicts
+        attach_evaluation(trainer, evaluate, loaded, run.dir, eval_steps, config.eval)
         if (shown := progress_callback(progress)) is not None:
             trainer.add_callback(shown)
         output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)

@@ -22,16 +22,18 @@ from trl import SFTConfig, SFTTrainer
 from ..data.collate import SpatialCollator
 from ..data.dataset import DatasetError, prepare_rows
 from ..data.render import dataset_row
-from ..models.adapters import AdapterSettings, apply_adapters, trainable_summary
-from ..models.loading import ModelConfig, load_model_from_config
+from ..models.adapters import AdapterSettings, trainable_summary
+from ..models.loading import ModelConfig
 from ..models.tiny import TINY_MODELS
 from ..runs import RunConfig
 from . import RECIPES, Recipe
 from .common import (
     check_before_loading,
     check_trl_options,
+    load_policy,
     open_run,
     progress_callback,
+    resolve_init,
     run_name_for,
     save_final_model,
     trl_arguments,
@@ -139,14 +141,14 @@ def run_sft(
     )
     check_evaluation(config.data.eval_file, evaluate)
     eval_steps = eval_every(config.training.eval_steps, config.training.save_steps)
-    config = dataclasses.replace(config, run=run_name_for(config.run, config.model.name, TINY_MODELS))
+    config = dataclasses.replace(config, model=resolve_init(config.model),
+                                 run=run_name_for(config.run, config.model.name, TINY_MODELS))
     # 0. One run folder for all processes (made and locked by the main one), its resolved config and log.
     with open_run(config.run, config, job="train sft", resuming=resume_from is not None) as run:
         log.info("run folder %s%s", run.dir, f", resuming from {resume_from}" if resume_from else "")
 
         # 1. Model, processor, and what trains.
-        loaded = load_model_from_config(config.model)
-        model = apply_adapters(loaded.model, config.adapters)
+        loaded, model = load_policy(config.model, config.adapters)  # the base model, or model.init_from's run
         trainable = trainable_summary(model)
         log.info("trainable parameters: %s", trainable)
 
