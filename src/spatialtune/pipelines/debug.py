@@ -15,8 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .. import rewards
 from ..data.check import check_file
 from ..data.collate import image_token_counts
+from ..data.render import GeometryRenderer
+from ..errors import SpatialtuneError
 from ..eval.generate import generate_batch, prompt_messages
 from ..models.loading import LoadedModel
 from ..models.quantization import check_quantization
@@ -28,6 +31,10 @@ from ..train.common import load_policy, resolve_init
 from .recipes import run_recipe
 
 Say = Callable[[str], None]
+
+
+class DebugError(SpatialtuneError):
+    """A problem the debug checks found in the data a stage would train on."""
 _IMAGE_PAD_RUN = re.compile(r"(<\|image_pad\|>)+")
 
 
@@ -117,6 +124,60 @@ def _sft_rows(config, loaded: LoadedModel, samples: int) -> list[dict[str, Any]]
                         on_truncated_image=data.on_truncated_image).rows
 
 
+def _preference_rows(config, loaded: LoadedModel, samples: int) -> list[dict[str, Any]]:
+    """The first preference rows as the DPO recipe prepares them, with the chosen answer as their chat (what the
+    generation is compared with)."""
+    from ..data.dataset import prepare_rows
+
+    data = config.data
+    pairs = prepare_rows(data.train_file, loaded.processor, loaded.family.convention, image_root=data.image_root,
+                         max_samples=samples, tasks=data.tasks, max_length=data.max_length,
+                         on_truncated_image=data.on_truncated_image, rows="preference").rows
+    return [{**pair, "messages": pair["prompt"] + pair["chosen"]} for pair in pairs]
+
+
+def _pairs_distinct(config, loaded, rows, replies, say: Say) -> int:
+    """Every checked pair's chosen and rejected answers differ (an identical pair teaches DPO nothing)."""
+    same = [row["id"] for row in rows if row["chosen"] == row["rejected"]]
+    if same:
+        raise DebugError(f"{config.data.train_file}: record(s) {same} have identical chosen and rejected answers")
+    say(f"preference pairs: {len(rows)} checked, chosen and rejected differ in each")
+    return len(rows)
+
+
+def _prompt_rows(config, loaded: LoadedModel, samples: int) -> list[dict[str, Any]]:
+    """The first prompt rows as the GRPO recipe prepares them (with the columns its rewards read)."""
+    from ..data.prompts import prepare_prompt_rows
+
+    data = config.data
+    return prepare_prompt_rows(
+        data.train_file, loaded.processor, loaded.family.convention,
+        max_length=data.max_length or loaded.model.config.get_text_config().max_position_embeddings,
+        completion_length=config.grpo.max_completion_length, image_root=data.image_root, max_samples=samples,
+        tasks=data.tasks, on_long_prompt=data.on_long_prompt, extra_columns=rewards.reward_columns,
+    ).rows
+
+
+def _reward_values(config, loaded: LoadedModel, rows, replies, say: Say) -> dict[str, list[float | None]]:
+    """Every configured reward's value for each generation, as GRPO would pay it."""
+    renderer = GeometryRenderer.for_processor(loaded.processor, loaded.family.convention)
+    functions, weights = rewards.make_rewards(config.rewards, renderer, config.reward_options)
+    columns = {key: [row[key] for row in rows] for key in rows[0] if key not in ("prompt", "completion")}
+    completions = [[{"role": "assistant", "content": replies[row["id"]]}] for row in rows]
+    values = {}
+    for function, weight in zip(functions, weights):
+        values[function.__name__] = function(prompts=[row["prompt"] for row in rows], completions=completions, **columns)
+        shown = ", ".join("None" if v is None else f"{v:.3f}" for v in values[function.__name__])
+        say(f"reward {function.__name__} (weight {weight}): {shown}")
+    return values
+
+
 # How each recipe's first rows are prepared (default: SFT rows) and the checks only it has, by recipe name.
-RECIPE_ROWS: dict[str, Callable[[Any, LoadedModel, int], list[dict[str, Any]]]] = {}
-RECIPE_CHECKS: dict[str, dict[str, Callable[..., Any]]] = {}
+RECIPE_ROWS: dict[str, Callable[[Any, LoadedModel, int], list[dict[str, Any]]]] = {
+    "dpo": _preference_rows,
+    "grpo": _prompt_rows,
+}
+RECIPE_CHECKS: dict[str, dict[str, Callable[..., Any]]] = {
+    "dpo": {"preference_pairs": _pairs_distinct},
+    "grpo": {"rewards": _reward_values},
+}
