@@ -52,9 +52,11 @@ class OutputsFileError(SpatialtuneError):
     """A JSONL of model outputs that cannot be read (the message names the file and line)."""
 
 
-def read_outputs_by_id(path: str | Path, fields: tuple[str, ...] = ("output",), error: type[SpatialtuneError] = OutputsFileError) -> dict[str, Any]:
+def read_outputs_by_id(path: str | Path, fields: tuple[str, ...] = ("output",), error: type[SpatialtuneError] = OutputsFileError,
+                       messages: bool = True) -> dict[str, Any]:
     """Outputs produced elsewhere, by sample id: a JSONL of `{"id": ..., FIELD: value}` (the first of `fields` a line
-    has; a string, or a list of chat messages); bad lines and repeated ids raise `error` naming the line."""
+    has; a string, or with `messages` also a list of chat messages); bad lines and repeated ids raise `error` naming
+    the line."""
     path = Path(path)
     if not path.is_file():
         raise error(f"{path}: no such file of outputs")
@@ -68,7 +70,7 @@ def read_outputs_by_id(path: str | Path, fields: tuple[str, ...] = ("output",), 
         except json.JSONDecodeError as e:
             raise error(f"{path}:{number}: invalid JSON ({e.msg})") from None
         field = next((f for f in fields if isinstance(item, dict) and f in item), None)
-        if field is None or "id" not in item or not isinstance(item[field], (str, list)):
+        if field is None or "id" not in item or not isinstance(item[field], (str, list) if messages else str):
             raise error(f"{path}:{number}: expected {expected}")
         key = str(item["id"])
         if key in outputs:

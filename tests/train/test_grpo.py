@@ -22,10 +22,11 @@ from spatialtune.config import ConfigError, load_config
 from spatialtune.data.render import GeometryRenderer
 from spatialtune.geometry import Convention
 from spatialtune.models.adapters import AdapterSettings, FreezeSettings, LoraSettings
-from spatialtune.models.loading import ModelConfig, load_model, load_model_from_config
+from spatialtune.models.loading import ModelConfig, load_model
 from spatialtune.pipelines.smoke import sample_dataset
 from spatialtune.runs import RunConfig, resolve_resume
 from spatialtune.train import RECIPES
+from spatialtune.train.common import load_policy, resolve_init
 from spatialtune.train.grpo import DataConfig, GRPORecipeConfig, GRPOSettings, ToolsConfig, TrainingConfig, run_grpo
 from spatialtune.train.sft import DataConfig as SFTDataConfig
 from spatialtune.train.sft import SFTRecipeConfig, run_sft
@@ -142,11 +143,11 @@ def sft_run(tmp_path_factory) -> Path:
 
 
 def test_init_from_loads_the_sft_runs_weights_and_refuses_another_base_model(sft_run):
-    started = load_model_from_config(ModelConfig(name="tiny-qwen3-vl", init_from=str(sft_run.parent)))  # runs/NAME: newest
+    started, _ = load_policy(resolve_init(ModelConfig(name="tiny-qwen3-vl", init_from=str(sft_run.parent))), AdapterSettings())  # runs/NAME: newest
     trained = load_file(sft_run / "model" / "model.safetensors")
     assert all(torch.equal(started.model.state_dict()[k], v) for k, v in trained.items())
-    with pytest.raises(ConfigError, match="trained from 'tiny-qwen3-vl', not model.name='tiny-qwen2.5-vl'"):
-        load_model_from_config(ModelConfig(name="tiny-qwen2.5-vl", init_from=str(sft_run)))
+    with pytest.raises(ConfigError, match="was trained from 'tiny-qwen3-vl' but model.name is 'tiny-qwen2.5-vl'"):
+        resolve_init(ModelConfig(name="tiny-qwen2.5-vl", init_from=str(sft_run)))
 
 
 def test_a_lora_grpo_run_from_an_sft_run_loads_onto_the_sft_weights(tmp_path, sft_run):
@@ -171,7 +172,7 @@ def test_rollouts_never_write_vision_placeholder_tokens(tmp_path, monkeypatch):
     bias = torch.zeros(loaded.model.config.get_text_config().vocab_size)
     bias[banned] = 100.0
     loaded.model.lm_head.register_forward_hook(lambda module, inputs, logits: logits + bias)
-    monkeypatch.setattr(grpo, "load_model_from_config", lambda config: loaded)
+    monkeypatch.setattr(grpo, "load_policy", lambda model, adapters: (loaded, loaded.model))
     sampled = []
 
     def spy(prompts, completions, completion_ids, **columns):

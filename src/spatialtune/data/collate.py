@@ -53,16 +53,22 @@ class SequenceLayout:
     image_placeholders: int
 
 
+def image_token_counts(row: dict[str, Any], processor) -> list[int]:
+    """How many visual tokens each of a row's images becomes once the processor resizes it (merged patches)."""
+    policy = ResizePolicy.from_processor(processor)
+    counts = []
+    for w, h in row["image_sizes"]:
+        rw, rh = policy.resized_size(w, h)
+        counts.append((rw // policy.factor) * (rh // policy.factor))
+    return counts
+
+
 def sequence_layout(row: dict[str, Any], processor, chat_template: str | None = None, add_generation_prompt: bool = False) -> SequenceLayout:
     """Token layout of a row without processing pixels: template text tokens + visual tokens per image size."""
     text = processor.apply_chat_template(row["messages"], chat_template=chat_template, tokenize=False, add_generation_prompt=add_generation_prompt)
     ids = processor.tokenizer(text, add_special_tokens=False)["input_ids"]
     pad_id = processor.tokenizer.convert_tokens_to_ids(IMAGE_PAD)
-    policy = ResizePolicy.from_processor(processor)
-    per_image = []
-    for w, h in row["image_sizes"]:
-        rw, rh = policy.resized_size(w, h)
-        per_image.append((rw // policy.factor) * (rh // policy.factor))
+    per_image = image_token_counts(row, processor)
     position, image_end, seen = 0, 0, 0
     for token in ids:
         if token == pad_id:

@@ -29,7 +29,7 @@ from ..data.collate import sequence_layout
 from ..data.render import GeometryRenderer, Row
 from ..errors import SpatialtuneError
 from ..geometry import Convention
-from ..io import atomic_write_json, atomic_write_jsonl, folder_lock
+from ..io import atomic_write_json, atomic_write_jsonl, folder_lock, read_outputs_by_id
 from ..models.loading import LoadedModel
 from ..tools.crop import ToolSettings
 from .benchmarks import Benchmark, get_benchmark
@@ -281,25 +281,8 @@ def run_eval(
 
 
 def read_predictions(path: str | Path) -> dict[str, str]:
-    """Outputs produced elsewhere: a JSONL of {"id", "output"}; bad lines and repeated ids raise naming the line."""
-    path = Path(path)
-    if not path.is_file():
-        raise EvalError(f"{path}: no such predictions file")
-    outputs: dict[str, str] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise EvalError(f"{path}:{number}: invalid JSON ({e.msg})") from None
-        if not isinstance(item, dict) or "id" not in item or not isinstance(item.get("output"), str):
-            raise EvalError(f'{path}:{number}: expected {{"id": ..., "output": "<model text>"}}')
-        key = str(item["id"])
-        if key in outputs:
-            raise EvalError(f"{path}:{number}: id {key!r} appears twice")
-        outputs[key] = item["output"]
-    return outputs
+    """Outputs produced elsewhere: a JSONL of {"id", "output"} (text); bad lines and repeated ids raise naming the line."""
+    return read_outputs_by_id(path, ("output",), EvalError, messages=False)
 
 
 @holds_output_dir("eval score")

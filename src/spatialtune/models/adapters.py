@@ -9,6 +9,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from ..config import ConfigError
+from .quantization import is_quantized, prepare_for_kbit_training
 
 LANGUAGE_LINEAR = "language-linear"  # every nn.Linear inside the language model (not the LM head, not vision)
 
@@ -77,6 +78,8 @@ def apply_adapters(model: PreTrainedModel, settings: AdapterSettings) -> PreTrai
         for name, param in model.named_parameters():
             param.requires_grad_(_part_of(name) not in frozen)
         return model
+    if is_quantized(model):
+        model = prepare_for_kbit_training(model)  # QLoRA / 8-bit: frozen quantised base, adapters on top
     targets = settings.lora.target_modules
     # Vision parts that are not frozen train fully next to the adapters (and are saved with them).
     visual = getattr(getattr(model, "model", None), "visual", None)

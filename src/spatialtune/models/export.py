@@ -30,10 +30,10 @@ from transformers import AutoProcessor
 from ..errors import SpatialtuneError
 from ..io import atomic_write_text
 from ..runs import CHECKPOINT, CONFIG_FILE, is_run_dir, runs_named, trained_model_path
-from .loading import clear_call_state, load_model
+from .loading import ADAPTER_CONFIG, clear_call_state, load_model
 from .tiny import TINY_MODELS
 
-ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
 CARD_FILE, CONFIG_COPY = "README.md", "training_config.yaml"
 LOG_HISTORY_FILE = "log_history.json"  # written by train/common.py::save_final_model
 EVAL_METRICS_FILE, EVAL_RUN_FILE = "metrics.json", "run.json"  # an eval output folder (eval/runner.py)

@@ -6,6 +6,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 import yaml
@@ -17,7 +18,10 @@ from ..errors import SpatialtuneError
 from ..geometry import Convention, convention_for_model_type
 from ..registry import did_you_mean
 from ..runs import CONFIG_FILE, trained_model_path
+from .quantization import QuantizationSettings, bitsandbytes_config
 from .tiny import TINY_MODELS, build_tiny
+
+ADAPTER_CONFIG = "adapter_config.json"  # what marks a saved PEFT adapter folder
 
 
 class UnknownModelError(SpatialtuneError):
@@ -108,15 +112,18 @@ def load_model(
     max_pixels: int | None = None,
     attn_implementation: str | None = None,
     seed: int = 0,
+    merge_adapter: bool = True,
+    quantization: QuantizationSettings | None = None,
 ) -> LoadedModel:
     """Load a tiny default by name, a run folder or checkpoint (full or LoRA), or a local folder / hub id.
 
-    A LoRA adapter is loaded onto its base model (the run's `model` config when the run folder is known, else the
-    adapter's `base_model_name_or_path`) and merged, which is what evaluation wants.
+    A LoRA adapter is loaded onto the model it was trained on (`adapter_base`) and merged, which is what evaluation
+    wants; `merge_adapter=False` keeps it a trainable PEFT adapter instead (to train it further). `quantization` loads
+    the base weights in 4 or 8 bits on this process's GPU (see `models.quantization`).
     """
     source = str(trained_model_path(name_or_path))
-    if (Path(source) / "adapter_config.json").is_file():
-        return _load_adapter(Path(source), dtype, min_pixels, max_pixels, attn_implementation)
+    if (Path(source) / ADAPTER_CONFIG).is_file():
+        return _load_adapter(Path(source), dtype, min_pixels, max_pixels, attn_implementation, merge_adapter, quantization)
     if source in TINY_MODELS:
         model, processor = build_tiny(source, seed=seed)
     else:
@@ -126,6 +133,9 @@ def load_model(
             kwargs = {"dtype": dtype if dtype == "auto" else getattr(torch, dtype)}
             if attn_implementation:
                 kwargs["attn_implementation"] = attn_implementation
+            if quantization is not None:
+                kwargs["quantization_config"] = bitsandbytes_config(quantization)
+                kwargs["device_map"] = {"": torch.cuda.current_device()}  # each process its own GPU
             model = AutoModelForImageTextToText.from_pretrained(name_or_path, **kwargs)
         except (OSError, ValueError) as e:
             raise _unknown(name_or_path, e) from None
@@ -134,19 +144,41 @@ def load_model(
     return LoadedModel(model, processor, family_of(model.config), name_or_path)
 
 
-def _load_adapter(path: Path, dtype: str, min_pixels: int | None, max_pixels: int | None, attn_implementation: str | None) -> LoadedModel:
-    """Base model + PEFT adapter from `path`, merged; the processor saved beside the adapter is used."""
+def run_model_section(path: Path) -> dict | None:
+    """The `model` section of the run config beside a saved model or checkpoint folder (None outside a run)."""
     run_config = next((d / CONFIG_FILE for d in (path, path.parent) if (d / CONFIG_FILE).is_file()), None)
-    if run_config is not None:
-        base = ModelConfig(**{k: v for k, v in (yaml.safe_load(run_config.read_text()).get("model") or {}).items() if k in ModelConfig.__dataclass_fields__})
-    else:
-        name = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    return None if run_config is None else dict(yaml.safe_load(run_config.read_text()).get("model") or {})
+
+
+def adapter_base(path: Path, dtype: str = "auto", attn_implementation: str | None = None,
+                 quantization: QuantizationSettings | None = None) -> LoadedModel:
+    """The model a saved LoRA adapter applies to: its run's base model (`model.name`); for a run that started from an
+    earlier one (`model.init_from`, e.g. DPO after SFT), that model with its adapter merged, or, when the run kept
+    training that adapter (`model.init_adapter: continue`), that adapter's own base. Outside a run: the adapter's
+    `base_model_name_or_path`."""
+    section = run_model_section(path)
+    if section is None:
+        name = json.loads((path / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
         if not name:
-            raise UnknownModelError(f"{path}/adapter_config.json names no base_model_name_or_path, and no run config.yaml is beside it")
-        base = ModelConfig(name=name)
-    # the weights the adapter was trained on: the run's starting weights when it began from another run (init_from)
-    loaded = load_model(base.init_from or base.name, dtype=dtype, attn_implementation=attn_implementation, seed=base.seed)
-    model = PeftModel.from_pretrained(loaded.model, str(path)).merge_and_unload()
+            raise UnknownModelError(f"{path}/{ADAPTER_CONFIG} names no base_model_name_or_path, and no run config.yaml is beside it")
+        return load_model(name, dtype=dtype, attn_implementation=attn_implementation, quantization=quantization)
+    init_from = section.get("init_from")
+    if init_from:
+        if section.get("init_adapter") == "continue" and (Path(init_from) / ADAPTER_CONFIG).is_file():
+            return adapter_base(Path(init_from), dtype, attn_implementation, quantization)
+        return load_model(str(init_from), dtype=dtype, attn_implementation=attn_implementation, quantization=quantization)
+    base = ModelConfig(**{k: v for k, v in section.items() if k in ModelConfig.__dataclass_fields__})
+    return load_model(base.name, dtype=dtype, attn_implementation=attn_implementation, seed=base.seed, quantization=quantization)
+
+
+def _load_adapter(path: Path, dtype: str, min_pixels: int | None, max_pixels: int | None, attn_implementation: str | None,
+                  merge: bool = True, quantization: QuantizationSettings | None = None) -> LoadedModel:
+    """Base model + PEFT adapter from `path`, merged (or trainable, `merge=False`); the processor saved beside the
+    adapter is used."""
+    loaded = adapter_base(path, dtype, attn_implementation, quantization)
+    model = PeftModel.from_pretrained(loaded.model, str(path), is_trainable=not merge)
+    if merge:
+        model = model.merge_and_unload()
     processor = AutoProcessor.from_pretrained(str(path)) if (path / "preprocessor_config.json").is_file() else loaded.processor
     clear_call_state(processor)
     set_pixel_budget(processor, min_pixels, max_pixels)
@@ -163,39 +195,21 @@ class ModelConfig:
     max_pixels: int | None = None
     attn_implementation: str | None = None
     seed: int = 0  # weights of the embedded defaults
-    # Start from trained weights instead of `name`'s: a run name's folder (runs/NAME: its newest run), a run folder (its
-    # final model, else its latest checkpoint), a checkpoint or a model folder; a LoRA run's adapter is merged first.
-    # `name` stays the base model (run names, model cards); a run trained from another base model is refused.
+    quantization: QuantizationSettings | None = None  # 4/8-bit base weights (QLoRA, CUDA only), e.g. {bits: 4}
+    # Start from a trained run instead of `name`'s weights (`name` stays the base model, for run names and model cards):
+    # a run folder, runs/NAME (its newest run), a checkpoint-N or a model folder; recorded resolved in config.yaml.
     init_from: str | None = None
-
-
-def starting_weights(config: ModelConfig) -> str:
-    """What a recipe loads: `init_from` resolved to the model it holds, else `name`.
-
-    A run folder's (or checkpoint's) own config names its base model; one other than `name` is a ConfigError, so
-    that a run never starts from another family's weights under this base model's name.
-    """
-    if not config.init_from:
-        return config.name
-    source = trained_model_path(config.init_from)
-    run_config = next((d / CONFIG_FILE for d in (source, source.parent) if (d / CONFIG_FILE).is_file()), None)
-    if run_config is not None:
-        trained = str(((yaml.safe_load(run_config.read_text()) or {}).get("model") or {}).get("name") or "")
-        if trained and trained != config.name:
-            raise ConfigError(
-                f"model.init_from={config.init_from}: that run was trained from {trained!r}, not model.name={config.name!r}; "
-                f"set model.name={trained} (the base model) or start from another run"
-            )
-    return str(source)
+    init_adapter: Literal["continue", "merge"] = "continue"  # a LoRA adapter in init_from: train it further, or merge it
 
 
 def load_model_from_config(config: ModelConfig) -> LoadedModel:
-    """`load_model` driven by a ModelConfig (its `init_from` weights when given)."""
+    """`load_model` driven by a ModelConfig (the base model; `train.common.load_policy` handles `init_from`)."""
     return load_model(
-        starting_weights(config),
+        config.name,
         dtype=config.dtype,
         min_pixels=config.min_pixels,
         max_pixels=config.max_pixels,
         attn_implementation=config.attn_implementation,
         seed=config.seed,
+        quantization=config.quantization,
     )

@@ -27,7 +27,7 @@ class Recipe:
     """A training recipe: the config dataclass its YAML loads into, and the function that runs it."""
 
     config: type
-    run: Callable[..., RecipeResult]  # run(config, *, resume_from=None, callbacks=None, progress=True)
+    run: Callable[..., RecipeResult]  # run(config, *, resume_from=None, callbacks=None, progress=True, evaluate=None)
 
 
 RECIPES: Registry[Recipe] = Registry("recipe", package="spatialtune.train")

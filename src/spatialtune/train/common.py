@@ -26,15 +26,36 @@ from typing import Any, Iterator, Mapping
 import yaml
 from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
-from transformers import TrainerCallback
+from peft import PeftModel
+from transformers import PreTrainedModel, TrainerCallback
 from trl.trainer.callbacks import RichProgressCallback
 
 from ..config import ConfigError, to_dict
 from ..errors import SpatialtuneError
 from ..io import atomic_write_json, atomic_write_text, folder_lock
+from ..models.adapters import AdapterSettings, apply_adapters
 from ..models.export import write_run_card
+from ..models.loading import (
+    ADAPTER_CONFIG,
+    LoadedModel,
+    ModelConfig,
+    load_model,
+    load_model_from_config,
+    run_model_section,
+)
+from ..models.quantization import check_quantization
+from ..models.tiny import TINY_MODELS
 from ..registry import did_you_mean
-from ..runs import CONFIG_FILE, LOG_FILE, MODEL_DIR, RunConfig, clear_failed, mark_failed, new_run_dir
+from ..runs import (
+    CONFIG_FILE,
+    LOG_FILE,
+    MODEL_DIR,
+    RunConfig,
+    clear_failed,
+    mark_failed,
+    new_run_dir,
+    trained_model_path,
+)
 
 TRACKER_PACKAGES = {"wandb": "wandb", "tensorboard": "tensorboard", "mlflow": "mlflow", "comet_ml": "comet_ml",
                     "clearml": "clearml", "trackio": "trackio"}  # report_to name → the module transformers imports
@@ -80,7 +101,13 @@ class PlainProgressCallback(TrainerCallback):
         self.start, self.first_step, self.last = time.monotonic(), state.global_step, None
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if not (state.is_world_process_zero and logs and "loss" in logs):
+        if not (state.is_world_process_zero and logs):
+            return
+        scores = {k.removeprefix("eval_"): v for k, v in logs.items() if k.startswith("eval_") and isinstance(v, float)}
+        if scores:  # an evaluation during training: `eval step 200/700 · overall 0.812 · left_right 0.900 · …`
+            shown = " · ".join(f"{name} {value:.3f}" for name, value in scores.items())
+            print(f"eval step {state.global_step}/{state.max_steps} · {shown}", file=self.stream or sys.stdout, flush=True)
+        if "loss" not in logs:
             return
         now, step = time.monotonic(), state.global_step
         parts = [f"step {step}/{state.max_steps}", f"loss {logs['loss']:.4f}"]
@@ -169,11 +196,14 @@ def check_task_filter(train_file: str | Path, tasks: list[str] | None) -> None:
         )
 
 
-def check_before_loading(*, bf16: bool, fp16: bool, report_to, train_file: str | Path, tasks: list[str] | None) -> None:
+def check_before_loading(*, bf16: bool, fp16: bool, report_to, train_file: str | Path, tasks: list[str] | None,
+                         model: ModelConfig | None = None, lora: object | None = None) -> None:
     """Config mistakes that would otherwise fail after the model loads (or deep inside transformers), as one line."""
     check_precision(bf16, fp16)
     check_trackers(report_to)
     check_task_filter(train_file, tasks)
+    if model is not None:
+        check_quantization(model.quantization, model.name, lora, TINY_MODELS)
 
 
 def run_name_for(run: RunConfig, model_name: str, tiny_models) -> RunConfig:
@@ -300,3 +330,39 @@ def save_final_model(trainer, processor, run: Run) -> Path:
         atomic_write_text(run.dir / card.name, card.read_text())
     PartialState().wait_for_everyone()
     return model_dir
+
+
+def resolve_init(model: ModelConfig) -> ModelConfig:
+    """`model.init_from` as the saved model folder it names, absolute (a resumed or reloaded run finds the same one),
+    checked to come from `model.name`."""
+    if not model.init_from:
+        return model
+    path = trained_model_path(model.init_from)
+    if not path.is_dir():
+        raise ConfigError(f"model.init_from: {model.init_from} is no run folder, checkpoint or saved model folder")
+    trained_from = (run_model_section(path) or {}).get("name")
+    if trained_from and trained_from != model.name:
+        raise ConfigError(f"model.init_from: {model.init_from} was trained from {trained_from!r} but model.name is "
+                          f"{model.name!r}; set model.name={trained_from}")
+    return dataclasses.replace(model, init_from=str(path.resolve()))
+
+
+def continues_adapter(model: ModelConfig) -> bool:
+    """Whether the run keeps training the LoRA adapter of `model.init_from` (resolved) rather than starting anew."""
+    return bool(model.init_from) and model.init_adapter == "continue" and (Path(model.init_from) / ADAPTER_CONFIG).is_file()
+
+
+def load_policy(model: ModelConfig, adapters: AdapterSettings) -> tuple[LoadedModel, PreTrainedModel | PeftModel]:
+    """The model a recipe trains, as loaded and as wrapped for training (LoRA / freezing per `adapters`, or the adapter of
+    `model.init_from` kept trainable)."""
+    if not model.init_from:
+        loaded = load_model_from_config(model)
+        return loaded, apply_adapters(loaded.model, adapters)
+    continuing = continues_adapter(model)
+    if continuing and adapters != AdapterSettings():
+        raise ConfigError(f"model.init_adapter=continue trains the LoRA adapter of {model.init_from} as it was set up; "
+                          "remove the adapters: section, or set model.init_adapter=merge to train a new one on the merged model")
+    loaded = load_model(model.init_from, dtype=model.dtype, min_pixels=model.min_pixels, max_pixels=model.max_pixels,
+                        attn_implementation=model.attn_implementation, merge_adapter=not continuing,
+                        quantization=model.quantization)
+    return loaded, loaded.model if continuing else apply_adapters(loaded.model, adapters)

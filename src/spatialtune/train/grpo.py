@@ -28,8 +28,8 @@ from ..config import ConfigError
 from ..data.dataset import DatasetError
 from ..data.prompts import open_prompt_images, prepare_prompt_rows
 from ..data.render import GeometryRenderer
-from ..models.adapters import AdapterSettings, apply_adapters, trainable_summary
-from ..models.loading import ModelConfig, load_model_from_config
+from ..models.adapters import AdapterSettings, trainable_summary
+from ..models.loading import ModelConfig
 from ..models.tiny import TINY_MODELS
 from ..records import SpatialRecord
 from ..runs import RunConfig
@@ -38,13 +38,16 @@ from . import RECIPES, Recipe
 from .common import (
     check_before_loading,
     check_trl_options,
+    load_policy,
     open_run,
     progress_callback,
+    resolve_init,
     run_name_for,
     save_final_model,
     trl_arguments,
 )
 from .environments import CROP_ENVIRONMENT, check_tool_calling, crop_environments, declare_for_trl, environment_of
+from .evaluation import OWNED_EVAL_FIELDS, EvalConfig, Evaluator, attach_evaluation, check_evaluation, eval_every
 from .sft import TrainingConfig as SFTTrainingConfig
 
 log = logging.getLogger(__name__)
@@ -68,6 +71,7 @@ class DataConfig:
     """Where the prompts come from, and how long a rollout may be."""
 
     train_file: str = ""
+    eval_file: str | None = None  # records evaluated every training.eval_steps (see the eval: section)
     image_root: str | None = None
     max_samples: int | None = None  # the first N records (after the task filter), for debugging
     tasks: list[str] | None = None  # train on these tasks of a mixed file (None = all)
@@ -109,6 +113,7 @@ class TrainingConfig(SFTTrainingConfig):
 OWNED_GRPO_FIELDS = {
     **{f.name: f"set it as training.{f.name}" for f in dataclasses.fields(TrainingConfig)},
     **{f.name: f"set it as grpo.{f.name}" for f in dataclasses.fields(GRPOSettings)},
+    **OWNED_EVAL_FIELDS,
     "output_dir": "the run folder (set run.dir)",
     "run_name": "the run's name and folder (set run.name)",
     "reward_weights": "weights go with the reward names in rewards: (e.g. rewards.choice=1.0)",
@@ -135,6 +140,7 @@ class GRPORecipeConfig:
     grpo: GRPOSettings = field(default_factory=GRPOSettings)
     tools: ToolsConfig = field(default_factory=ToolsConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)  # evaluation during training, when data.eval_file is set
     trl: dict[str, Any] = field(default_factory=dict)  # any other trl.GRPOConfig field, e.g. {use_vllm: true}
 
     def __post_init__(self):
@@ -198,24 +204,28 @@ def run_grpo(
     resume_from: str | Path | None = None,
     callbacks: list[TrainerCallback] | None = None,
     progress: bool = True,
+    evaluate: Evaluator | None = None,
 ) -> GRPOResult:
-    """Train one GRPO run (or resume it from a checkpoint) and save the model with its processor in `<run>/model`."""
+    """Train one GRPO run (or resume it from a checkpoint) and save the model with its processor in `<run>/model`;
+    with `data.eval_file`, `evaluate` scores the model every `training.eval_steps` (see `train.evaluation`)."""
     # Config mistakes as one-line errors before a folder is made or a model loads; a tiny model gets its own run name.
     check_before_loading(
         bf16=config.training.bf16, fp16=bool(config.trl.get("fp16")), report_to=config.training.report_to,
-        train_file=config.data.train_file, tasks=config.data.tasks,
+        train_file=config.data.train_file, tasks=config.data.tasks, model=config.model, lora=config.adapters.lora,
     )
     check_grpo_config(config)
-    config = dataclasses.replace(config, run=run_name_for(config.run, config.model.name, TINY_MODELS))
+    check_evaluation(config.data.eval_file, evaluate)
+    eval_steps = eval_every(config.training.eval_steps, config.training.save_steps)
+    config = dataclasses.replace(config, model=resolve_init(config.model),
+                                 run=run_name_for(config.run, config.model.name, TINY_MODELS))
     # 0. One run folder for all processes (made and locked by the main one), its resolved config and log.
     with open_run(config.run, config, job="train grpo", resuming=resume_from is not None) as run:
         log.info("run folder %s%s", run.dir, f", resuming from {resume_from}" if resume_from else "")
 
         # 1. Model (model.init_from: the SFT run's weights), processor, and what trains.
-        loaded = load_model_from_config(config.model)
+        loaded, model = load_policy(config.model, config.adapters)
         if config.tools.crop:
             check_tool_calling(loaded.processor, config.model.name)
-        model = apply_adapters(loaded.model, config.adapters)
         trainable = trainable_summary(model)
         log.info("trainable parameters: %s", trainable)
 
@@ -268,6 +278,7 @@ def run_grpo(
         )
         trainer.remove_callback(ProgressCallback)
         trainer.remove_callback(PrinterCallback)  # logs go to training.log and our progress lines, not raw dicts
+        attach_evaluation(trainer, evaluate, loaded, run.dir, eval_steps, config.eval)
         if (shown := progress_callback(progress)) is not None:
             trainer.add_callback(shown)
         output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)

@@ -22,20 +22,23 @@ from trl import SFTConfig, SFTTrainer
 from ..data.collate import SpatialCollator
 from ..data.dataset import DatasetError, prepare_rows
 from ..data.render import dataset_row
-from ..models.adapters import AdapterSettings, apply_adapters, trainable_summary
-from ..models.loading import ModelConfig, load_model_from_config
+from ..models.adapters import AdapterSettings, trainable_summary
+from ..models.loading import ModelConfig
 from ..models.tiny import TINY_MODELS
 from ..runs import RunConfig
 from . import RECIPES, Recipe
 from .common import (
     check_before_loading,
     check_trl_options,
+    load_policy,
     open_run,
     progress_callback,
+    resolve_init,
     run_name_for,
     save_final_model,
     trl_arguments,
 )
+from .evaluation import OWNED_EVAL_FIELDS, EvalConfig, Evaluator, attach_evaluation, check_evaluation, eval_every
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,7 @@ class DataConfig:
     """Where the training records are and how they are fitted to the model."""
 
     train_file: str = ""
+    eval_file: str | None = None  # records evaluated every training.eval_steps (see the eval: section)
     image_root: str | None = None
     max_samples: int | None = None  # the first N records (after the task filter), for debugging
     tasks: list[str] | None = None  # train on these tasks of a mixed file (None = all)
@@ -66,6 +70,7 @@ class TrainingConfig:
     lr_scheduler_type: str = "cosine"
     logging_steps: int = 10
     save_steps: int = 500
+    eval_steps: int | None = None  # with data.eval_file: steps between evaluations (default: save_steps)
     save_total_limit: int | None = 2
     seed: int = 0
     bf16: bool = False
@@ -76,6 +81,7 @@ class TrainingConfig:
 # SFTConfig fields the recipe sets itself: a `trl:` key for one of them is an error saying where it is set.
 OWNED_SFT_FIELDS = {
     **{f.name: f"set it as training.{f.name}" for f in dataclasses.fields(TrainingConfig)},
+    **OWNED_EVAL_FIELDS,
     "output_dir": "the run folder (set run.dir)",
     "run_name": "the run's name and folder (set run.name)",
     "max_length": "set it as data.max_length",
@@ -98,6 +104,7 @@ class SFTRecipeConfig:
     adapters: AdapterSettings = field(default_factory=AdapterSettings)
     data: DataConfig = field(default_factory=DataConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)  # evaluation during training, when data.eval_file is set
     trl: dict[str, Any] = field(default_factory=dict)  # any other trl.SFTConfig field, e.g. {weight_decay: 0.01}
 
     def __post_init__(self):
@@ -123,21 +130,25 @@ def run_sft(
     resume_from: str | Path | None = None,
     callbacks: list[TrainerCallback] | None = None,
     progress: bool = True,
+    evaluate: Evaluator | None = None,
 ) -> SFTResult:
-    """Train one SFT run (or resume it from a checkpoint) and save the model with its processor in `<run>/model`."""
+    """Train one SFT run (or resume it from a checkpoint) and save the model with its processor in `<run>/model`;
+    with `data.eval_file`, `evaluate` scores the model every `training.eval_steps` (see `train.evaluation`)."""
     # Config mistakes as one-line errors before a folder is made or a model loads; a tiny model gets its own run name.
     check_before_loading(
         bf16=config.training.bf16, fp16=bool(config.trl.get("fp16")), report_to=config.training.report_to,
-        train_file=config.data.train_file, tasks=config.data.tasks,
+        train_file=config.data.train_file, tasks=config.data.tasks, model=config.model, lora=config.adapters.lora,
     )
-    config = dataclasses.replace(config, run=run_name_for(config.run, config.model.name, TINY_MODELS))
+    check_evaluation(config.data.eval_file, evaluate)
+    eval_steps = eval_every(config.training.eval_steps, config.training.save_steps)
+    config = dataclasses.replace(config, model=resolve_init(config.model),
+                                 run=run_name_for(config.run, config.model.name, TINY_MODELS))
     # 0. One run folder for all processes (made and locked by the main one), its resolved config and log.
     with open_run(config.run, config, job="train sft", resuming=resume_from is not None) as run:
         log.info("run folder %s%s", run.dir, f", resuming from {resume_from}" if resume_from else "")
 
         # 1. Model, processor, and what trains.
-        loaded = load_model_from_config(config.model)
-        model = apply_adapters(loaded.model, config.adapters)
+        loaded, model = load_policy(config.model, config.adapters)  # the base model, or model.init_from's run
         trainable = trainable_summary(model)
         log.info("trainable parameters: %s", trainable)
 
@@ -179,6 +190,7 @@ def run_sft(
         )
         trainer.remove_callback(ProgressCallback)
         trainer.remove_callback(PrinterCallback)  # logs go to training.log and our progress lines, not raw dicts
+        attach_evaluation(trainer, evaluate, loaded, run.dir, eval_steps, config.eval)
         if (shown := progress_callback(progress)) is not None:
             trainer.add_callback(shown)
         output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
