@@ -41,23 +41,32 @@ def parts(model) -> dict[str, list[torch.nn.Module]]:
 
 
 class PartClock:
-    """Forward and backward wall time per part, from module hooks."""
+    """Forward and backward wall time per part: module hooks time the forward; tensor hooks on a call's output (its
+    gradient arrives) and its input (the gradient has gone through) time the backward, however the module is called."""
 
     def __init__(self, model):
         self.seconds: dict[str, float] = defaultdict(float)
-        self.started: dict[int, float] = {}
+        self.started: dict[object, float] = {}
         for name, modules in parts(model).items():
             for module in modules:
-                module.register_forward_pre_hook(lambda m, a, name=name: self.start(m))
-                module.register_forward_hook(lambda m, a, o, name=name: self.stop(m, name))
-                module.register_full_backward_pre_hook(lambda m, g, name=name: self.start(m))
-                module.register_full_backward_hook(lambda m, gi, go, name=name: self.stop(m, name))
+                module.register_forward_pre_hook(self.forward_start, with_kwargs=True)
+                module.register_forward_hook(lambda m, a, k, o, name=name: self.forward_stop(m, a, k, o, name), with_kwargs=True)
 
-    def start(self, module) -> None:
-        self.started[id(module)] = time.perf_counter()
+    def forward_start(self, module, args, kwargs) -> None:
+        self.started[module] = time.perf_counter()
 
-    def stop(self, module, name: str) -> None:
-        self.seconds[name] += time.perf_counter() - self.started.pop(id(module))
+    def forward_stop(self, module, args, kwargs, output, name: str) -> None:
+        self.seconds[name] += time.perf_counter() - self.started.pop(module)
+        given = args[0] if args else kwargs.get("hidden_states")
+        made = output[0] if isinstance(output, tuple) else output
+        if torch.is_tensor(given) and given.requires_grad and made.requires_grad:
+            call = object()
+            made.register_hook(lambda grad: self.started.__setitem__(call, time.perf_counter()))
+            given.register_hook(lambda grad: self.backward_stop(call, name))
+
+    def backward_stop(self, call: object, name: str) -> None:
+        if call in self.started:
+            self.seconds[name] += time.perf_counter() - self.started.pop(call)
 
 
 def quickstart_batch(name: str, data: Path):

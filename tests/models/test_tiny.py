@@ -93,3 +93,19 @@ def test_tiny_models_are_one_registry():
     assert TINY_MODELS.names() == ["tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-qwen3.5"]
     with pytest.raises(UnknownNameError, match="did you mean 'tiny-qwen2.5-vl'"):
         build_tiny("tiny-qwen25-vl")
+
+
+def test_a_cached_hub_id_loads_offline(tmp_path, monkeypatch):
+    """A hub id resolves from the Hugging Face cache with HF_HUB_OFFLINE=1 (here: tiny-qwen3.5 saved as a snapshot)."""
+    from huggingface_hub import constants
+
+    model, processor = build_tiny("tiny-qwen3.5")
+    snapshot = tmp_path / "models--Qwen--Qwen3.5-Tiny" / "snapshots" / ("0" * 40)
+    model.save_pretrained(snapshot)
+    processor.save_pretrained(snapshot)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))  # read at each lookup by huggingface_hub and transformers
+    loaded = load_model("Qwen/Qwen3.5-Tiny")
+    assert (loaded.family.model_type, loaded.family.convention.value) == ("qwen3_5", "qwen3_1000")
+    assert loaded.processor.chat_template == processor.chat_template
