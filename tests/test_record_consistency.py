@@ -126,6 +126,12 @@ def test_the_final_answer_of_a_reply_drops_thinking_and_keeps_the_last_answer_ta
     assert final_answer("<think>maybe (A)</think>\n(B) ") == "(B)"
 
 
+def test_a_reply_that_starts_inside_a_think_block_keeps_what_follows_its_end():
+    # Qwen3.5's thinking template opens `<think>\n` in the prompt: the reply holds the reasoning and the closing tag only
+    assert final_answer("the cup is left of the plate (A)\n</think>\n\n(B)") == "(B)"
+    assert final_answer("maybe (A)</think>\n<answer>(B)</answer>") == "(B)"
+
+
 # --- geometry that looks normalised ---------------------------------------------------------------------------
 
 

@@ -2,8 +2,9 @@
 
 A record stores geometry in ONE frame, `pixel` (of the original image). Models see other frames:
 - `qwen25_abs`: Qwen2.5-VL, absolute pixels of the image *as resized by the processor* (smart_resize).
-- `qwen3_1000`: Qwen3-VL (and Qwen2-VL), a 0–1000 grid over the image, independent of resizing.
-- `norm01`: fractions of width/height in [0, 1], for tasks that define their own answer format (x3).
+- `qwen3_1000`: Qwen3-VL, Qwen3.5 (and Qwen2-VL), a 0–1000 grid over the image, independent of resizing.
+- `norm01`: fractions of width/height in [0, 1], for tasks that define their own answer format (x3), and the frame of
+  every other model family (the prompts state it, since such a model has no native convention).
 Rewards and metrics use the inverse conversions to read a model's answer back into pixels.
 """
 
@@ -114,9 +115,9 @@ def interaction_box(person_pixel: Sequence[float], object_pixel: Sequence[float]
 
 
 def convention_for_model_type(model_type: str) -> Convention:
-    """The coordinate convention of a transformers `model_type` (Qwen2-VL and Qwen3-VL use the 0–1000 grid)."""
+    """The coordinate convention of a transformers `model_type` (Qwen2-VL, Qwen3-VL and Qwen3.5 use the 0–1000 grid)."""
     if model_type == "qwen2_5_vl":
         return Convention.QWEN25_ABS
-    if model_type in {"qwen2_vl", "qwen3_vl", "qwen3_vl_moe"}:
+    if model_type in {"qwen2_vl", "qwen3_vl", "qwen3_vl_moe", "qwen3_5", "qwen3_5_moe"}:
         return Convention.QWEN3_1000
     return Convention.NORM01

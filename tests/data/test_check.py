@@ -49,7 +49,8 @@ def test_unknown_model_lists_the_known_names(write_dataset):
     assert "tiny-qwen2.5-vl" in output and "tiny-qwen3-vl" in output
 
 
-@pytest.mark.parametrize("model, rendered", [("tiny-qwen3-vl", "[63, 250, 375, 667]"), ("tiny-qwen2.5-vl", "[11, 28, 63, 75]")])
+@pytest.mark.parametrize("model, rendered", [("tiny-qwen3-vl", "[63, 250, 375, 667]"), ("tiny-qwen2.5-vl", "[11, 28, 63, 75]"),
+                                             ("tiny-qwen3.5", "[63, 250, 375, 667]")])
 def test_good_file_exits_zero_with_the_batch_summary(model, rendered, write_dataset):
     path = write_dataset([grounding_record("r0"), grounding_record("r1")])
     result = _check(path, "--model", model, "--batch-size", "2")

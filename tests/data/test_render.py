@@ -13,6 +13,7 @@ from helpers import draw_scene, grounding_record
 from spatialtune.data.render import GeometryRenderer, dataset_row, format_coords, record_to_row
 from spatialtune.geometry import Convention, ImageFrame, ResizePolicy
 from spatialtune.records import SpatialRecord, parse_record, read_records
+from spatialtune.tasks.frames import NORM01_STATEMENT
 
 QWEN25_BUDGET = 28 * 28 * 1280  # the released Qwen2.5-VL max_pixels: a 160×120 image is only snapped to multiples of 28
 
@@ -372,3 +373,38 @@ def test_a_crop_shown_back_as_a_user_turn_renders_as_the_tool_dialect():
     rendered_old, rendered_new = renderer.render_messages(old), renderer.render_messages(new)
     assert rendered_old[2]["role"] == "tool" and rendered_old == rendered_new
     assert '"bbox": [75, 250, 400, 700]' in rendered_old[1]["content"][0]["text"]
+
+
+# --- the frame stated in prompts (families without a native frame) ----------------------------------------------
+
+
+class _OtherFamilyProcessor:
+    """A processor with no Qwen-VL resizing (Gemma 3, Idefics3, …): `for_processor` must not read one."""
+
+    image_processor = object()
+
+
+def _user_text(rendered: list[dict]) -> str:
+    return "".join(p["text"] for p in rendered[0]["content"] if p["type"] == "text")
+
+
+def test_norm01_models_are_told_their_frame_at_the_end_of_the_first_user_turn():
+    renderer = GeometryRenderer.for_processor(_OtherFamilyProcessor(), Convention.NORM01)
+    assert renderer.policy is None and renderer.frame_statement == NORM01_STATEMENT
+    rendered = renderer.render_messages(_record("{box:0}"))
+    assert _user_text(rendered) == f"Where?\n{NORM01_STATEMENT}" and rendered[0]["content"][0] == {"type": "image"}
+    assert rendered[-1]["content"][0]["text"] == "[0.075, 0.25, 0.4, 0.7]"
+
+
+def test_the_frame_is_stated_only_where_a_record_shows_or_asks_coordinates():
+    renderer = GeometryRenderer.for_processor(_OtherFamilyProcessor(), Convention.NORM01)
+    assert _user_text(renderer.render_messages(_record("left"))) == "Where?"
+    shown = _record("riding")  # coordinates in the question only (HOI referring's person and object boxes)
+    shown.messages[0]["content"][-1]["text"] = "What does the person at {box:0} do?"
+    assert _user_text(renderer.render_messages(shown)) == f"What does the person at [0.075, 0.25, 0.4, 0.7] do?\n{NORM01_STATEMENT}"
+
+
+@pytest.mark.parametrize("convention", [Convention.QWEN3_1000, Convention.QWEN25_ABS])
+def test_qwen_families_are_not_told_their_native_frame(convention, tiny_qwen25_processor):
+    renderer = GeometryRenderer.for_processor(tiny_qwen25_processor, convention)
+    assert renderer.frame_statement is None and _user_text(renderer.render_messages(_record("{box:0}"))) == "Where?"

@@ -44,3 +44,13 @@ def test_the_suite_of_every_benchmark_runs_on_a_trained_model_and_reports(traine
         assert metrics["num_samples"] == len(results) > 0 and metrics["definitions"] and "overall" in metrics
         assert_self_contained(out / name / "report.html")
     assert_self_contained(out / "report.html")
+
+
+def test_the_suite_of_every_benchmark_runs_on_the_embedded_qwen3_5(tmp_path):
+    out = tmp_path / "suite-out"
+    suite = write_fixture_suite(tmp_path / "fixtures", "tiny-qwen3.5", out, max_new_tokens=4, batch_size=8)
+    result = CliRunner().invoke(app, ["eval", "suite", str(suite), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["name"] for r in summary["runs"]] == list(FIXTURES) and summary["frame"] == "qwen3_1000"
+    assert all(json.loads((out / name / "metrics.json").read_text())["num_samples"] > 0 for name in FIXTURES)

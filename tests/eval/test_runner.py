@@ -43,7 +43,7 @@ def counting_generate(calls: list):
 # ---------------------------------------------------------------- results and metrics
 
 
-@pytest.mark.parametrize("model", ["tiny-qwen2.5-vl", "tiny-qwen3-vl"])
+@pytest.mark.parametrize("model", ["tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-qwen3.5"])
 def test_rendered_ground_truth_scores_one_on_every_task(model, synthetic_dataset, tiny_models, tmp_path, monkeypatch):
     monkeypatch.setattr(tool_use, "generate_batch", oracle_generate)
     result = run_eval(tiny_models(model), "synthetic", synthetic_dataset(16), tmp_path / "out", progress=False)
@@ -231,7 +231,7 @@ def test_missing_data_file_is_named(tiny_models, tmp_path):
 # ---------------------------------------------------------------- batching
 
 
-@pytest.mark.parametrize("model", ["tiny-qwen2.5-vl", "tiny-qwen3-vl"])
+@pytest.mark.parametrize("model", ["tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-qwen3.5"])
 def test_batched_outputs_equal_per_sample_outputs(model, synthetic_32, tiny_models, tmp_path):
     loaded = tiny_models(model)
     batched = run_eval(loaded, "synthetic", synthetic_32, tmp_path / "b16", batch_size=16, max_new_tokens=8, progress=False)
@@ -242,7 +242,7 @@ def test_batched_outputs_equal_per_sample_outputs(model, synthetic_32, tiny_mode
     assert outputs == [r["output"] for r in single.rows]
 
 
-@pytest.mark.parametrize("name", ["tiny-qwen2.5-vl", "tiny-qwen3-vl"])
+@pytest.mark.parametrize("name", ["tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-qwen3.5"])
 def test_batched_eval_equals_per_sample_eval_on_a_trained_model(name, tmp_path):
     """Acceptance: on a briefly trained model (outputs vary), batch 16 and batch 1 agree on 64 synthetic test samples."""
     from spatialtune.data.builders.synthetic import SyntheticSettings, build_synthetic

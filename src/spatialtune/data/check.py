@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..geometry import Convention
 from ..records import looks_normalised
-from .collate import IMAGE_PAD, SpatialCollator, fit_rows
+from .collate import SpatialCollator, fit_rows, image_placeholder_id
 from .dataset import DatasetError, load_records
 from .preference import SpatialPreferenceCollator, preference_chat, record_to_preference_row
 from .render import GeometryRenderer, record_to_row
@@ -80,7 +80,7 @@ def check_file(
     if not rows:
         raise DatasetError(path, [], f"every record would train on zero tokens at max_length {max_length}" if prepared.unlabelled else "no records")
     batch = collator(rows)
-    pad_id = processor.tokenizer.convert_tokens_to_ids(IMAGE_PAD)
+    pad_id = image_placeholder_id(processor)
     summaries = []
     for i, row in enumerate(rows):
         ids = batch["input_ids"][i][batch["attention_mask"][i] == 1]

@@ -17,7 +17,6 @@ from trl.chat_template_utils import get_training_chat_template
 from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
 from ..errors import SpatialtuneError
-from ..geometry import ResizePolicy
 from ..media import MediaError, open_image
 from ..tools.protocol import attach_images
 
@@ -53,31 +52,44 @@ class SequenceLayout:
     image_placeholders: int
 
 
-def image_token_counts(row: dict[str, Any], processor) -> list[int]:
-    """How many visual tokens each of a row's images becomes once the processor resizes it (merged patches)."""
-    policy = ResizePolicy.from_processor(processor)
-    counts = []
-    for w, h in row["image_sizes"]:
-        rw, rh = policy.resized_size(w, h)
-        counts.append((rw // policy.factor) * (rh // policy.factor))
-    return counts
+def image_placeholder_id(processor) -> int:
+    """The token a chat template writes once per image and the processor expands (Qwen-VL: `<|image_pad|>`)."""
+    return processor.tokenizer.convert_tokens_to_ids(getattr(processor, "image_token", None) or IMAGE_PAD)
+
+
+def image_token_counts(processor, image_sizes: Sequence[Sequence[int]]) -> list[int]:
+    """Tokens each (width, height) image becomes, as the processor counts them (transformers' `_get_num_multimodal_tokens`,
+    what vLLM plans with): exact for Qwen-VL (one per 2×2 merged patches of the resized image); for processors that
+    also wrap each image in marker tokens (Idefics3) the image tokens alone; 1 where a processor cannot say."""
+    if not image_sizes:
+        return []
+    count = getattr(processor, "_get_num_multimodal_tokens", None)
+    tokens = count(image_sizes=[[h, w] for w, h in image_sizes]).num_image_tokens if count else None
+    return [int(n) for n in tokens] if tokens else [1] * len(image_sizes)
+
+
+def _expand(ids: Sequence[int], placeholder: int, per_image: list[int]) -> tuple[list[int], int, int]:
+    """Position of each template token once the i-th placeholder stands for `per_image[i]` tokens; the end of the last
+    image's tokens; the placeholders seen."""
+    positions, position, image_end, seen = [], 0, 0, 0
+    for token in ids:
+        positions.append(position)
+        if token == placeholder:
+            position += per_image[seen] if seen < len(per_image) else 1
+            seen += 1
+            image_end = position
+        else:
+            position += 1
+    positions.append(position)  # one past the end: the length
+    return positions, image_end, seen
 
 
 def sequence_layout(row: dict[str, Any], processor, chat_template: str | None = None, add_generation_prompt: bool = False) -> SequenceLayout:
     """Token layout of a row without processing pixels: template text tokens + visual tokens per image size."""
     text = processor.apply_chat_template(row["messages"], chat_template=chat_template, tokenize=False, add_generation_prompt=add_generation_prompt)
     ids = processor.tokenizer(text, add_special_tokens=False)["input_ids"]
-    pad_id = processor.tokenizer.convert_tokens_to_ids(IMAGE_PAD)
-    per_image = image_token_counts(row, processor)
-    position, image_end, seen = 0, 0, 0
-    for token in ids:
-        if token == pad_id:
-            position += per_image[seen] if seen < len(per_image) else 1
-            seen += 1
-            image_end = position
-        else:
-            position += 1
-    return SequenceLayout(length=position, image_end=image_end, image_placeholders=seen)
+    positions, image_end, seen = _expand(ids, image_placeholder_id(processor), image_token_counts(processor, row["image_sizes"]))
+    return SequenceLayout(length=positions[-1], image_end=image_end, image_placeholders=seen)
 
 
 @dataclass
@@ -90,13 +102,18 @@ class FitReport:
 
 
 def label_start(row: dict[str, Any], processor, chat_template: str | None = None) -> int | None:
-    """Where a row's first labelled token sits: the length of the chat before its first assistant turn plus that turn's
-    header (the generation prompt); None if the row has no assistant turn (it trains on nothing)."""
-    messages = row["messages"]
-    first = next((i for i, m in enumerate(messages) if m.get("role") == "assistant"), None)
+    """Where a row's first labelled token sits once images are expanded: the first token inside the template's
+    `{% generation %}` markers, from the same assistant mask TRL's collator labels with (Qwen-VL: right after
+    `<|im_start|>assistant\\n`, so Qwen3.5's `<think>` block is labelled too); None if nothing is (it trains on nothing)."""
+    template = chat_template or processor.chat_template
+    encoded = processor.tokenizer.apply_chat_template(
+        row["messages"], chat_template=template, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+    )
+    first = next((i for i, m in enumerate(encoded["assistant_masks"]) if m), None)
     if first is None:
         return None
-    return sequence_layout({**row, "messages": messages[:first]}, processor, chat_template, add_generation_prompt=True).length
+    positions, _, _ = _expand(encoded["input_ids"], image_placeholder_id(processor), image_token_counts(processor, row["image_sizes"]))
+    return positions[first]
 
 
 def fit_rows(

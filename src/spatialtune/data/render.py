@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any, TypedDict
 
 from ..geometry import Convention, ImageFrame, ResizePolicy, pixel_to_model
-from ..records import GEOMETRY_PLACEHOLDER, SpatialRecord
+from ..records import GEOMETRY_PLACEHOLDER, SpatialRecord, text_parts
+from ..tasks.frames import frame_statement
 from ..tools.protocol import from_user_turn_crops
 
 
@@ -21,17 +22,36 @@ def format_coords(values: list) -> str:
     return "[" + ", ".join(str(v) for v in values) + "]"
 
 
+def uses_coordinates(record: SpatialRecord) -> bool:
+    """Whether any text of a record (its turns, its preference turns, its answer) holds a `{box:N}` / `{point:N}`."""
+    turns = [*record.messages, *(record.chosen or []), *(record.rejected or [])]
+    texts = [t for m in turns for t in text_parts(m.get("content"))] + [record.answer if isinstance(record.answer, str) else ""]
+    return any(GEOMETRY_PLACEHOLDER.search(t) for t in texts)
+
+
+def _with_sentence(parts: list[dict[str, Any]], sentence: str) -> list[dict[str, Any]]:
+    """Content parts with `sentence` on a new line at the end of the last text part (a new text part if there is none)."""
+    last = max((i for i, p in enumerate(parts) if p.get("type") == "text"), default=None)
+    if last is None:
+        return [*parts, {"type": "text", "text": sentence}]
+    return [*parts[:last], {"type": "text", "text": f"{parts[last]['text']}\n{sentence}"}, *parts[last + 1:]]
+
+
 @dataclass(frozen=True)
 class GeometryRenderer:
     """Renders `{box:N}` / `{point:N}` placeholders in a record's text for one model family and pixel budget."""
 
     convention: Convention
     policy: ResizePolicy | None = None  # needed for qwen25_abs (absolute pixels of the resized image)
+    frame_statement: str | None = None  # ends the first user turn of a record with coordinates (see tasks.frames)
 
     @classmethod
     def for_processor(cls, processor, convention: Convention) -> "GeometryRenderer":
-        """A renderer that resizes images exactly as `processor` does."""
-        return cls(convention, ResizePolicy.from_processor(processor))
+        """The renderer of a model family: images resized exactly as `processor` does (read only for qwen25_abs, the
+        one frame that depends on it, so any processor will do for the others), and the frame stated in prompts with
+        coordinates where the family has no native one (`norm01`)."""
+        policy = ResizePolicy.from_processor(processor) if convention is Convention.QWEN25_ABS else None
+        return cls(convention, policy, frame_statement(convention))
 
     def frame(self, record: SpatialRecord, image: int) -> ImageFrame:
         """The coordinate frame of image `image` of a media-checked record."""
@@ -57,8 +77,10 @@ class GeometryRenderer:
 
     def render_chat(self, messages: list[dict[str, Any]], record: SpatialRecord) -> list[dict[str, Any]]:
         """`messages` (the record's, or its chosen / rejected turns) in structured form with every text rendered; a crop
-        shown back as a user turn (the source pipelines' chain-of-focus format) becomes the template-native tool message."""
+        shown back as a user turn (the source pipelines' chain-of-focus format) becomes the template-native tool message;
+        the frame statement, if any, ends the first user turn of a record with coordinates."""
         rendered = []
+        state = self.frame_statement is not None and uses_coordinates(record)
         for message in from_user_turn_crops(messages):
             content = message.get("content")
             if isinstance(content, str):
@@ -67,6 +89,9 @@ class GeometryRenderer:
                 {"type": "text", "text": self.render_text(p["text"], record)} if p.get("type") == "text" else {"type": "image"}
                 for p in content or []
             ]
+            if state and message.get("role") == "user":
+                parts = _with_sentence(parts, self.frame_statement)
+                state = False
             rendered.append({**message, "content": parts})
         return rendered
 

@@ -31,6 +31,7 @@ from ..errors import SpatialtuneError
 from ..geometry import Convention
 from ..io import atomic_write_json, atomic_write_jsonl, folder_lock, read_outputs_by_id
 from ..models.loading import LoadedModel
+from ..tasks.frames import FRAME_DEFINITIONS
 from ..tools.crop import ToolSettings
 from .benchmarks import Benchmark, get_benchmark
 from .generate import prompt_messages
@@ -173,11 +174,13 @@ def result_row(bench: Benchmark, row: Row, output: str, renderer: GeometryRender
     }
 
 
-def finish(bench: Benchmark, rows: list[dict[str, Any]], paths: dict[str, Path], model: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Metrics over results.jsonl in dataset order (from the file, so a resumed run is scored from what it kept)."""
+def finish(bench: Benchmark, rows: list[dict[str, Any]], paths: dict[str, Path], model: str, convention: Convention) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Metrics over results.jsonl in dataset order (from the file, so a resumed run is scored from what it kept), with
+    the coordinate frame the model was asked in."""
     kept = _index_results(paths[RESULTS], read_results(paths[RESULTS]))
     ordered = [kept[row["id"]] for row in rows]
-    metrics = {**bench.aggregate(ordered), "model": model}
+    metrics = {**bench.aggregate(ordered), "model": model, "frame": convention.value}
+    metrics["definitions"]["frame"] = FRAME_DEFINITIONS[convention]
     tool_use = tool_use_metrics(ordered)
     if tool_use is not None:
         metrics["tool_use"] = tool_use
@@ -273,7 +276,7 @@ def run_eval(
             bar.advance(task, len(batch))
     seconds = time.perf_counter() - start
 
-    metrics, ordered = finish(bench, rows, paths, run_info["model"])
+    metrics, ordered = finish(bench, rows, paths, run_info["model"], convention)
     rate = len(pending) / seconds if pending and seconds > 0 else 0.0
     timing = {"generated": len(pending), "resumed": len(rows) - len(pending), "seconds": seconds, "samples_per_second": rate, "batch_size": batch_size}
     atomic_write_json(paths[TIMING], timing)
@@ -326,7 +329,7 @@ def score_predictions(
     start = time.perf_counter()
     results = [result_row(bench, row, outputs.get(row["id"], ""), renderer) for row in rows]
     atomic_write_jsonl(paths[RESULTS], results)
-    metrics, ordered = finish(bench, rows, paths, model)
+    metrics, ordered = finish(bench, rows, paths, model, convention)
     if missing:
         metrics["missing_predictions"] = len(missing)
         atomic_write_json(paths[METRICS], metrics)

@@ -114,7 +114,7 @@ def _run_entries(config: SuiteConfig, names: list[str], loaded, progress: bool, 
             on_run(name, result)
     columns = summary_columns(config)
     rows = [summary_row(n, e.benchmark, r.metrics, columns) for n, e, r in zip(names, config.benchmarks, results)]
-    summary = {"model": results[0].metrics.get("model"), "columns": columns, "runs": rows}
+    summary = {"model": results[0].metrics.get("model"), "frame": results[0].metrics.get("frame"), "columns": columns, "runs": rows}
     atomic_write_json(out / "summary.json", summary)
     atomic_write_bytes(out / "report.html", render_suite_report(config.title, summary, show_headline=not config.columns).encode("utf-8"))
     return summary

@@ -28,6 +28,10 @@ class UnknownModelError(SpatialtuneError):
     """A model name that is neither an embedded default, a local checkpoint, nor a cached/reachable hub id."""
 
 
+class ProcessorError(SpatialtuneError):
+    """A model whose processor cannot prompt it with images: no image processor, or no chat template."""
+
+
 @dataclass(frozen=True)
 class ModelFamily:
     """What the rest of the toolkit needs to know about a model: its type and coordinate convention."""
@@ -83,6 +87,37 @@ def clear_call_state(processor) -> None:
         tokenizer.init_kwargs.pop("max_length", None)
 
 
+def check_processor(processor, name_or_path: str) -> None:
+    """Refuse a processor that cannot turn a chat with images into model inputs, naming every missing piece: every
+    prompt goes through the processor's own chat template, and images through its image processor."""
+    missing = []
+    if getattr(processor, "image_processor", None) is None:
+        missing.append(f"an image processor (no preprocessor_config.json: AutoProcessor gave a {type(processor).__name__})")
+    if not getattr(processor, "chat_template", None):
+        missing.append("a chat template (chat_template.jinja or chat_template.json beside the processor, or chat_template "
+                       "in tokenizer_config.json)")
+    if missing:
+        raise ProcessorError(f"{name_or_path}: the model's processor lacks {' and '.join(missing)}; spatialtune prompts "
+                             "an image-text-to-text model through both, so add what is missing to the checkpoint")
+
+
+def _auto_processor(name_or_path: str) -> ProcessorMixin:
+    """AutoProcessor's processor of a checkpoint, checked; a checkpoint whose processor does not load at all is a
+    ProcessorError with transformers' reason, anything else that does not load an unknown model."""
+    try:
+        processor = AutoProcessor.from_pretrained(name_or_path)
+    except (OSError, ValueError) as e:
+        try:
+            AutoConfig.from_pretrained(name_or_path)
+        except (OSError, ValueError):
+            raise _unknown(name_or_path, e) from None
+        reason = str(e).splitlines()[0].split(". ")[0] if str(e) else type(e).__name__  # transformers' first sentence
+        raise ProcessorError(f"{name_or_path}: the model's processor does not load ({reason}); an image-text-to-text model "
+                             "needs an image processor (preprocessor_config.json) and a chat template beside its weights") from None
+    check_processor(processor, name_or_path)
+    return processor
+
+
 def family_of(config) -> ModelFamily:
     """The family of a transformers config (unknown architectures fall back to the [0, 1] convention)."""
     return ModelFamily(config.model_type, convention_for_model_type(config.model_type))
@@ -96,9 +131,9 @@ def load_processor(name_or_path: str, min_pixels: int | None = None, max_pixels:
     else:
         try:
             config = AutoConfig.from_pretrained(name_or_path)
-            processor = AutoProcessor.from_pretrained(name_or_path)
         except (OSError, ValueError) as e:
             raise _unknown(name_or_path, e) from None
+        processor = _auto_processor(name_or_path)
     clear_call_state(processor)
     set_pixel_budget(processor, min_pixels, max_pixels)
     return processor, family_of(config)
@@ -128,8 +163,8 @@ def load_model(
         model, processor = build_tiny(source, seed=seed)
     else:
         name_or_path = source
+        processor = _auto_processor(name_or_path)  # before the weights: a missing file is reported at once
         try:
-            processor = AutoProcessor.from_pretrained(name_or_path)
             kwargs = {"dtype": dtype if dtype == "auto" else getattr(torch, dtype)}
             if attn_implementation:
                 kwargs["attn_implementation"] = attn_implementation

@@ -1,8 +1,9 @@
-"""Embedded defaults: the real Qwen2.5-VL / Qwen3-VL architectures at toy size, random weights, offline.
+"""Embedded defaults: the real Qwen2.5-VL / Qwen3-VL / Qwen3.5 architectures at toy size, random weights, offline.
 
 They exist so that every code path (collation, SFT, generation, eval) runs on a laptop CPU and in CI.
-The vocabulary is the first `TINY_BPE_RANKS` ranks of the real Qwen BPE plus the real special tokens:
-the embedding and LM head of the full 151,936-row vocabulary would dominate CPU time.
+The vocabulary is the first `TINY_BPE_RANKS` ranks of the family's real BPE plus its real special tokens (Qwen2.5-VL
+and Qwen3-VL share one BPE, Qwen3.5 has its own): the embedding and LM head of the full 151,936- or 248,320-row
+vocabulary would dominate CPU time. Regenerate the tokenizers with `scripts/make_tiny_tokenizer.py`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from transformers import (
     Qwen2_5_VLConfig,
     Qwen2_5_VLForConditionalGeneration,
     Qwen2_5_VLProcessor,
+    Qwen3_5Config,
+    Qwen3_5ForConditionalGeneration,
     Qwen3VLConfig,
     Qwen3VLForConditionalGeneration,
     Qwen3VLProcessor,
@@ -29,9 +32,11 @@ from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoP
 from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
 
 from ..registry import Registry
+from .tokenizer import QWEN2_BPE, QWEN3_5_BPE, QwenBpe
 
 TINY_BPE_RANKS = 4000
-TINY_TOKENIZER_DIR = Path(__file__).parent / "assets" / "tiny_qwen_tokenizer"
+ASSETS = Path(__file__).parent / "assets"
+TINY_TOKENIZER_DIRS: dict[QwenBpe, Path] = {QWEN2_BPE: ASSETS / "tiny_qwen_tokenizer", QWEN3_5_BPE: ASSETS / "tiny_qwen3_5_tokenizer"}
 TINY_VOCAB_ROWS = 4096  # embedding rows: tokenizer size rounded up, as the real models pad 151,669 to 151,936
 TINY_SEED = 0
 
@@ -49,13 +54,14 @@ TINY_VISION_POS_STD = 1.0
 
 
 def official_chat_template(family: str) -> str:
-    """The official chat template of a Qwen-VL family, as TRL ships it (`trl/chat_templates/*.jinja`)."""
+    """The official chat template of a Qwen-VL family, as TRL ships it (`trl/chat_templates/*.jinja`; Qwen3.5:
+    `qwen3_5_nothink`, shipped by Qwen3.5-2B and smaller, or `qwen3_5_think`, by Qwen3.5-4B and larger)."""
     return (resources.files("trl") / "chat_templates" / f"{family}.jinja").read_text()
 
 
-def tiny_tokenizer():
-    """The embedded small-vocabulary tokenizer with the real Qwen special-token strings."""
-    return AutoTokenizer.from_pretrained(str(TINY_TOKENIZER_DIR))
+def tiny_tokenizer(bpe: QwenBpe = QWEN2_BPE):
+    """The embedded small-vocabulary tokenizer of a Qwen BPE generation, with its real special-token strings."""
+    return AutoTokenizer.from_pretrained(str(TINY_TOKENIZER_DIRS[bpe]))
 
 
 def _special_ids(tokenizer) -> dict[str, int]:
@@ -139,19 +145,63 @@ def _build_qwen3_vl(tokenizer) -> tuple[PreTrainedModel, ProcessorMixin]:
     return model, processor
 
 
+def _build_qwen3_5(tokenizer) -> tuple[PreTrainedModel, ProcessorMixin]:
+    """Qwen3.5: gated-delta-net linear attention in three layers of four, gated full attention with partial M-RoPE in
+    the fourth (the released layout), a Qwen3-VL-style vision tower without DeepStack (Qwen3.5 has none)."""
+    config = Qwen3_5Config(
+        text_config=dict(
+            **_TEXT,
+            **_text_token_ids(tokenizer),
+            head_dim=32,
+            layer_types=["linear_attention", "linear_attention", "linear_attention", "full_attention"],
+            linear_num_key_heads=2,
+            linear_num_value_heads=4,
+            linear_key_head_dim=32,
+            linear_value_head_dim=32,
+            vocab_size=TINY_VOCAB_ROWS,
+            max_position_embeddings=4096,
+            # Real: head_dim 256 x 0.25 = 64 rotary dims, sections [11, 11, 10]; here 32 x 0.5 = 16 dims, 8 frequencies.
+            rope_parameters={
+                "rope_type": "default",
+                "rope_theta": TINY_ROPE_THETA,
+                "partial_rotary_factor": 0.5,
+                "mrope_section": [3, 3, 2],
+                "mrope_interleaved": True,
+            },
+        ),
+        vision_config=dict(**_VISION, patch_size=16, num_position_embeddings=256),
+        # Qwen3_5Config's default. Tied, the random-init model answers every prompt alike: three linear-attention layers
+        # barely move the residual stream off the last prompt token's embedding, whose own row wins the logits.
+        tie_word_embeddings=False,
+        **_special_ids(tokenizer),
+    )
+    processor = Qwen3VLProcessor(  # what AutoProcessor gives for model_type qwen3_5
+        image_processor=_image_processor(16, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+        video_processor=Qwen3VLVideoProcessor(),
+        tokenizer=tokenizer,
+        chat_template=official_chat_template("qwen3_5_nothink"),
+    )
+    model = Qwen3_5ForConditionalGeneration(config)
+    torch.nn.init.normal_(model.model.visual.pos_embed.weight, std=TINY_VISION_POS_STD)
+    return model, processor
+
+
 @dataclass(frozen=True)
 class TinySpec:
-    """An embedded default: its name, what it is, and how to build it."""
+    """An embedded default: its name, what it is, its BPE generation, and how to build it."""
 
     name: str
     description: str
     build: Callable[[object], tuple[PreTrainedModel, ProcessorMixin]]
+    bpe: QwenBpe = QWEN2_BPE
 
 
 TINY_MODELS: Registry[TinySpec] = Registry("tiny model")
 for _spec in (
     TinySpec("tiny-qwen2.5-vl", "Qwen2.5-VL architecture, 4+4 layers, hidden 128, random init", _build_qwen2_5_vl),
     TinySpec("tiny-qwen3-vl", "Qwen3-VL architecture, 4+4 layers, hidden 128, random init", _build_qwen3_vl),
+    TinySpec("tiny-qwen3.5", "Qwen3.5 architecture, 4 vision + 3 linear-attention + 1 full-attention layers, hidden 128, "
+             "random init, no-think template", _build_qwen3_5, QWEN3_5_BPE),
 ):
     TINY_MODELS.register(_spec.name, _spec)
 
@@ -160,7 +210,7 @@ def build_tiny(name: str, seed: int = TINY_SEED) -> tuple[PreTrainedModel, Proce
     """Build an embedded tiny model and its processor; the same seed gives the same weights (unknown names: did you mean)."""
     spec = TINY_MODELS.get(name)
     torch.manual_seed(seed)
-    model, processor = spec.build(tiny_tokenizer())
+    model, processor = spec.build(tiny_tokenizer(spec.bpe))
     model.generation_config.pad_token_id = processor.tokenizer.pad_token_id
     model.generation_config.eos_token_id = processor.tokenizer.eos_token_id
     return model, processor

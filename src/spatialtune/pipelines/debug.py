@@ -52,7 +52,7 @@ class DebugReport:
 def _rendered_prompt(loaded: LoadedModel, row: dict[str, Any]) -> str:
     """The row's prompt as the chat template renders it, each run of image tokens shown once with its count."""
     text = loaded.processor.apply_chat_template(prompt_messages(row), tokenize=False, add_generation_prompt=True)
-    images = iter(zip(row["image_sizes"], image_token_counts(row, loaded.processor)))
+    images = iter(zip(row["image_sizes"], image_token_counts(loaded.processor, row["image_sizes"])))
 
     def shown(match: re.Match) -> str:
         (width, height), tokens = next(images, ((0, 0), 0))

@@ -80,8 +80,11 @@ def answer_blocks(output: str) -> list[str]:
 
 
 def final_answer(output: str) -> str:
-    """The part of a reply to score: the last `<answer>…</answer>` if any, else the reply without `<think>` blocks."""
+    """The part of a reply to score: the last `<answer>…</answer>` if any, else the reply without `<think>` blocks; a
+    reply that starts inside a block (the template opened it in the prompt, as Qwen3.5's thinking mode does) keeps
+    only what follows its `</think>`."""
     answers = answer_blocks(output)
     if answers:
         return answers[-1].strip()
-    return _THINK.sub("", output).strip()
+    reply = _THINK.sub("", output)
+    return reply.rsplit("</think>", 1)[-1].strip()

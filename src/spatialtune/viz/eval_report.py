@@ -182,7 +182,7 @@ def render_eval_report(metrics: dict, results: Sequence[dict], *, title: str | N
     """The report page of one benchmark run."""
     name = metrics.get("benchmark", "benchmark")
     title = title or f"{name} · spatialtune eval"
-    facts = {"model": metrics.get("model"), "samples": metrics.get("num_samples"), "benchmark": name}
+    facts = {"model": metrics.get("model"), "frame": metrics.get("frame"), "samples": metrics.get("num_samples"), "benchmark": name}
     hero = (
         f'<p class="headline"><span class=label>overall</span><b>{_value(metrics.get("overall"))}</b></p>'
         f'<ul class="facts">{"".join(f"<li><span>{esc(k)}</span>{esc(v)}</li>" for k, v in facts.items() if v is not None)}</ul>'
@@ -225,5 +225,6 @@ def render_suite_report(title: str, summary: dict[str, Any], show_headline: bool
         + "</tr>"
         for r in summary["runs"]
     )
-    hero = f'<ul class="facts"><li><span>model</span>{esc(summary.get("model"))}</li><li><span>runs</span>{len(summary["runs"])}</li></ul>'
+    facts = {"model": summary.get("model"), "frame": summary.get("frame"), "runs": len(summary["runs"])}
+    hero = f'<ul class="facts">{"".join(f"<li><span>{esc(k)}</span>{esc(v)}</li>" for k, v in facts.items() if v is not None)}</ul>'
     return page_html(title, hero, f"<section><h2>Summary</h2><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></section>", EVAL_CSS)
