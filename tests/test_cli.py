@@ -146,7 +146,7 @@ def _no_model_loads(monkeypatch, error=AssertionError("the model loader was call
     def refuse(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr("spatialtune.train.sft.load_model_from_config", refuse)
+    monkeypatch.setattr("spatialtune.train.sft.load_policy", refuse)
 
 
 def test_training_off_a_terminal_prints_plain_progress_lines(tmp_path):
