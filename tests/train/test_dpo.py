@@ -54,7 +54,7 @@ def pairs(tmp_path_factory) -> Path:
 
 
 def dpo_config(run_dir: Path, train_file: Path, **overrides) -> DPORecipeConfig:
-    """One or two full fine-tuning DPO steps of the tiny Qwen3-VL on the pairs."""
+    """One full fine-tuning DPO step of the tiny Qwen3-VL on the pairs (`overrides` replace whole sections)."""
     settings = {
         "run": RunConfig(dir=str(run_dir)),
         "data": DataConfig(train_file=str(train_file), max_length=256),
