@@ -225,3 +225,16 @@ def test_eval_of_a_run_name_says_which_run_it_scores(tmp_path, monkeypatch):
     result = runner.invoke(app, ["eval", "run", "--model", str(tmp_path / "runs" / "exp"), "--data", str(sample_dataset()),
                                  "--output-dir", str(tmp_path / "e")])
     assert f"model: {run / 'model'} (the newest run of" in result.output
+
+
+def test_init_from_is_the_model_init_from_override_checked_before_a_run_folder_is_made(tmp_path):
+    result = runner.invoke(app, ["train", "sft", TINY, f"data.train_file={sample_dataset()}", "data.tasks=null",
+                                 f"run.dir={tmp_path / 'run'}", "--init-from", str(tmp_path / "no-such-run")])
+    assert result.exit_code == 1 and "model.init_from:" in result.output and "no-such-run" in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_file_whose_every_record_is_skipped_says_so(tmp_path):
+    result = runner.invoke(app, ["train", "sft", TINY, f"data.train_file={sample_dataset()}", "data.tasks=null", f"run.dir={tmp_path}",
+                                 "data.max_length=8", "data.on_truncated_image=skip", "training.max_steps=1"])
+    assert result.exit_code == 1 and "no trainable records left (skipped 4)" in result.output, result.output

@@ -44,10 +44,12 @@ def _evaluator(config):
 
 def train(
     ctx: typer.Context,
-    recipe: str = typer.Argument(..., help="Recipe name: sft (DPO and GRPO register the same way)."),
+    recipe: str = typer.Argument(..., help="Recipe name: sft, dpo or grpo."),
     config: Optional[Path] = typer.Argument(None, help="YAML recipe config (default with --resume: the run's own config.yaml)."),
     resume: Optional[Path] = typer.Option(None, help="Run folder (its latest checkpoint), checkpoint-N folder, or run "
                                           "name's folder runs/NAME (its newest run) to continue."),
+    init_from: Optional[str] = typer.Option(None, "--init-from", help="Start from a trained run (runs/NAME, a run folder, "
+                                            "checkpoint or model folder): the override model.init_from=RUN."),
     max_samples: Optional[int] = typer.Option(None, min=1, help="Train on the first N records only (debugging)."),
     debug: bool = typer.Option(False, "--debug", help="Check the stage in seconds instead of running it: records, one "
                                "rendered prompt, generations, the recipe's own checks (rewards, preference pairs) and "
@@ -84,6 +86,8 @@ def train(
             raise UsageError("give a CONFIG.yaml, or --resume RUN_DIR")
         if max_samples is not None:
             overrides.append(f"data.max_samples={max_samples}")
+        if init_from is not None:
+            overrides.append(f"model.init_from={init_from}")
         loaded = load_config(entry.config, config, overrides)
         if debug:
             from ..pipelines.debug import debug_recipe

@@ -168,7 +168,7 @@ def run_sft(
         for row_id, reason in prepared.skipped:
             log.warning("skipped record %s: %s", row_id, reason)
         if not prepared.rows:
-            raise DatasetError(f"{config.data.train_file}: no trainable records left (skipped {len(prepared.skipped)})")
+            raise DatasetError(config.data.train_file, [], f"no trainable records left (skipped {len(prepared.skipped)})")
 
         # 3. TRL trainer with assistant-only loss; our collator keeps the structured columns.
         typed = {**dataclasses.asdict(config.training), "report_to": config.training.report_to or "none"}
