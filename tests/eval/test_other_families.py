@@ -9,10 +9,12 @@ import json
 import pytest
 from fixtures_all import FIXTURES, write_fixture_suite
 from fixtures_models import OTHER_FAMILIES, write_other_family
+from test_runner import oracle_generate
 from test_suite import assert_self_contained
 from typer.testing import CliRunner
 
 from spatialtune.cli import app
+from spatialtune.eval import tool_use
 from spatialtune.eval.runner import run_eval
 from spatialtune.models.loading import ProcessorError, check_processor, load_model
 from spatialtune.models.tiny import tiny_tokenizer
@@ -49,6 +51,16 @@ def test_the_fixture_suite_of_every_benchmark_runs_on_another_family_in_norm01(f
     asked = {r["task"]: r["prompt"] for r in grounding}
     assert asked["grounding"].endswith(NORM01_STATEMENT) and NORM01_STATEMENT not in asked["absolute_left_right"]
     assert ">frame</span>norm01<" in (out / "synthetic" / "report.html").read_text()
+
+
+def test_the_reference_answer_in_norm01_scores_one_on_every_benchmark_that_has_one(other_family, tmp_path, monkeypatch):
+    monkeypatch.setattr(tool_use, "generate_batch", oracle_generate)  # replies with the row's answer, rendered in norm01
+    loaded = load_model(str(other_family("gemma3")))
+    for name, write in FIXTURES.items():
+        if name in ("where2place", "refspatial"):  # answered against masks: their rows hold no reference reply
+            continue
+        data, options = write(tmp_path / "fixtures" / name)
+        assert run_eval(loaded, name, data, tmp_path / name, options=options, progress=False).metrics["overall"] == pytest.approx(1.0), name
 
 
 @pytest.mark.parametrize("family", sorted(OTHER_FAMILIES))

@@ -51,6 +51,15 @@ def test_rendered_ground_truth_scores_one_on_every_task(model, synthetic_dataset
     assert len(result.metrics["scores"]) == 8 and set(result.metrics["unparsable"].values()) == {0}
 
 
+def test_replies_under_a_thinking_template_are_scored_after_their_think_block(synthetic_dataset, tiny_models, tmp_path, monkeypatch):
+    def thinking_oracle(model, processor, rows, max_new_tokens):  # the prompt opened `<think>\n`: reasoning, then the answer
+        return [f"Looking at the image (left? right?).\n</think>\n\n{answer}" for answer in oracle_generate(model, processor, rows, max_new_tokens)]
+
+    monkeypatch.setattr(tool_use, "generate_batch", thinking_oracle)
+    result = run_eval(tiny_models("tiny-qwen3.5-think"), "synthetic", synthetic_dataset(16), tmp_path / "out", progress=False)
+    assert result.metrics["overall"] == 1.0
+
+
 def test_result_rows_hold_the_contract_fields(synthetic_dataset, tiny_models, tmp_path, monkeypatch):
     monkeypatch.setattr(tool_use, "generate_batch", oracle_generate)
     result = run_eval(tiny_models("tiny-qwen3-vl"), "synthetic", synthetic_dataset(8), tmp_path / "out", progress=False)

@@ -36,7 +36,8 @@ def test_shipped_tiny_tokenizer_is_the_real_bpe_truncated(bpe):
 
 def test_each_tiny_model_uses_the_tokenizer_of_its_generation():
     assert {name: TINY_TOKENIZER_DIRS[TINY_MODELS.get(name).bpe].name for name in TINY} == {
-        "tiny-qwen2.5-vl": "tiny_qwen_tokenizer", "tiny-qwen3-vl": "tiny_qwen_tokenizer", "tiny-qwen3.5": "tiny_qwen3_5_tokenizer"}
+        "tiny-qwen2.5-vl": "tiny_qwen_tokenizer", "tiny-qwen3-vl": "tiny_qwen_tokenizer", "tiny-qwen3.5": "tiny_qwen3_5_tokenizer",
+        "tiny-qwen3.5-think": "tiny_qwen3_5_tokenizer"}
     _, processor = build_tiny("tiny-qwen3.5")
     assert processor.tokenizer.convert_tokens_to_ids("<|audio_pad|>") == TINY_BPE_RANKS + 32  # the 33rd added token
 
@@ -90,7 +91,7 @@ def test_a_misspelt_model_name_suggests_the_closest_tiny_model():
 
 
 def test_tiny_models_are_one_registry():
-    assert TINY_MODELS.names() == ["tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-qwen3.5"]
+    assert TINY_MODELS.names() == ["tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-qwen3.5", "tiny-qwen3.5-think"]
     with pytest.raises(UnknownNameError, match="did you mean 'tiny-qwen2.5-vl'"):
         build_tiny("tiny-qwen25-vl")
 
@@ -109,3 +110,11 @@ def test_a_cached_hub_id_loads_offline(tmp_path, monkeypatch):
     loaded = load_model("Qwen/Qwen3.5-Tiny")
     assert (loaded.family.model_type, loaded.family.convention.value) == ("qwen3_5", "qwen3_1000")
     assert loaded.processor.chat_template == processor.chat_template
+
+
+def test_the_two_tiny_qwen3_5_differ_only_in_the_official_template():
+    (plain, nothink), (same, think) = build_tiny("tiny-qwen3.5"), build_tiny("tiny-qwen3.5-think")
+    assert all(torch.equal(p, q) for p, q in zip(plain.parameters(), same.parameters()))
+    asked = [{"role": "user", "content": [{"type": "text", "text": "Left or right?"}]}]
+    assert nothink.apply_chat_template(asked, add_generation_prompt=True).endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+    assert think.apply_chat_template(asked, add_generation_prompt=True).endswith("<|im_start|>assistant\n<think>\n")

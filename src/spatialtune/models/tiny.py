@@ -9,6 +9,7 @@ vocabulary would dominate CPU time. Regenerate the tokenizers with `scripts/make
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import Callable
@@ -145,9 +146,10 @@ def _build_qwen3_vl(tokenizer) -> tuple[PreTrainedModel, ProcessorMixin]:
     return model, processor
 
 
-def _build_qwen3_5(tokenizer) -> tuple[PreTrainedModel, ProcessorMixin]:
+def _build_qwen3_5(tokenizer, template: str = "qwen3_5_nothink") -> tuple[PreTrainedModel, ProcessorMixin]:
     """Qwen3.5: gated-delta-net linear attention in three layers of four, gated full attention with partial M-RoPE in
-    the fourth (the released layout), a Qwen3-VL-style vision tower without DeepStack (Qwen3.5 has none)."""
+    the fourth (the released layout), a Qwen3-VL-style vision tower without DeepStack (Qwen3.5 has none); the no-think
+    template of the small checkpoints, or the thinking one of 4B and larger."""
     config = Qwen3_5Config(
         text_config=dict(
             **_TEXT,
@@ -179,7 +181,7 @@ def _build_qwen3_5(tokenizer) -> tuple[PreTrainedModel, ProcessorMixin]:
         image_processor=_image_processor(16, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
         video_processor=Qwen3VLVideoProcessor(),
         tokenizer=tokenizer,
-        chat_template=official_chat_template("qwen3_5_nothink"),
+        chat_template=official_chat_template(template),
     )
     model = Qwen3_5ForConditionalGeneration(config)
     torch.nn.init.normal_(model.model.visual.pos_embed.weight, std=TINY_VISION_POS_STD)
@@ -201,7 +203,9 @@ for _spec in (
     TinySpec("tiny-qwen2.5-vl", "Qwen2.5-VL architecture, 4+4 layers, hidden 128, random init", _build_qwen2_5_vl),
     TinySpec("tiny-qwen3-vl", "Qwen3-VL architecture, 4+4 layers, hidden 128, random init", _build_qwen3_vl),
     TinySpec("tiny-qwen3.5", "Qwen3.5 architecture, 4 vision + 3 linear-attention + 1 full-attention layers, hidden 128, "
-             "random init, no-think template", _build_qwen3_5, QWEN3_5_BPE),
+             "random init, no-think template (as Qwen3.5-2B and smaller)", _build_qwen3_5, QWEN3_5_BPE),
+    TinySpec("tiny-qwen3.5-think", "tiny-qwen3.5 with the thinking template (as Qwen3.5-4B and larger): prompts open <think>",
+             partial(_build_qwen3_5, template="qwen3_5_think"), QWEN3_5_BPE),
 ):
     TINY_MODELS.register(_spec.name, _spec)
 

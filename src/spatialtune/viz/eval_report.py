@@ -178,6 +178,11 @@ def metrics_tables(metrics: dict) -> str:
     return html
 
 
+def facts_list(facts: dict[str, Any]) -> str:
+    """The facts line under a report's title (model, frame, …); facts without a value are left out."""
+    return f'<ul class="facts">{"".join(f"<li><span>{esc(k)}</span>{esc(v)}</li>" for k, v in facts.items() if v is not None)}</ul>'
+
+
 def render_eval_report(metrics: dict, results: Sequence[dict], *, title: str | None = None, worst: int = 8, others: int = 8) -> str:
     """The report page of one benchmark run."""
     name = metrics.get("benchmark", "benchmark")
@@ -185,7 +190,7 @@ def render_eval_report(metrics: dict, results: Sequence[dict], *, title: str | N
     facts = {"model": metrics.get("model"), "frame": metrics.get("frame"), "samples": metrics.get("num_samples"), "benchmark": name}
     hero = (
         f'<p class="headline"><span class=label>overall</span><b>{_value(metrics.get("overall"))}</b></p>'
-        f'<ul class="facts">{"".join(f"<li><span>{esc(k)}</span>{esc(v)}</li>" for k, v in facts.items() if v is not None)}</ul>'
+        f"{facts_list(facts)}"
     )
     charts = [bar_chart_png(group, values) for group, values in (metrics.get("breakdown") or {}).items()]
     charts_html = "".join(f'<div class="chart"><img alt="chart" src="{png_data_uri(c)}"></div>' for c in charts if c) or '<p class="note">No per-category breakdown.</p>'
@@ -226,5 +231,5 @@ def render_suite_report(title: str, summary: dict[str, Any], show_headline: bool
         for r in summary["runs"]
     )
     facts = {"model": summary.get("model"), "frame": summary.get("frame"), "runs": len(summary["runs"])}
-    hero = f'<ul class="facts">{"".join(f"<li><span>{esc(k)}</span>{esc(v)}</li>" for k, v in facts.items() if v is not None)}</ul>'
+    hero = facts_list(facts)
     return page_html(title, hero, f"<section><h2>Summary</h2><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></section>", EVAL_CSS)
