@@ -92,9 +92,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--output-dir", type=Path, default=Path("runs/grpo-learns"))
     parser.add_argument("--train-samples", type=int, default=2000)
-    parser.add_argument("--test-samples", type=int, default=200)
-    parser.add_argument("--sft-steps", type=int, default=60)
-    parser.add_argument("--grpo-steps", type=int, default=60)
+    parser.add_argument("--test-samples", type=int, default=400)
+    parser.add_argument("--sft-steps", type=int, default=175)
+    parser.add_argument("--grpo-steps", type=int, default=80)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = parser.parse_args()
     if args.threads:
