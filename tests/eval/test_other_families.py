@@ -47,8 +47,8 @@ def test_the_fixture_suite_of_every_benchmark_runs_on_another_family_in_norm01(f
         assert metrics["frame"] == "norm01" and metrics["definitions"]["frame"].startswith("norm01")
         assert metrics["num_samples"] == len((out / name / "results.jsonl").read_text().splitlines()) > 0
         assert_self_contained(out / name / "report.html")
-    grounding = [json.loads(line) for line in (out / "synthetic" / "results.jsonl").read_text().splitlines()]
-    asked = {r["task"]: r["prompt"] for r in grounding}
+    synthetic = [json.loads(line) for line in (out / "synthetic" / "results.jsonl").read_text().splitlines()]
+    asked = {r["task"]: r["prompt"] for r in synthetic}
     assert asked["grounding"].endswith(NORM01_STATEMENT) and NORM01_STATEMENT not in asked["absolute_left_right"]
     assert ">frame</span>norm01<" in (out / "synthetic" / "report.html").read_text()
 
@@ -72,7 +72,7 @@ def test_batched_outputs_of_another_family_equal_per_sample_outputs(family, othe
     assert len(set(outputs)) > 1 and outputs == [r["output"] for r in single.rows]
 
 
-def test_a_model_without_a_chat_template_is_refused_naming_it(other_family, tmp_path):
+def test_a_model_without_a_chat_template_is_refused_naming_it(tmp_path):
     folder = write_other_family("gemma3", tmp_path / "model")
     (folder / "chat_template.jinja").unlink()
     result = CliRunner().invoke(app, ["eval", "--model", str(folder), "--data", "x.jsonl", "--output-dir", str(tmp_path / "o")])

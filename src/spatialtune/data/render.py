@@ -13,7 +13,7 @@ from typing import Any, TypedDict
 
 from ..geometry import Convention, ImageFrame, ResizePolicy, pixel_to_model
 from ..records import GEOMETRY_PLACEHOLDER, SpatialRecord, text_parts
-from ..tasks.frames import frame_statement
+from ..tasks import frames
 from ..tools.protocol import from_user_turn_crops
 
 
@@ -51,7 +51,7 @@ class GeometryRenderer:
         one frame that depends on it, so any processor will do for the others), and the frame stated in prompts with
         coordinates where the family has no native one (`norm01`)."""
         policy = ResizePolicy.from_processor(processor) if convention is Convention.QWEN25_ABS else None
-        return cls(convention, policy, frame_statement(convention))
+        return cls(convention, policy, frames.frame_statement(convention))
 
     def frame(self, record: SpatialRecord, image: int) -> ImageFrame:
         """The coordinate frame of image `image` of a media-checked record."""
