@@ -105,7 +105,7 @@ def label_start(row: dict[str, Any], processor, chat_template: str | None = None
     """Where a row's first labelled token sits once images are expanded: the first token inside the template's
     `{% generation %}` markers, from the same assistant mask TRL's collator labels with (Qwen-VL: right after
     `<|im_start|>assistant\\n`, so Qwen3.5's `<think>` block is labelled too); None if nothing is (it trains on nothing)."""
-    template = chat_template or processor.chat_template
+    template = chat_template or training_chat_template(processor) or processor.chat_template  # the one with markers
     encoded = processor.tokenizer.apply_chat_template(
         row["messages"], chat_template=template, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
     )
