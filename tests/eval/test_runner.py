@@ -17,6 +17,7 @@ from spatialtune.eval import runner, tool_use
 from spatialtune.eval.benchmarks import UnknownBenchmarkError
 from spatialtune.eval.runner import EvalError, read_results, run_eval
 from spatialtune.io import FolderBusyError
+from spatialtune.tasks.synthetic import CHOICE_TASKS
 
 RESULT_KEYS = {"id", "task", "prompt", "output", "parsed", "ground_truth", "score", "images", "mask", "scores", "draw", "tools", "meta"}
 
@@ -55,7 +56,8 @@ def test_result_rows_hold_the_contract_fields(synthetic_dataset, tiny_models, tm
     monkeypatch.setattr(tool_use, "generate_batch", oracle_generate)
     result = run_eval(tiny_models("tiny-qwen3-vl"), "synthetic", synthetic_dataset(8), tmp_path / "out", progress=False)
     by_task = {row["task"]: row for row in result.rows}
-    assert all(set(row) == RESULT_KEYS for row in result.rows)
+    assert all(set(row) == RESULT_KEYS | ({"choices"} if row["task"] in CHOICE_TASKS else set()) for row in result.rows)
+    assert by_task["absolute_left_right"]["choices"] == ["left", "right"]
     assert by_task["absolute_left_right"]["prompt"] == "Is the red square on the left or right of the image?"
     assert by_task["absolute_left_right"]["mask"] is None
     grounding, pointing = by_task["grounding"], by_task["pointing"]

@@ -37,6 +37,14 @@ def test_unparsable_replies_and_answers_outside_the_expected_set_get_their_own_c
     assert _cells(table) == {"left": ["·", "·", "1", "1"], "right": ["·", "1", "·", "·"]}
 
 
+def test_rows_with_choices_show_every_option_in_its_order_even_if_never_predicted_or_expected():
+    options = ["left", "right", "above"]
+    rows = [_row(i, t, "left") | {"choices": options} for i, t in enumerate(["right", "left", "right"])]
+    table = confusion_table("relation", rows)
+    assert re.findall(r"<th>(.*?)</th>", table)[1:] == ["left", "right", "above", "unparsable"]
+    assert _cells(table) == {"left": ["1", "·", "·", "·"], "right": ["2", "·", "·", "·"], "above": ["·", "·", "·", "·"]}
+
+
 def test_only_multiple_choice_tasks_get_a_table():
     results = [_row(0, "left", "left"), _row(1, [1, 2, 3, 4], [1, 2, 3, 5], task="grounding"),
                _row(2, "a red cup", "a cup", task="caption") | {"scores": {"kind": "text"}}]

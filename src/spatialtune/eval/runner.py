@@ -154,7 +154,8 @@ def _progress(enabled: bool) -> Progress:
 
 
 def result_row(bench: Benchmark, row: Row, output: str, renderer: GeometryRenderer, tools: dict | None = None) -> dict[str, Any]:
-    """One results.jsonl line: the raw output, what the benchmark parsed and scored from its final answer."""
+    """One results.jsonl line: the raw output, what the benchmark parsed and scored from its final answer, and the
+    row's options when it has them (the report's predicted-vs-expected table shows every one)."""
     scored = bench.score(row, final_answer(output), renderer)
     return {
         "id": row["id"],
@@ -170,6 +171,7 @@ def result_row(bench: Benchmark, row: Row, output: str, renderer: GeometryRender
         "draw": scored.draw,
         "tools": tools,  # the tool-use exchange, for rows that allow tools
         "meta": row["meta"],  # what a benchmark groups by (e.g. CV-Bench's source)
+        **({"choices": row["choices"]} if row.get("choices") else {}),
     }
 
 

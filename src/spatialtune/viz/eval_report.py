@@ -127,9 +127,18 @@ def choice_tasks(results: Sequence[dict]) -> dict[str, list[dict]]:
     }
 
 
+def answer_labels(rows: Sequence[dict]) -> list[str]:
+    """A task's answers as table labels: the options its rows offer (their `choices`, in order, once each) when there
+    are at most MAX_LABELS of them, then any other expected answer (sorted); without choices, the expected answers."""
+    options = list(dict.fromkeys(_label(c) for r in rows for c in r.get("choices") or []))
+    options = options if len(options) <= MAX_LABELS else []
+    return options + sorted({_label(r["ground_truth"]) for r in rows} - set(options))
+
+
 def confusion_table(task: str, rows: Sequence[dict]) -> str:
-    """Expected answers down, predicted answers across (then "unparsable"): the count of rows in each cell."""
-    expected = sorted({_label(r["ground_truth"]) for r in rows})
+    """Expected answers down, predicted answers across (then "unparsable"): the count of rows in each cell. Every
+    option of the task has its row and column, even one never expected or predicted."""
+    expected = answer_labels(rows)
     predicted = expected + sorted({_label(r["parsed"]) for r in rows} - set(expected) - {None})
     counts: dict[tuple[str, str | None], int] = {}
     for r in rows:
