@@ -6,8 +6,8 @@ run: `data check` → `train sft … data.tasks=null` → `eval run --benchmark 
 `export` → `eval run` of the exported folder, which must score exactly as the run did. Per-task held-out scores are
 printed beside chance.
 
-Tasks (labels balanced, held-out images drawn apart from the training ones):
-- `left_right`: one coloured square or circle left or right of centre; "left" / "right" (choices);
+Tasks (labels balanced; the held-out images drawn from their own random stream, apart from the training ones):
+- `left_right`: one coloured square or circle in the left or the right half; "left" / "right" (choices);
 - `higher`: a red and a blue shape, one in the top half and one in the bottom half; which is higher (choices);
 - `box` (with `--box`): the box of the one shape, `{box:0}` (scored by IoU ≥ 0.5; needs a longer run to learn).
 
@@ -235,8 +235,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--box", action="store_true", help="add the box-grounding task")
     args = parser.parse_args()
-    settings = NewcomerSettings(args.train, args.heldout, args.steps, args.batch_size, args.learning_rate,
-                                args.image_side, args.seed, args.box)
+    settings = NewcomerSettings(train=args.train, heldout=args.heldout, steps=args.steps, batch_size=args.batch_size,
+                                learning_rate=args.learning_rate, image_side=args.image_side, seed=args.seed, box=args.box)
     result = run_newcomer_path(args.output_dir, settings)
     if result.scores != result.exported_scores:
         sys.exit("error: the exported model scores differently from the run")
