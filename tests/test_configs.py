@@ -9,7 +9,9 @@ import pytest
 from spatialtune.config import load_config, to_dict
 from spatialtune.eval.benchmarks import benchmark_names, get_benchmark
 from spatialtune.eval.suite import SuiteConfig, entry_names
-from spatialtune.pipelines.quickstart import QuickstartSettings, quickstart_recipe
+from spatialtune.pipelines.quickstart import QuickstartSettings, dpo_stage_recipe, grpo_stage_recipe, quickstart_recipe
+from spatialtune.train.dpo import DPORecipeConfig
+from spatialtune.train.grpo import GRPORecipeConfig
 from spatialtune.train.sft import SFTRecipeConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -50,6 +52,17 @@ def test_real_recipes_use_the_sources_lora_settings_and_differ_only_in_the_model
 def test_the_tiny_cpu_config_is_the_quickstart_recipe():
     shipped = load_config(SFTRecipeConfig, CONFIGS / "sft_tiny_cpu.yaml")
     recipe = quickstart_recipe(QuickstartSettings(), Path(shipped.data.train_file), Path("unused"))
+    ignore = {"run.name", "run.dir"}
+    a, b = _flat(to_dict(shipped)), _flat(to_dict(recipe))
+    assert {k: v for k, v in a.items() if k not in ignore} == {k: v for k, v in b.items() if k not in ignore}
+
+
+@pytest.mark.parametrize("name, config_type, stage_recipe", [
+    ("dpo_tiny_cpu.yaml", DPORecipeConfig, dpo_stage_recipe), ("grpo_tiny_cpu.yaml", GRPORecipeConfig, grpo_stage_recipe),
+])
+def test_the_tiny_dpo_and_grpo_configs_are_the_quickstart_stages(name, config_type, stage_recipe):
+    shipped = load_config(config_type, CONFIGS / name)
+    recipe = stage_recipe(QuickstartSettings(), Path(shipped.data.train_file), Path(shipped.model.init_from), Path("unused"))
     ignore = {"run.name", "run.dir"}
     a, b = _flat(to_dict(shipped)), _flat(to_dict(recipe))
     assert {k: v for k, v in a.items() if k not in ignore} == {k: v for k, v in b.items() if k not in ignore}

@@ -198,3 +198,25 @@ def test_gallery_round_robins_over_sorted_tasks():
 def test_report_without_before_results(tmp_path, before):
     page = _report(tmp_path, results_before=before, metrics={"after": {"grounding": 0.5}})
     assert "0.500" in page and "grounding" in page
+
+
+def test_a_chain_of_stages_gets_a_column_each_with_changes_and_untrained_cells_greyed(tmp_path):
+    stages = {"sft": {"classification": 0.75, "pointing": 0.5}, "grpo": {"classification": 0.625, "pointing": 0.875}}
+    metrics = {**METRICS, "after": stages["grpo"], "stages": stages, "stage_tasks": {"sft": ["classification"], "grpo": ["pointing"]}}
+    history = [{"loss": 0.1, "reward": 0.25, "step": 1}, {"loss": 0.05, "reward": 0.75, "step": 2}]
+    page = _report(tmp_path, metrics=metrics, stage_histories={"grpo": history})
+    table = page[page.index("<table>"):page.index("</table>")]
+    assert "<th>SFT</th><th>GRPO</th>" in table and "<th>After</th>" not in table
+    assert "0.625 <small class='delta down'>-0.125</small>" in table  # change from the SFT column
+    assert "<td class=muted>0.625" in table and "<td class=strong>0.875" in table  # grpo trained pointing only
+    assert "Later stages" in page
+
+
+def test_stage_curves_plot_one_panel_per_stage_and_nothing_when_nothing_was_logged():
+    from spatialtune.viz.charts import stage_curves_png
+
+    png = stage_curves_png({"dpo": [{"loss": 0.7, "rewards/accuracies": 0.5, "step": 1}], "grpo": [{"reward": 0.3, "step": 1}]},
+                           {"dpo": ("rewards/accuracies", "accuracy"), "grpo": ("reward", "mean reward")})
+    with Image.open(io.BytesIO(png)) as image:
+        assert image.width > 2 * image.height  # two panels side by side
+    assert stage_curves_png({"grpo": [{"train_runtime": 1.0, "step": 1}]}, {}) is None

@@ -44,6 +44,37 @@ def loss_curve_png(log_history: Sequence[dict]) -> bytes | None:
     return _png(fig)
 
 
+def stage_curves_png(histories: dict[str, Sequence[dict]], signals: dict[str, tuple[str, str]]) -> bytes | None:
+    """PNG with one panel per training stage: its loss and, on a twin axis, its own signal (`signals[stage]`: the
+    log key and its label, e.g. GRPO's mean reward); None when no stage logged either."""
+    panels = []
+    for stage, history in histories.items():
+        key, label = signals.get(stage, ("", ""))
+        loss = [(e["step"], e["loss"]) for e in history if "loss" in e and "step" in e]
+        signal = [(e["step"], e[key]) for e in history if key and key in e and "step" in e]
+        if loss or signal:
+            panels.append((stage, loss, signal, label))
+    if not panels:
+        return None
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.6 * len(panels), 3.0), dpi=130)
+    FigureCanvasAgg(fig)
+    for i, (stage, loss, signal, label) in enumerate(panels, start=1):
+        ax = fig.add_subplot(1, len(panels), i)
+        ax.set(title=stage, xlabel="step")
+        ax.grid(alpha=0.3)
+        lines = ax.plot(*zip(*loss), color="#2563eb", lw=1.6, label="loss") if loss else []
+        ax.set_ylabel("loss")
+        if signal:
+            twin = ax.twinx()
+            lines += twin.plot(*zip(*signal), color="#16a34a", lw=1.6, label=label)
+            twin.set_ylabel(label)
+        ax.legend(lines, [line.get_label() for line in lines], loc="best", frameon=False, fontsize=8)
+    return _png(fig)
+
+
 def bar_chart_png(title: str, values: dict[str, float | None]) -> bytes | None:
     """A horizontal bar chart of per-category scores; None when there is nothing to draw."""
     items = [(k, v) for k, v in values.items() if isinstance(v, (int, float))]

@@ -1,5 +1,5 @@
-"""The training report (quickstart): one self-contained report.html with the before/after table, the loss curve and a
-gallery of test samples answered before and after training.
+"""The training report (quickstart): one self-contained report.html with the before/after table (a column per stage
+when several trained in a chain), the loss curves and a gallery of test samples answered before and after training.
 
 The page opens from disk with no network (see `page.py`). Geometry in eval rows (boxes [x1, y1, x2, y2], points
 [x, y]) is in `pixel` coordinates of the original image and drawn by `overlays.py`.
@@ -16,11 +16,13 @@ from PIL import Image
 
 from ..io import atomic_write_bytes
 from ..media import MediaError
-from .charts import loss_curve_png
+from .charts import loss_curve_png, stage_curves_png
 from .overlays import GALLERY_SIDE, overlay
 from .page import card_html, esc, format_answer, image_data_uri, page_html, png_data_uri, score_mark
 
 RUN_FACT_SKIP = {"before", "after", "chance", "unparsable", "train"}
+# What each stage after SFT plots beside its loss: the log key and its label.
+STAGE_SIGNALS = {"dpo": ("rewards/accuracies", "chosen above rejected (batch)"), "grpo": ("reward", "mean reward")}
 
 
 @dataclass(frozen=True)
@@ -113,8 +115,37 @@ def _bars(before: float | None, after: float | None, chance: float | None) -> st
     return f'<div class="bars">{"".join(parts)}</div>'
 
 
+def stage_table_html(metrics: dict) -> str:
+    """The per-task table of a chain of stages: chance, before, then each stage's score with its change from the
+    column before it (coloured), and a mean row; a task a stage did not train on is marked in that stage's cell."""
+    before, stages = metrics.get("before") or {}, metrics["stages"]
+    chance, stage_tasks = metrics.get("chance") or {}, metrics.get("stage_tasks") or {}
+    head = "<th>Task</th><th>Chance</th><th>Before</th>" + "".join(f"<th>{esc(s.upper())}</th>" for s in stages)
+
+    def cells(values: list[float | None], trained: list[bool]) -> str:
+        out = []
+        for previous, value, mark in zip(values, values[1:], trained):
+            delta = value - previous if value is not None and previous is not None else None
+            note = "" if delta is None else f" <small class='delta {_trend(delta)}'>{delta:+.3f}</small>"
+            out.append(f"<td class={'strong' if mark else 'muted'}>{_score(value)}{note}</td>")
+        return "".join(out)
+
+    rows = []
+    for task in sorted(set(before).union(*stages.values())):
+        values = [before.get(task), *(scores.get(task) for scores in stages.values())]
+        trained = [task in stage_tasks.get(s, [task]) for s in stages]
+        rows.append(f"<tr><td class=name>{esc(task)}</td><td>{_score(chance.get(task))}</td><td>{_score(values[0])}</td>{cells(values, trained)}</tr>")
+    means = [mean_score(before), *(mean_score(scores) for scores in stages.values())]
+    foot = f"<tr><td class=name>mean</td><td></td><td>{_score(means[0])}</td>{cells(means, [True] * len(stages))}</tr>"
+    legend = "<p class='legend'>Bold: the stage trained on the task; grey: evaluated only. Each change is from the column to its left.</p>"
+    return f"{legend}<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody><tfoot>{foot}</tfoot></table>"
+
+
 def results_table_html(metrics: dict) -> str:
-    """The per-task table: chance, before, after, delta (coloured), unparsable counts, and a mean row."""
+    """The per-task table: chance, before, after, delta (coloured), unparsable counts, and a mean row (a column per
+    stage instead when several stages trained in a chain)."""
+    if len(metrics.get("stages") or {}) > 1:
+        return stage_table_html(metrics)
     before, after = metrics.get("before") or {}, metrics.get("after") or {}
     chance, unparsable = metrics.get("chance") or {}, metrics.get("unparsable") or {}
     trained = metrics.get("trained_tasks")  # when given, tasks outside it are evaluated but were not trained on
@@ -204,7 +235,8 @@ def gallery_card_html(item: GalleryItem) -> str:
 
 
 def render_report_html(
-    title: str, metrics: dict, log_history: Sequence[dict], curve_png: bytes | None, items: Sequence[GalleryItem]
+    title: str, metrics: dict, log_history: Sequence[dict], curve_png: bytes | None, items: Sequence[GalleryItem],
+    stage_png: bytes | None = None,
 ) -> str:
     """The whole page as one HTML string (no external resources)."""
     facts = "".join(f"<li><span>{esc(k)}</span>{esc(v)}</li>" for k, v in run_facts(metrics, log_history).items())
@@ -212,10 +244,13 @@ def render_report_html(
         curve = f'<div class="curve"><img alt="training loss" src="{png_data_uri(curve_png)}"></div>'
     else:
         curve = '<p class="note">No training loss was logged (empty log history), so there is no curve.</p>'
+    if stage_png:
+        curve += f'<h3>Later stages</h3><div class="curve"><img alt="later stages" src="{png_data_uri(stage_png)}"></div>'
     cards = "".join(gallery_card_html(item) for item in items) or '<p class="note">No evaluated samples.</p>'
     legend = '<i class="sw before"></i>before <i class="sw after"></i>after <i class="sw chance"></i>chance'
+    legend = "" if len(metrics.get("stages") or {}) > 1 else f'<p class="legend">{legend}</p>'  # a chain's table has no bars
     body = (
-        f'<section><h2>Results</h2><p class="legend">{legend}</p>{results_table_html(metrics)}</section>'
+        f'<section><h2>Results</h2>{legend}{results_table_html(metrics)}</section>'
         f"<section><h2>Training loss</h2>{curve}</section>"
         f'<section><h2>Gallery</h2><p class="legend"><i class="sw gt"></i>ground truth <i class="sw pred"></i>prediction after training'
         f" · showing {len(items)} sample(s)</p><div class=gallery>{cards}</div></section>"
@@ -232,6 +267,7 @@ def write_report(
     results_after: list[dict],
     title: str = "spatialtune report",
     max_gallery: int = 24,
+    stage_histories: dict[str, list[dict]] | None = None,
 ) -> Path:
     """Write `output_dir/report.html` (self-contained) and `output_dir/loss_curve.png`; return the HTML path."""
     out = Path(output_dir)
@@ -242,6 +278,7 @@ def write_report(
     else:
         atomic_write_bytes(out / "loss_curve.png", curve_png)
     items = gallery_items(results_after, results_before, max_gallery)
-    page = render_report_html(title, metrics, log_history, curve_png, items)
+    stage_png = stage_curves_png(stage_histories, STAGE_SIGNALS) if stage_histories else None
+    page = render_report_html(title, metrics, log_history, curve_png, items, stage_png)
     atomic_write_bytes(out / "report.html", page.encode("utf-8"))
     return out / "report.html"
