@@ -6,8 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from spatialtune.data.linking import LinkingError, MergedGrid, box_token_mask, refer_token_masks
-from spatialtune.geometry import ResizePolicy
+from spatialtune.geometry import LinkingError, MergedGrid, ResizePolicy, box_token_mask, refer_token_masks
 from spatialtune.models.loading import load_processor
 
 SIZES = [(201, 147), (97, 263)]  # odd sides; 201×147 gives an odd number of token columns on both families
