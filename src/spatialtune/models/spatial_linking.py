@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import PretrainedConfig, PreTrainedModel
 
 from ..geometry import LinkingError, MergedGrid, refer_token_masks
 
@@ -54,9 +54,8 @@ class LinkingShape:
     merge_size: int
 
     @classmethod
-    def of(cls, model: PreTrainedModel, box_end_token_id: int) -> "LinkingShape":
-        """The shape of a Qwen-VL model (`box_end_token_id` comes from its tokenizer: configs do not carry it)."""
-        config = model.config
+    def of(cls, config: PretrainedConfig, box_end_token_id: int) -> "LinkingShape":
+        """The shape of a Qwen-VL model's config (`box_end_token_id` comes from its tokenizer: configs lack it)."""
         return cls(config.get_text_config().hidden_size, int(box_end_token_id), int(config.image_token_id),
                    int(config.vision_config.patch_size), int(config.vision_config.spatial_merge_size))
 
@@ -168,7 +167,7 @@ def attach_spatial_linking(model: PreTrainedModel, box_end_token_id: int,
     """Build the module for `model`, register it as `model.spatial_linking` and hook it in; saving the model writes
     it beside the weights (`spatial_linking.safetensors` + `spatial_linking.json`), not inside them."""
     inner = model.model
-    module = SpatialLinkingModule(LinkingShape.of(model, box_end_token_id), settings)
+    module = SpatialLinkingModule(LinkingShape.of(model.config, box_end_token_id), settings)
     module.to(device=model.device, dtype=model.dtype)
     model.add_module(ATTRIBUTE, module)
     model._keys_to_ignore_on_save = set(model._keys_to_ignore_on_save or ()) | {
