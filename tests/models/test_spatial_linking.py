@@ -138,11 +138,21 @@ def test_save_and_load_round_trip_bit_exactly(linked, tiny, tmp_path):
         assert torch.equal(loaded(**batch).logits, model(**batch).logits)
 
 
-def test_a_lora_adapter_saves_the_module_beside_it(linked, tmp_path):
-    model, _, _ = linked
-    trained = apply_adapters(model, AdapterSettings(lora=LoraSettings(r=4, alpha=8)))
+def test_a_lora_adapter_saves_the_module_beside_it_and_loads_back(linked, tiny, tmp_path):
+    model, module, batch = linked
+    model.name_or_path = tiny[0].name_or_path  # the adapter's base_model_name_or_path: the tiny model's name
+    trained = apply_adapters(model, AdapterSettings(lora=LoraSettings(r=4, alpha=8, dropout=0.0))).eval()
+    for name, param in trained.named_parameters():
+        if "lora_B" in name or ".spatial_linking." in name:
+            torch.nn.init.normal_(param, std=0.1)
     trained.save_pretrained(tmp_path)
+    tiny[1].save_pretrained(tmp_path)
     assert {p.name for p in tmp_path.iterdir()} >= {"adapter_model.safetensors", LINKING_WEIGHTS, LINKING_CONFIG}
+    merged = load_model(str(tmp_path)).model.eval()  # base + adapter merged, module restored
+    for (name, a), (_, b) in zip(module.state_dict().items(), linking_module(merged).state_dict().items()):
+        assert torch.equal(a, b), name
+    with torch.no_grad():  # merging LoRA into the weights rounds differently: close, not bit-exact
+        torch.testing.assert_close(merged(**batch).logits, trained(**batch).logits, atol=1e-4, rtol=1e-4)
 
 
 def test_box_end_tokens_and_refer_groups_must_match_per_sample(linked):
