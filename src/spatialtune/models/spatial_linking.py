@@ -100,8 +100,9 @@ class SpatialLinkingModule(nn.Module):
         visual tokens of their image (`mask` [G, T] bool: the tokens inside each box)."""
         g, t, d = queries.shape[0], visual.shape[0], self.q_proj.out_features // self.heads
         q = self.q_proj(self.norm_query(queries)).view(g, self.heads, 1, d)
-        k = self.k_proj(self.norm_visual(visual)).view(t, self.heads, d).transpose(0, 1)  # [heads, T, d]
-        v = self.v_proj(self.norm_visual(visual)).view(t, self.heads, d).transpose(0, 1)
+        visual = self.norm_visual(visual)
+        k = self.k_proj(visual).view(t, self.heads, d).transpose(0, 1)  # [heads, T, d]
+        v = self.v_proj(visual).view(t, self.heads, d).transpose(0, 1)
         scores = (q @ k.transpose(-1, -2)).squeeze(2) / d ** 0.5  # [G, heads, T]
         weights = scores.masked_fill(~mask[:, None, :], float("-inf")).softmax(-1)
         region = torch.einsum("ght,htd->ghd", weights, v).reshape(g, self.heads * d)
