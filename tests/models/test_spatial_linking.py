@@ -16,6 +16,7 @@ from spatialtune.models.spatial_linking import (
     SpatialLinkingSettings,
     attach_spatial_linking,
     linking_module,
+    restore_spatial_linking,
 )
 from spatialtune.models.tiny import build_tiny
 
@@ -169,3 +170,23 @@ def test_model_config_spatial_linking_attaches_a_module_sized_from_the_model(nam
     assert module is not None and module.settings == SpatialLinkingSettings(heads=4, dropout=0.0)
     assert module.q_proj.in_features == 128 and module.shape.merge_size == 2
     assert module.shape.patch_size == {"tiny-qwen2.5-vl": 14, "tiny-qwen3-vl": 16}[name]
+
+
+def test_restoring_into_an_attached_module_loads_its_weights_and_refuses_other_settings(linked, tmp_path):
+    model, module, _ = linked
+    torch.nn.init.normal_(module.out_proj.weight)
+    model.save_pretrained(tmp_path)
+    trained = module.out_proj.weight.clone()
+    torch.nn.init.zeros_(module.out_proj.weight)
+    assert restore_spatial_linking(model, tmp_path) is module  # what resuming from a checkpoint needs
+    assert torch.equal(module.out_proj.weight, trained)
+    module.settings = SpatialLinkingSettings(heads=2)
+    with pytest.raises(LinkingError, match="saved for"):
+        restore_spatial_linking(model, tmp_path)
+
+
+def test_frozen_linking_stays_frozen_beside_lora(linked):
+    model, _, _ = linked
+    frozen = apply_adapters(model, AdapterSettings(lora=LoraSettings(r=4), freeze=FreezeSettings(spatial_linking=True)))
+    assert not any(p.requires_grad for name, p in frozen.named_parameters() if ".spatial_linking." in name)
+    assert any(p.requires_grad for name, p in frozen.named_parameters() if "lora_" in name)

@@ -218,16 +218,18 @@ def save_beside(model: nn.Module) -> None:
     model.save_pretrained = save_pretrained
 
 
-def restore_spatial_linking(model: PreTrainedModel, directory: str | Path) -> SpatialLinkingModule | None:
-    """Attach and load the module saved in `directory`, if one is there (None otherwise)."""
+def restore_spatial_linking(model: nn.Module, directory: str | Path) -> SpatialLinkingModule | None:
+    """Load the module saved in `directory` into the model's module, attaching one first if it has none (a saved
+    model, an adapter, or a checkpoint to resume from); None when `directory` holds no module."""
     directory = Path(directory)
     if not (directory / LINKING_CONFIG).is_file():
         return None
     saved = json.loads((directory / LINKING_CONFIG).read_text())
-    module = attach_spatial_linking(model, saved["shape"]["box_end_token_id"], SpatialLinkingSettings(**saved["settings"]))
-    built = asdict(module.shape)
-    if built != saved["shape"]:
-        raise LinkingError(f"{directory / LINKING_CONFIG}: saved for shape {saved['shape']}, but the model has {built}")
+    settings = SpatialLinkingSettings(**saved["settings"])
+    module = linking_module(model) or attach_spatial_linking(model, saved["shape"]["box_end_token_id"], settings)
+    if asdict(module.shape) != saved["shape"] or module.settings != settings:
+        raise LinkingError(f"{directory / LINKING_CONFIG}: saved for {saved}, but the model's module has "
+                           f"{ {'shape': asdict(module.shape), 'settings': asdict(module.settings)} }")
     module.load_state_dict(load_file(str(directory / LINKING_WEIGHTS)))
     return module
 
