@@ -190,3 +190,19 @@ def test_frozen_linking_stays_frozen_beside_lora(linked):
     frozen = apply_adapters(model, AdapterSettings(lora=LoraSettings(r=4), freeze=FreezeSettings(spatial_linking=True)))
     assert not any(p.requires_grad for name, p in frozen.named_parameters() if ".spatial_linking." in name)
     assert any(p.requires_grad for name, p in frozen.named_parameters() if "lora_" in name)
+
+
+def test_trls_sft_trainer_passes_the_batch_keys_through_and_trains_the_module(linked, tiny, tmp_path):
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    model, module, batch = linked
+    trained = apply_adapters(model, AdapterSettings(lora=LoraSettings(r=4, alpha=8)))
+    before = module.out_proj.weight.clone()
+    args = SFTConfig(str(tmp_path), max_steps=2, per_device_train_batch_size=1, learning_rate=1e-3, report_to="none",
+                     save_strategy="no", use_cpu=True, remove_unused_columns=False,
+                     dataset_kwargs={"skip_prepare_dataset": True})
+    trainer = SFTTrainer(model=trained, args=args, train_dataset=Dataset.from_list([{"row": 0}] * 2),
+                         processing_class=tiny[1], data_collator=lambda rows: {**batch, "labels": batch["input_ids"]})
+    trainer.train()
+    assert not torch.equal(module.out_proj.weight, before)
