@@ -1,4 +1,5 @@
-"""Box → merged visual-token maps on images resized by the real tiny Qwen2.5-VL (14 px) and Qwen3-VL (16 px) processors."""
+"""Box → merged visual-token maps (`geometry.MergedGrid`, `box_token_mask`, `refer_token_masks`) on images resized by
+the real tiny Qwen2.5-VL (14 px) and Qwen3-VL (16 px) processors."""
 
 from __future__ import annotations
 

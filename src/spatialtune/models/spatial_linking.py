@@ -144,18 +144,22 @@ def _link(module: SpatialLinkingModule, kwargs: dict) -> dict:
                                shape.merge_size)
     rows, cols, updates, attentions = [], [], [], []
     for b, sample_groups in enumerate(groups):
-        box_ends = (input_ids[b] == shape.box_end_token_id).nonzero().flatten()
+        box_ends = (input_ids[b] == shape.box_end_token_id).nonzero().flatten().tolist()
         if len(box_ends) != len(sample_groups):
             raise LinkingError(f"sample {b}: {len(box_ends)} <|box_end|> token(s) but {len(sample_groups)} refer_boxes "
                                "group(s); the k-th <|box_end|> links to the k-th group, so the counts must match")
         visual = embeds[b, input_ids[b] == shape.image_token_id]
-        for k, (position, group) in enumerate(zip(box_ends.tolist(), sample_groups)):
-            tokens = visual[group.offset:group.offset + group.grid.n_tokens]
-            update, weights = module(embeds[b, position][None], tokens, group.mask[None].to(embeds.device))
-            rows.append(b), cols.append(position), updates.append(update[0])
-            grid = group.grid
-            attentions.append(BoxAttention(b, k, group.image, grid,
-                                           weights[0].detach().view(-1, grid.frames, grid.rows, grid.cols)))
+        for image in sorted({group.image for group in sample_groups}):  # one attention call per image
+            ks = [k for k, group in enumerate(sample_groups) if group.image == image]
+            first = sample_groups[ks[0]]
+            tokens = visual[first.offset:first.offset + first.grid.n_tokens]
+            masks = torch.stack([sample_groups[k].mask for k in ks]).to(embeds.device)
+            update, weights = module(embeds[b, [box_ends[k] for k in ks]], tokens, masks)
+            for k, row_update, row_weights in zip(ks, update, weights):
+                rows.append(b), cols.append(box_ends[k]), updates.append(row_update)
+                grid = first.grid
+                attentions.append(BoxAttention(b, k, image, grid, row_weights.detach().view(-1, grid.frames, grid.rows, grid.cols)))
+    attentions.sort(key=lambda a: (a.sample, a.group))
     module.last_attentions = attentions if call["output_spatial_attentions"] else None
     if updates:
         index = (torch.tensor(rows, device=embeds.device), torch.tensor(cols, device=embeds.device))
