@@ -1,4 +1,5 @@
-"""What trains: LoRA adapters through PEFT, and freezing of vision tower / merger / language model by config."""
+"""What trains: LoRA adapters through PEFT, and freezing of vision tower / merger / language model / spatial linking by
+config."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from transformers import PreTrainedModel
 
 from ..config import ConfigError
 from .quantization import is_quantized, prepare_for_kbit_training
+from .spatial_linking import ATTRIBUTE as LINKING
+from .spatial_linking import save_beside
 
 LANGUAGE_LINEAR = "language-linear"  # every nn.Linear inside the language model (not the LM head, not vision)
 
@@ -31,6 +34,7 @@ class FreezeSettings:
     vision_tower: bool = True
     merger: bool = False
     language_model: bool = False
+    spatial_linking: bool = False  # the module of `model.spatial_linking`, when one is attached
 
 
 @dataclass
@@ -42,7 +46,10 @@ class AdapterSettings:
 
 
 def _part_of(param_name: str) -> str:
-    """Which part a parameter belongs to: `merger` (incl. Qwen3-VL deepstack mergers), `vision_tower` or `language_model`."""
+    """Which part a parameter belongs to: `merger` (incl. Qwen3-VL deepstack mergers), `vision_tower`,
+    `spatial_linking` or `language_model`."""
+    if f".{LINKING}." in f".{param_name}":
+        return LINKING
     if ".visual." in f".{param_name}":
         return "merger" if "merger" in param_name else "vision_tower"
     return "language_model"
@@ -73,7 +80,7 @@ def _vision_modules_to_save(visual: nn.Module, frozen: set[str]) -> list[str]:
 
 def apply_adapters(model: PreTrainedModel, settings: AdapterSettings) -> PreTrainedModel | PeftModel:
     """Freeze parts and/or wrap in LoRA; returns the model to train."""
-    frozen = {part for part in ("vision_tower", "merger", "language_model") if getattr(settings.freeze, part)}
+    frozen = {part for part in ("vision_tower", "merger", "language_model", LINKING) if getattr(settings.freeze, part)}
     if settings.lora is None:
         for name, param in model.named_parameters():
             param.requires_grad_(_part_of(name) not in frozen)
@@ -92,7 +99,12 @@ def apply_adapters(model: PreTrainedModel, settings: AdapterSettings) -> PreTrai
         modules_to_save=modules_to_save or None,
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, config)
+    peft_model = get_peft_model(model, config)
+    for name, param in peft_model.named_parameters():  # PEFT freezes all but the adapters: linking trains beside them
+        if _part_of(name) == LINKING:
+            param.requires_grad_(LINKING not in frozen)
+    save_beside(peft_model)  # the adapter folder gets the linking module too
+    return peft_model
 
 
 def trainable_summary(model: nn.Module) -> dict[str, int]:

@@ -19,6 +19,13 @@ from ..geometry import Convention, convention_for_model_type
 from ..registry import did_you_mean
 from ..runs import CONFIG_FILE, trained_model_path
 from .quantization import QuantizationSettings, bitsandbytes_config
+from .spatial_linking import (
+    SpatialLinkingSettings,
+    attach_spatial_linking,
+    linking_module,
+    restore_spatial_linking,
+    save_beside,
+)
 from .tiny import TINY_MODELS, build_tiny
 
 ADAPTER_CONFIG = "adapter_config.json"  # what marks a saved PEFT adapter folder
@@ -176,6 +183,7 @@ def load_model(
             raise _unknown(name_or_path, e) from None
     clear_call_state(processor)
     set_pixel_budget(processor, min_pixels, max_pixels)
+    restore_spatial_linking(model, source)  # a saved model folder may carry its spatial-linking module
     return LoadedModel(model, processor, family_of(model.config), name_or_path)
 
 
@@ -214,6 +222,9 @@ def _load_adapter(path: Path, dtype: str, min_pixels: int | None, max_pixels: in
     model = PeftModel.from_pretrained(loaded.model, str(path), is_trainable=not merge)
     if merge:
         model = model.merge_and_unload()
+    restore_spatial_linking(model if merge else model.get_base_model(), path)  # saved beside the adapter
+    if not merge:
+        save_beside(model)
     processor = AutoProcessor.from_pretrained(str(path)) if (path / "preprocessor_config.json").is_file() else loaded.processor
     clear_call_state(processor)
     set_pixel_budget(processor, min_pixels, max_pixels)
@@ -235,11 +246,15 @@ class ModelConfig:
     # a run folder, runs/NAME (its newest run), a checkpoint-N or a model folder; recorded resolved in config.yaml.
     init_from: str | None = None
     init_adapter: Literal["continue", "merge"] = "continue"  # a LoRA adapter in init_from: train it further, or merge it
+    # Box-end tokens attend to the visual tokens in their box (models/spatial_linking.py), e.g. {heads: 8, rank: 256};
+    # None: off.
+    spatial_linking: SpatialLinkingSettings | None = None
 
 
 def load_model_from_config(config: ModelConfig) -> LoadedModel:
-    """`load_model` driven by a ModelConfig (the base model; `train.common.load_policy` handles `init_from`)."""
-    return load_model(
+    """`load_model` driven by a ModelConfig (the base model; `train.common.load_policy` handles `init_from`), with a
+    fresh spatial-linking module when `spatial_linking` is set."""
+    loaded = load_model(
         config.name,
         dtype=config.dtype,
         min_pixels=config.min_pixels,
@@ -248,3 +263,15 @@ def load_model_from_config(config: ModelConfig) -> LoadedModel:
         seed=config.seed,
         quantization=config.quantization,
     )
+    if config.spatial_linking is not None and linking_module(loaded.model) is None:
+        attach_spatial_linking(loaded.model, box_end_token_id(loaded.processor), config.spatial_linking)
+    return loaded
+
+
+def box_end_token_id(processor) -> int:
+    """The id of `<|box_end|>` in a processor's tokenizer (the token spatial linking enriches)."""
+    tokenizer = getattr(processor, "tokenizer", processor)
+    token_id = tokenizer.convert_tokens_to_ids("<|box_end|>")
+    if token_id is None or token_id == tokenizer.unk_token_id:
+        raise ConfigError("model.spatial_linking: the model's tokenizer has no <|box_end|> token to link")
+    return int(token_id)
