@@ -7,7 +7,13 @@ import pytest
 import torch
 from PIL import Image
 
-from spatialtune.viz.attention import AttentionShapeError, RegionAttention, attention_heatmap, attention_panel, token_grid
+from spatialtune.viz.attention import (
+    AttentionShapeError,
+    RegionAttention,
+    attention_heatmap,
+    attention_panel,
+    token_grid,
+)
 from spatialtune.viz.overlays import GROUND_TRUTH_COLOUR
 
 GRID = (4, 6)  # merged tokens of a 120×80 image: each token covers 20×20 pixels
