@@ -268,7 +268,7 @@ def task_labels(task: str, level: Difficulty) -> list[str | None]:
     if task == "counting":
         return [str(n) for n in range(1, level.max_count + 1)]
     if task == "referring":
-        return list(referring_colours(level))
+        return referring_colours(level)
     return list(CLASSIFICATION_CHOICES.get(task, [None]))
 
 

@@ -25,7 +25,7 @@ from ...tasks.synthetic import ALL_TASKS, CHOICE_TASKS
 from . import Benchmark, SampleResult, register
 from .records import IOU_THRESHOLD, record_rows, score_box, score_choice, score_point
 
-GROUNDING, POINTING = "grounding", "pointing"
+GROUNDING, POINTING, REFERRING = "grounding", "pointing", "referring"
 
 def _check_record(record: SpatialRecord) -> None:
     """Raise a RecordError (file, line, field) if the record lacks what its task is scored against."""
@@ -39,7 +39,7 @@ def _check_record(record: SpatialRecord) -> None:
             raise record.error("answer", f"{record.answer!r} is not one of the choices {record.choices}")
     if record.task == GROUNDING and not record.boxes:
         raise record.error("boxes", "a grounding record needs boxes[0], the target box")
-    if record.task == "referring" and len(record.refer_boxes) != 1:
+    if record.task == REFERRING and len(record.refer_boxes) != 1:
         raise record.error("refer_boxes", f"a referring record needs exactly one referred region, got {len(record.refer_boxes)}")
     if record.task == POINTING and not (record.masks and record.points):
         raise record.error("masks" if not record.masks else "points", "a pointing record needs masks[0] and points[0]")
