@@ -126,6 +126,19 @@ def test_truncation_that_cuts_a_box_end_token_is_an_error_naming_the_record(tiny
         SpatialCollator(processor, max_length=image_end + 3, spatial_linking=True)(rows)
 
 
+def test_a_max_length_that_would_cut_the_regions_is_caught_when_rows_are_prepared(tiny_processors, tmp_path):
+    processor = tiny_processors["tiny-qwen3-vl"]
+    collator, rows = _rows(tmp_path, processor, "tiny-qwen3-vl", [_linked()])
+    layout = sequence_layout(rows[0], processor, collator.chat_template)
+    assert layout.image_end < layout.box_end < layout.length
+    path = tmp_path / "data.jsonl"
+    with pytest.raises(BatchError, match=rf"data.jsonl:1: record 'r0': field 'refer_boxes': referred regions \(<\|box_end\|>\) end at {layout.box_end} > max_length"):
+        prepare_rows(path, processor, Convention.QWEN3_1000, max_length=layout.box_end - 1, chat_template=collator.chat_template)
+    kept = prepare_rows(path, processor, Convention.QWEN3_1000, max_length=layout.box_end - 1, on_truncated_image="skip",
+                        chat_template=collator.chat_template)
+    assert kept.rows == [] and kept.skipped[0][0] == "r0"
+
+
 def test_without_linking_the_batch_has_no_linking_columns(tiny_processors, tmp_path):
     processor = tiny_processors["tiny-qwen3-vl"]
     _, rows = _rows(tmp_path, processor, "tiny-qwen3-vl", [_linked()])

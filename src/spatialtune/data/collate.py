@@ -47,11 +47,19 @@ def open_images(row: dict[str, Any]) -> list[Image.Image]:
 
 @dataclass(frozen=True)
 class SequenceLayout:
-    """Where a row's tokens fall once images are expanded: total length and end of the last image's tokens."""
+    """Where a row's tokens fall once images are expanded: total length, end of the last image's tokens, and end of
+    the last `<|box_end|>` (0 if none: the referred regions a truncation must not cut either)."""
 
     length: int
     image_end: int
     image_placeholders: int
+    box_end: int = 0
+
+
+def known_token_id(tokenizer, token: str) -> int | None:
+    """The id of a token the tokenizer holds; None when it does not (no id, or the unknown token's)."""
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    return None if token_id is None or token_id == tokenizer.unk_token_id else token_id
 
 
 def image_placeholder_id(processor) -> int:
@@ -91,7 +99,9 @@ def sequence_layout(row: dict[str, Any], processor, chat_template: str | None = 
     text = processor.apply_chat_template(row["messages"], chat_template=chat_template, tokenize=False, add_generation_prompt=add_generation_prompt)
     ids = processor.tokenizer(text, add_special_tokens=False)["input_ids"]
     positions, image_end, seen = _expand(ids, image_placeholder_id(processor), image_token_counts(processor, row["image_sizes"]))
-    return SequenceLayout(length=positions[-1], image_end=image_end, image_placeholders=seen)
+    box_end_id = known_token_id(processor.tokenizer, BOX_END)
+    box_end = max((positions[i] + 1 for i, token in enumerate(ids) if token == box_end_id), default=0) if box_end_id is not None else 0
+    return SequenceLayout(length=positions[-1], image_end=image_end, image_placeholders=seen, box_end=box_end)
 
 
 @dataclass
@@ -130,8 +140,9 @@ def fit_rows(
     """Check each row's image placeholders, that truncation to `max_length` never cuts an image's tokens, and that it
     leaves at least one labelled (assistant) token.
 
-    Text after the last image may be truncated (TRL keeps the start). A row whose image tokens would be cut
-    raises a BatchError naming it, or with `on_truncated_image="skip"` is skipped and reported. A row that `max_length`
+    Text after the last image may be truncated (TRL keeps the start). A row whose image tokens (or referred regions'
+    `<|box_end|>` tokens) would be cut raises a BatchError naming it, or with `on_truncated_image="skip"` is skipped
+    and reported. A row that `max_length`
     cuts before its first assistant token (it would train on zero tokens: `loss 0`) is handled by `on_unlabelled`
     (default: as `on_truncated_image`), skipped ones also listed in `unlabelled`. `chat` gives the conversation a row
     is trained on (a preference row: its prompt and its longer answer).
@@ -144,10 +155,13 @@ def fit_rows(
         where = f"{row.get('source', '?')}: record {row['id']!r}"
         if layout.image_placeholders != len(row["images"]):
             raise BatchError(f"{where}: field 'messages': the chat template rendered {layout.image_placeholders} image placeholder(s) for {len(row['images'])} image(s)")
-        if max_length is not None and layout.image_end > max_length:
-            reason = f"image tokens end at {layout.image_end} > max_length {max_length}"
+        cut = [(field_name, f"{what} end at {end} > max_length {max_length}") for field_name, what, end in
+               (("images", "image tokens", layout.image_end), ("refer_boxes", f"referred regions ({BOX_END})", layout.box_end if row.get("refer_boxes") else 0))
+               if max_length is not None and end > max_length]
+        if cut:
+            field_name, reason = cut[0]
             if on_truncated_image == "error":
-                raise BatchError(f"{where}: field 'images': {reason}; raise max_length, lower max_pixels, or set on_truncated_image=skip")
+                raise BatchError(f"{where}: field '{field_name}': {reason}; raise max_length, lower max_pixels, or set on_truncated_image=skip")
             report.skipped.append((row["id"], reason))
             continue
         start = label_start(trained, processor, chat_template) if max_length is not None else None
@@ -180,9 +194,8 @@ class LinkedBatch(TypedDict):
 
 def box_end_token_id(processor) -> int:
     """The id of `<|box_end|>` in the processor's tokenizer (Qwen-VL families); another family cannot link boxes."""
-    tokenizer = processor.tokenizer
-    token_id = tokenizer.convert_tokens_to_ids(BOX_END)
-    if token_id is None or token_id == tokenizer.unk_token_id:
+    token_id = known_token_id(processor.tokenizer, BOX_END)
+    if token_id is None:
         raise BatchError(f"spatial linking needs the {BOX_END} token, which this model's tokenizer does not have (Qwen-VL families do)")
     return token_id
 
