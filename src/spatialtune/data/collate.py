@@ -3,14 +3,15 @@
 TRL's `DataCollatorForVisionLanguageModeling` with `assistant_only_loss=True` renders each chat through the
 processor with a training variant of the official template and labels exactly the assistant turns. We add:
 images opened from paths (errors name the record), the image-placeholder count check, a guard so truncation
-never cuts image tokens, and extra columns carried into the batch for add-ons. We never bypass the processor,
-so `mm_token_type_ids` (which Qwen3-VL needs for M-RoPE) always comes from it.
+never cuts image tokens, extra columns carried into the batch for add-ons, and with `spatial_linking` the referred
+regions each `<|box_end|>` token links to (`LinkedBatch`). We never bypass the processor, so `mm_token_type_ids`
+(which Qwen3-VL needs for M-RoPE) always comes from it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence, TypedDict
 
 from PIL import Image
 from trl.chat_template_utils import get_training_chat_template
@@ -18,6 +19,7 @@ from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
 from ..errors import SpatialtuneError
 from ..media import MediaError, open_image
+from ..tasks.linking import BOX_END
 from ..tools.protocol import attach_images
 
 IMAGE_PAD = "<|image_pad|>"
@@ -45,11 +47,19 @@ def open_images(row: dict[str, Any]) -> list[Image.Image]:
 
 @dataclass(frozen=True)
 class SequenceLayout:
-    """Where a row's tokens fall once images are expanded: total length and end of the last image's tokens."""
+    """Where a row's tokens fall once images are expanded: total length, end of the last image's tokens, and end of
+    the last `<|box_end|>` (0 if none: the referred regions a truncation must not cut either)."""
 
     length: int
     image_end: int
     image_placeholders: int
+    box_end: int = 0
+
+
+def known_token_id(tokenizer, token: str) -> int | None:
+    """The id of a token the tokenizer holds; None when it does not (no id, or the unknown token's)."""
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    return None if token_id is None or token_id == tokenizer.unk_token_id else token_id
 
 
 def image_placeholder_id(processor) -> int:
@@ -89,7 +99,9 @@ def sequence_layout(row: dict[str, Any], processor, chat_template: str | None = 
     text = processor.apply_chat_template(row["messages"], chat_template=chat_template, tokenize=False, add_generation_prompt=add_generation_prompt)
     ids = processor.tokenizer(text, add_special_tokens=False)["input_ids"]
     positions, image_end, seen = _expand(ids, image_placeholder_id(processor), image_token_counts(processor, row["image_sizes"]))
-    return SequenceLayout(length=positions[-1], image_end=image_end, image_placeholders=seen)
+    box_end_id = known_token_id(processor.tokenizer, BOX_END)
+    box_end = max((positions[i] + 1 for i, token in enumerate(ids) if token == box_end_id), default=0) if box_end_id is not None else 0
+    return SequenceLayout(length=positions[-1], image_end=image_end, image_placeholders=seen, box_end=box_end)
 
 
 @dataclass
@@ -128,8 +140,9 @@ def fit_rows(
     """Check each row's image placeholders, that truncation to `max_length` never cuts an image's tokens, and that it
     leaves at least one labelled (assistant) token.
 
-    Text after the last image may be truncated (TRL keeps the start). A row whose image tokens would be cut
-    raises a BatchError naming it, or with `on_truncated_image="skip"` is skipped and reported. A row that `max_length`
+    Text after the last image may be truncated (TRL keeps the start). A row whose image tokens (or referred regions'
+    `<|box_end|>` tokens) would be cut raises a BatchError naming it, or with `on_truncated_image="skip"` is skipped
+    and reported. A row that `max_length`
     cuts before its first assistant token (it would train on zero tokens: `loss 0`) is handled by `on_unlabelled`
     (default: as `on_truncated_image`), skipped ones also listed in `unlabelled`. `chat` gives the conversation a row
     is trained on (a preference row: its prompt and its longer answer).
@@ -142,10 +155,13 @@ def fit_rows(
         where = f"{row.get('source', '?')}: record {row['id']!r}"
         if layout.image_placeholders != len(row["images"]):
             raise BatchError(f"{where}: field 'messages': the chat template rendered {layout.image_placeholders} image placeholder(s) for {len(row['images'])} image(s)")
-        if max_length is not None and layout.image_end > max_length:
-            reason = f"image tokens end at {layout.image_end} > max_length {max_length}"
+        cut = [(field_name, f"{what} end at {end} > max_length {max_length}") for field_name, what, end in
+               (("images", "image tokens", layout.image_end), ("refer_boxes", f"referred regions ({BOX_END})", layout.box_end if row.get("refer_boxes") else 0))
+               if max_length is not None and end > max_length]
+        if cut:
+            field_name, reason = cut[0]
             if on_truncated_image == "error":
-                raise BatchError(f"{where}: field 'images': {reason}; raise max_length, lower max_pixels, or set on_truncated_image=skip")
+                raise BatchError(f"{where}: field '{field_name}': {reason}; raise max_length, lower max_pixels, or set on_truncated_image=skip")
             report.skipped.append((row["id"], reason))
             continue
         start = label_start(trained, processor, chat_template) if max_length is not None else None
@@ -160,16 +176,57 @@ def fit_rows(
     return report
 
 
+class LinkedGroup(TypedDict):
+    """One referred region as spatial linking reads it: its boxes [x1, y1, x2, y2] in pixels of ORIGINAL image `image`."""
+
+    image: int
+    boxes: list[list[float]]
+
+
+class LinkedBatch(TypedDict):
+    """What `SpatialCollator(spatial_linking=True)` adds to a batch, one item per sample: `refer_boxes[b][k]` is the
+    region the k-th `<|box_end|>` token of sample b links to, `image_sizes[b][i]` the (width, height) of its original
+    image i (what maps a pixel box onto the processor's resized image and its merged visual tokens)."""
+
+    refer_boxes: list[list[LinkedGroup]]
+    image_sizes: list[list[tuple[int, int]]]
+
+
+def box_end_token_id(processor) -> int:
+    """The id of `<|box_end|>` in the processor's tokenizer (Qwen-VL families); another family cannot link boxes."""
+    token_id = known_token_id(processor.tokenizer, BOX_END)
+    if token_id is None:
+        raise BatchError(f"spatial linking needs the {BOX_END} token, which this model's tokenizer does not have (Qwen-VL families do)")
+    return token_id
+
+
+def linked_batch(rows: Sequence[dict[str, Any]], input_ids, box_end_id: int) -> LinkedBatch:
+    """The linking columns of a batch, after checking that each sample's `input_ids` hold exactly one `<|box_end|>` per
+    referred region (a BatchError naming the record otherwise: text that writes box tokens itself, or truncation)."""
+    for row, ids in zip(rows, input_ids):
+        found, groups = int((ids == box_end_id).sum()), len(row["refer_boxes"])
+        if found != groups:
+            raise BatchError(f"{row.get('source', '?')}: record {row.get('id')!r}: field 'refer_boxes': {groups} referred "
+                             f"region(s) but {found} {BOX_END} token(s) in the batched sequence; the k-th {BOX_END} links "
+                             "to the k-th region (raise max_length if truncation cut them)")
+    return {
+        "refer_boxes": [[{"image": g["image"], "boxes": [list(map(float, b)) for b in g["boxes"]]} for g in row["refer_boxes"]] for row in rows],
+        "image_sizes": [[(int(w), int(h)) for w, h in row["image_sizes"]] for row in rows],
+    }
+
+
 class SpatialCollator:
     """TRL's vision-language collator with assistant-only labels, fed from spatial rows.
 
     `keep_columns` are copied into the batch as Python lists (e.g. `boxes` for a box-aware module); leave it
-    empty when the model's forward does not take them.
+    empty when the model's forward does not take them. `spatial_linking=True` adds `LinkedBatch`'s columns for a model
+    wrapped with spatial linking (the SFT recipe sets it when `model.spatial_linking` is configured).
     """
 
-    def __init__(self, processor, max_length: int | None = None, keep_columns: Sequence[str] = ()):
+    def __init__(self, processor, max_length: int | None = None, keep_columns: Sequence[str] = (), spatial_linking: bool = False):
         self.processor = processor
         self.keep_columns = tuple(keep_columns)
+        self.box_end_id = box_end_token_id(processor) if spatial_linking else None
         self.chat_template = training_chat_template(processor)
         self.trl_collator = DataCollatorForVisionLanguageModeling(
             processor=processor,
@@ -184,4 +241,6 @@ class SpatialCollator:
         batch = self.trl_collator(examples)
         for column in self.keep_columns:
             batch[column] = [row[column] for row in rows]
+        if self.box_end_id is not None:
+            batch.update(linked_batch(rows, batch["input_ids"], self.box_end_id))
         return batch

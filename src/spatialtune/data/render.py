@@ -14,6 +14,7 @@ from typing import Any, TypedDict
 from ..geometry import Convention, ImageFrame, ResizePolicy, pixel_to_model
 from ..records import GEOMETRY_PLACEHOLDER, SpatialRecord, text_parts
 from ..tasks import frames
+from ..tasks.linking import BOX_END, box_span, regions_statement
 from ..tools.protocol import from_user_turn_crops
 
 
@@ -23,10 +24,11 @@ def format_coords(values: list) -> str:
 
 
 def uses_coordinates(record: SpatialRecord) -> bool:
-    """Whether any text of a record (its turns, its preference turns, its answer) holds a `{box:N}` / `{point:N}`."""
+    """Whether a record shows coordinates: a `{box:N}` / `{point:N}` in any text (its turns, its preference turns, its
+    answer), or referred regions (`refer_boxes`, which rendering shows in the prompt)."""
     turns = [*record.messages, *(record.chosen or []), *(record.rejected or [])]
     texts = [t for m in turns for t in text_parts(m.get("content"))] + [record.answer if isinstance(record.answer, str) else ""]
-    return any(GEOMETRY_PLACEHOLDER.search(t) for t in texts)
+    return bool(record.refer_boxes) or any(GEOMETRY_PLACEHOLDER.search(t) for t in texts)
 
 
 def _with_sentence(parts: list[dict[str, Any]], sentence: str) -> list[dict[str, Any]]:
@@ -78,9 +80,11 @@ class GeometryRenderer:
     def render_chat(self, messages: list[dict[str, Any]], record: SpatialRecord) -> list[dict[str, Any]]:
         """`messages` (the record's, or its chosen / rejected turns) in structured form with every text rendered; a crop
         shown back as a user turn (the source pipelines' chain-of-focus format) becomes the template-native tool message;
-        the frame statement, if any, ends the first user turn of a record with coordinates."""
+        the first user turn ends with the referred regions (`refer_boxes`, see `tasks.linking`), then the frame
+        statement, if any, of a record with coordinates. For a record with `refer_boxes`, a chat whose `<|box_end|>`
+        tokens are not exactly one per region (none in a chat without a user turn) is a RecordError on `refer_boxes`."""
         rendered = []
-        state = self.frame_statement is not None and uses_coordinates(record)
+        first_user = True
         for message in from_user_turn_crops(messages):
             content = message.get("content")
             if isinstance(content, str):
@@ -89,11 +93,27 @@ class GeometryRenderer:
                 {"type": "text", "text": self.render_text(p["text"], record)} if p.get("type") == "text" else {"type": "image"}
                 for p in content or []
             ]
-            if state and message.get("role") == "user":
-                parts = _with_sentence(parts, self.frame_statement)
-                state = False
+            if first_user and message.get("role") == "user":
+                if record.refer_boxes:
+                    parts = _with_sentence(parts, self.regions_statement(record))
+                if self.frame_statement is not None and uses_coordinates(record):
+                    parts = _with_sentence(parts, self.frame_statement)
+                first_user = False
             rendered.append({**message, "content": parts})
+        expected = 0 if first_user else len(record.refer_boxes)
+        found = sum(t.count(BOX_END) for m in rendered for t in text_parts(m["content"]))
+        if record.refer_boxes and found != expected:
+            raise record.error("refer_boxes", f"the rendered chat holds {found} {BOX_END} token(s) for {expected} referred "
+                               f"region(s) of this chat ({len(record.refer_boxes)} in 'refer_boxes'): the k-th {BOX_END} "
+                               "must be the k-th region, and rendering writes one per region after the first user turn; "
+                               f"remove {BOX_END} written in the text, or give the chat a user turn")
         return rendered
+
+    def regions_statement(self, record: SpatialRecord) -> str:
+        """The line showing a record's referred regions in `refer_boxes` order, each as one box-token span of its boxes
+        in the model's frame (rendered like `{box:N}`)."""
+        spans = [box_span([format_coords(b) for b in group["boxes"]]) for group in self.refer_boxes_in_model_frame(record)]
+        return regions_statement(spans, [g.label for g in record.refer_boxes])
 
     def render_messages(self, record: SpatialRecord) -> list[dict[str, Any]]:
         """The record's messages in structured form with every text rendered (the record is not modified)."""

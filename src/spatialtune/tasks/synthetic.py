@@ -12,6 +12,9 @@ TASKS = (
     "grounding",
     "pointing",
 )
+# Built only when asked for (`--tasks referring`), so the default dataset (the quickstart's) stays byte for byte the same.
+OPTIONAL_TASKS = ("referring",)
+ALL_TASKS = TASKS + OPTIONAL_TASKS
 CLASSIFICATION_CHOICES: dict[str, list[str]] = {
     "absolute_left_right": ["left", "right"],
     "absolute_top_bottom": ["top", "bottom"],
@@ -19,7 +22,7 @@ CLASSIFICATION_CHOICES: dict[str, list[str]] = {
     "pairwise_above_below": ["above", "below"],
     "front_behind": ["front", "behind"],
 }
-CHOICE_TASKS = tuple(CLASSIFICATION_CHOICES) + ("counting",)  # scored by the choice named in the reply
+CHOICE_TASKS = tuple(CLASSIFICATION_CHOICES) + ("counting", "referring")  # scored by the choice named in the reply
 
 
 def absolute_question(name: str, axis: str) -> tuple[str, str]:
@@ -54,3 +57,9 @@ def grounding_question(name: str) -> str:
 def pointing_question(name: str) -> str:
     """Ask for a point on one object; the answer is `{point:0}`, rendered in the model's convention."""
     return f"Point to the {name}. Answer as [x, y]."
+
+
+def referring_question(colours: list[str]) -> str:
+    """Ask the colour of the object inside the one referred region (`refer_boxes[0]`, which rendering shows after the
+    question as a `<|box_start|>…<|box_end|>` span): only what lies inside the box answers it."""
+    return f"What colour is the object in the referred region? Answer with one of: {', '.join(colours)}."

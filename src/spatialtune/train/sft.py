@@ -152,8 +152,10 @@ def run_sft(
         trainable = trainable_summary(model)
         log.info("trainable parameters: %s", trainable)
 
-        # 2. Data: validated records → rendered rows (geometry in the model's convention) → TRL's collator.
-        collator = SpatialCollator(loaded.processor, config.data.max_length, config.data.keep_columns)
+        # 2. Data: validated records → rendered rows (geometry in the model's convention) → TRL's collator (with the
+        #    referred regions of every <|box_end|> when the model has spatial linking).
+        linking = getattr(config.model, "spatial_linking", None) is not None  # the k-th <|box_end|> → refer_boxes[k]
+        collator = SpatialCollator(loaded.processor, config.data.max_length, config.data.keep_columns, spatial_linking=linking)
         prepared = prepare_rows(
             config.data.train_file,
             loaded.processor,

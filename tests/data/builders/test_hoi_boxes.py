@@ -61,6 +61,11 @@ def build(tmp_path: Path, records: list, **settings) -> tuple[list[dict], dict]:
     return [json.loads(line) for line in lines], stats
 
 
+def refer_boxes(record: dict) -> list[list[float]]:
+    """The one box of each refer_boxes group of an output record."""
+    return [group["boxes"][0] for group in record["refer_boxes"]]
+
+
 def test_interaction_box_is_the_union_of_person_and_object():
     assert interaction_box(PERSON, OBJECT) == [100, 100, 450, 400]
 
@@ -69,8 +74,16 @@ def test_each_pair_becomes_person_object_interaction_in_boxes_and_refer_boxes(tm
     [record], _ = build(tmp_path, [referring("r")])
     assert [b["label"] for b in record["boxes"]] == ["person", "object", "interaction"]
     assert [b["bbox"] for b in record["boxes"]] == [PERSON, OBJECT, [100, 100, 450, 400]]
-    assert record["refer_boxes"] == [PERSON, OBJECT, [100, 100, 450, 400]]
+    assert refer_boxes(record) == [PERSON, OBJECT, [100, 100, 450, 400]]
     assert record["meta"]["hoi_pairs"] == [[0, 1]]
+
+
+def test_each_group_is_labelled_and_on_its_pairs_image(tmp_path):
+    record_in = grounding("g", [{"bbox": PERSON, "image": 1}, {"bbox": OBJECT, "image": 1}], [[0, 1]], "{box:0} {box:1}")
+    record_in["images"] = ["a.png", "a.png"]
+    record_in["messages"][0]["content"].insert(1, {"type": "image"})
+    [record], _ = build(tmp_path, [record_in])
+    assert [(g["label"], g["image"]) for g in record["refer_boxes"]] == [("person", 1), ("object", 1), ("interaction", 1)]
 
 
 def test_every_pair_gets_its_own_group_and_placeholders_follow_their_boxes(tmp_path):
@@ -79,7 +92,7 @@ def test_every_pair_gets_its_own_group_and_placeholders_follow_their_boxes(tmp_p
     record_in = grounding("g", [person, umbrella_a, umbrella_b], [[0, 1], [0, 2]], answer, gt_box_inds=[0, 1, 0, 2])
     [record], stats = build(tmp_path, [record_in])
     assert [b["label"] for b in record["boxes"]] == ["person", "object", "interaction"] * 2
-    assert record["refer_boxes"] == [person, umbrella_a, [10, 10, 300, 400], person, umbrella_b, [10, 10, 480, 440]]
+    assert refer_boxes(record) == [person, umbrella_a, [10, 10, 300, 400], person, umbrella_b, [10, 10, 480, 440]]
     assert record["messages"][1]["content"][0]["text"] == answer.replace("{box:2}", "{box:4}")
     assert record["gt_box_inds"] == [0, 1, 0, 4] and record["meta"]["hoi_pairs"] == [[0, 1], [3, 4]]
     assert stats["refer_groups"] == 2
@@ -97,8 +110,8 @@ def test_boxes_not_in_a_pair_are_kept_after_the_groups(tmp_path):
 
 def test_a_box_reaching_outside_the_image_is_clipped_and_counted(tmp_path):
     [record], stats = build(tmp_path, [referring("r", obj=[400, 300, 600, 500])])
-    assert record["refer_boxes"][1] == [400, 300, 500, 450]
-    assert record["refer_boxes"][2] == [100, 100, 500, 450]
+    assert refer_boxes(record)[1] == [400, 300, 500, 450]
+    assert refer_boxes(record)[2] == [100, 100, 500, 450]
     assert stats["clipped_boxes"] == 1 and stats["skipped"] == {}
     assert "[400, 300, 600, 500] → [400, 300, 500, 450]" in stats["clipped_examples"][0]
 
@@ -107,7 +120,7 @@ def test_a_pair_with_a_dropped_box_is_dropped_and_the_record_keeps_its_other_pai
     person, inside, outside = [10, 10, 200, 400], [150, 20, 300, 120], [600, 500, 700, 600]
     record_in = grounding("g", [person, inside, outside], [[0, 1], [0, 2]], "{box:0} {box:1}")
     [record], stats = build(tmp_path, [record_in])
-    assert record["refer_boxes"] == [person, inside, [10, 10, 300, 400]]
+    assert refer_boxes(record) == [person, inside, [10, 10, 300, 400]]
     assert stats["skipped"] == {"box_outside_image": 1}
 
 
@@ -134,7 +147,7 @@ def test_a_pair_across_two_images_is_dropped_and_counted(tmp_path):
     record_in["images"] = ["a.png", "a.png"]
     record_in["messages"][0]["content"].insert(1, {"type": "image"})
     [record], stats = build(tmp_path, [record_in])
-    assert record["refer_boxes"] == [PERSON, OBJECT, [100, 100, 450, 400]] and stats["skipped"] == {"pair_across_images": 1}
+    assert refer_boxes(record) == [PERSON, OBJECT, [100, 100, 450, 400]] and stats["skipped"] == {"pair_across_images": 1}
 
 
 @pytest.mark.parametrize(
@@ -171,7 +184,7 @@ def test_an_input_with_no_usable_record_is_an_error_listing_the_skips(tmp_path):
 
 def test_a_repeated_id_is_a_counted_skip(tmp_path):
     records, stats = build(tmp_path, [referring("r"), referring("r", person=[0, 0, 10, 10])])
-    assert len(records) == 1 and records[0]["refer_boxes"][0] == PERSON and stats["skipped"] == {"duplicate_id": 1}
+    assert len(records) == 1 and refer_boxes(records[0])[0] == PERSON and stats["skipped"] == {"duplicate_id": 1}
 
 
 def test_a_line_that_is_not_json_is_an_error_naming_file_and_line(tmp_path):

@@ -20,6 +20,7 @@ from ...tasks.synthetic import (
     grounding_question,
     pairwise_question,
     pointing_question,
+    referring_question,
 )
 
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -84,6 +85,7 @@ class Scene:
     choices: list[str] | None = None
     targets: list[int] = field(default_factory=list)  # indices into objects: the named objects, in question order
     meta: dict = field(default_factory=dict)
+    referred: bool = False  # the first target's visible box is the record's one referred region (`refer_boxes`)
 
 
 # ---------------------------------------------------------------- scene sampling
@@ -226,6 +228,28 @@ def locate_scene(rng, level, image, scale, _label, task) -> Scene | None:
     return Scene(objects, task, pointing_question(name), "{point:0}", None, None, [0])
 
 
+def referring_colours(level: Difficulty) -> list[str]:
+    """The colours a referring question chooses among (its balanced labels)."""
+    return list(COLOURS)[: level.colours]
+
+
+def referring_scene(rng, level, image, scale, label, _arg=None) -> Scene | None:
+    """Several objects of distinct colours that never touch (3 at difficulty 0, 4 and 5 with the distractor levels);
+    the asked one, coloured `label`, is given only as a referred box, so its colour is read from inside that box."""
+    count = min(3 + level.distractors[1] // 2, level.colours)
+    colours = [label, *rng.sample([c for c in referring_colours(level) if c != label], count - 1)]
+    objects: list[Shape] = []
+    for colour in colours:
+        box = _place_free(rng, round(rng.randint(*level.pair_size) * scale), image, [o.box_pixel for o in objects])
+        if box is None:
+            return None
+        objects.append(Shape(colour, rng.choice(SHAPES), box))
+    rng.shuffle(objects)  # the asked object is anywhere in the drawing order
+    target = next(i for i, o in enumerate(objects) if o.colour == label)
+    question = referring_question(referring_colours(level))
+    return Scene(objects, "referring", question, label, label, referring_colours(level), [target], referred=True)
+
+
 SCENES: dict[str, tuple[Callable, object]] = {
     "absolute_left_right": (absolute_scene, "x"),
     "absolute_top_bottom": (absolute_scene, "y"),
@@ -235,6 +259,7 @@ SCENES: dict[str, tuple[Callable, object]] = {
     "front_behind": (front_behind_scene, None),
     "grounding": (locate_scene, "grounding"),
     "pointing": (locate_scene, "pointing"),
+    "referring": (referring_scene, None),
 }
 
 
@@ -242,6 +267,8 @@ def task_labels(task: str, level: Difficulty) -> list[str | None]:
     """The labels a task balances over (one None for the localisation tasks)."""
     if task == "counting":
         return [str(n) for n in range(1, level.max_count + 1)]
+    if task == "referring":
+        return referring_colours(level)
     return list(CLASSIFICATION_CHOICES.get(task, [None]))
 
 

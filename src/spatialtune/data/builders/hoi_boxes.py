@@ -12,9 +12,11 @@ Which boxes are HOI pairs, in this order of precedence:
 Output: `<input stem>.jsonl`, the same records (input order) with
 - `boxes`: pair k as boxes 3k, 3k+1, 3k+2 labelled "person", "object", "interaction" (the union box: the smallest box
   holding both, `[100,100,300,400] ∪ [250,200,450,350] = [100,100,450,400]`), then the record's other boxes;
-- `refer_boxes`: the same 3·P pixel boxes as a top-level list, for the spatial-linking collator, whose k-th
-  `<|box_end|>` token refers to `refer_boxes[k]` (the text is otherwise unchanged: it shows the boxes it showed
-  before, so interaction boxes appear in no text);
+- `refer_boxes`: the same 3·P pixel boxes, one group each `{"boxes": [box], "image": i, "label": "person" | "object" |
+  "interaction"}` on the pair's image; rendering shows them after the first user turn's text, one
+  `<|box_start|>[…]<|box_end|>` per group in the model's frame (`Referred regions: person <…>; object <…>;
+  interaction <…>`, see `tasks.linking`), so the k-th `<|box_end|>` of the prompt is `refer_boxes[k]` and the
+  interaction box is shown too (the records' own text is unchanged);
 - every `{box:N}` placeholder renumbered to the box's new index (a box shared by two pairs: its first copy), and
   `meta.hoi_pairs`, `person_box_idx`, `object_box_idx`, `gt_box_inds` (hoi-benchmarks fields) renumbered too;
 - image and mask paths made absolute (they point into the input's files).
@@ -163,7 +165,7 @@ def add_refer_boxes(obj: dict, record: SpatialRecord, sizes: list[tuple[int, int
     out = {**obj, "messages": renumber_placeholders(obj["messages"], new_index)}
     out.update(absolute_media(obj, record))
     out["boxes"] = groups + others
-    out["refer_boxes"] = [g["bbox"] for g in groups]
+    out["refer_boxes"] = [{"boxes": [g["bbox"]], "image": g.get("image", 0), "label": g["label"]} for g in groups]
     out["meta"] = {**record.meta, "hoi_pairs": kept_pairs}
     for key in INDEX_FIELDS:
         if key in out:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from ...tasks.synthetic import TASKS
+from ...tasks.synthetic import ALL_TASKS, TASKS
 from . import BuildError, BuildReport, Progress, builder, parallel_map, run_builder, settings_for_stats
 from ._synthetic_scenes import (
     DIFFICULTIES,
@@ -43,7 +43,7 @@ class SyntheticSettings:
     seed: int = field(default=0, metadata={"help": "Seed of the whole dataset (train and test use different streams of it)."})
     num_samples: int = field(default=8000, metadata={"help": "Training samples, spread evenly over the tasks."})
     test_samples: int = field(default=200, metadata={"help": "Test samples per task."})
-    tasks: list[str] = field(default_factory=lambda: list(TASKS), metadata={"help": "Tasks to build (repeat the option); default: all."})
+    tasks: list[str] = field(default_factory=lambda: list(TASKS), metadata={"help": "Tasks to build (repeat the option); default: all but 'referring' (built only when named)."})
     difficulty: int = field(default=0, metadata={"help": "0: large objects, no distractors (tiny models); 1, 2: harder."})
     image_size: int = field(default=128, metadata={"help": "Side of the square images in pixels."})
     workers: int = field(default=1, metadata={"help": "Processes drawing scenes; the output is identical for any value."})
@@ -100,6 +100,7 @@ def scene_record(scene: Scene, sample_id: str, image_path: str, mask_path: str |
         "points": points,
         "masks": [{"path": mask_path, "image": 0, "label": scene.objects[scene.targets[0]].name}] if mask_path else [],
         "meta": {"objects": [{"name": o.name, "box": list(o.box_pixel)} for o in scene.objects], **scene.meta},
+        "refer_boxes": [{"boxes": [boxes[0]["bbox"]], "image": 0, "label": ""}] if scene.referred else None,
     }
     return {k: v for k, v in record.items() if v is not None}
 
@@ -130,9 +131,9 @@ def _split_plan(settings: SyntheticSettings, split: str) -> list[tuple[str, int,
 
 def validate_settings(settings: SyntheticSettings) -> None:
     """Reject settings that cannot make a dataset, naming the bad value."""
-    unknown = [t for t in settings.tasks if t not in TASKS]
+    unknown = [t for t in settings.tasks if t not in ALL_TASKS]
     if unknown or not settings.tasks:
-        raise SyntheticError(f"unknown task(s) {unknown or settings.tasks}; choose from {', '.join(TASKS)}")
+        raise SyntheticError(f"unknown task(s) {unknown or settings.tasks}; choose from {', '.join(ALL_TASKS)}")
     if settings.difficulty not in DIFFICULTIES:
         raise SyntheticError(f"difficulty must be one of {sorted(DIFFICULTIES)}, got {settings.difficulty}")
     if settings.image_size < 64:

@@ -2,7 +2,8 @@
 
 Tasks and scores:
 - classification (`absolute_left_right`, `absolute_top_bottom`, `pairwise_left_right`, `pairwise_above_below`,
-  `front_behind`) and `counting`: accuracy of the choice named in the output;
+  `front_behind`), `counting` and `referring` (the colour inside the referred box): accuracy of the choice named in
+  the output;
 - `grounding`: IoU ≥ 0.5 between the first four numbers of the output, read back into pixels by the model
   family's convention, and `boxes[0]`;
 - `pointing`: the first two numbers of the output, read back into pixels, fall inside `masks[0]`.
@@ -20,16 +21,16 @@ from dataclasses import dataclass
 from ...data.render import GeometryRenderer, Row
 from ...errors import SpatialtuneError
 from ...records import SpatialRecord
-from ...tasks.synthetic import CHOICE_TASKS, TASKS
+from ...tasks.synthetic import ALL_TASKS, CHOICE_TASKS
 from . import Benchmark, SampleResult, register
 from .records import IOU_THRESHOLD, record_rows, score_box, score_choice, score_point
 
-GROUNDING, POINTING = "grounding", "pointing"
+GROUNDING, POINTING, REFERRING = "grounding", "pointing", "referring"
 
 def _check_record(record: SpatialRecord) -> None:
     """Raise a RecordError (file, line, field) if the record lacks what its task is scored against."""
-    if record.task not in TASKS:
-        raise record.error("task", f"unknown synthetic task {record.task!r}; expected one of {', '.join(TASKS)} "
+    if record.task not in ALL_TASKS:
+        raise record.error("task", f"unknown synthetic task {record.task!r}; expected one of {', '.join(ALL_TASKS)} "
                            "(score records of any task with the benchmark 'records')")
     if record.task in CHOICE_TASKS:
         if not record.choices:
@@ -38,6 +39,8 @@ def _check_record(record: SpatialRecord) -> None:
             raise record.error("answer", f"{record.answer!r} is not one of the choices {record.choices}")
     if record.task == GROUNDING and not record.boxes:
         raise record.error("boxes", "a grounding record needs boxes[0], the target box")
+    if record.task == REFERRING and len(record.refer_boxes) != 1:
+        raise record.error("refer_boxes", f"a referring record needs exactly one referred region, got {len(record.refer_boxes)}")
     if record.task == POINTING and not (record.masks and record.points):
         raise record.error("masks" if not record.masks else "points", "a pointing record needs masks[0] and points[0]")
 
