@@ -10,6 +10,8 @@ from rich.table import Table
 
 from .output import UsageError, console, fail, user_errors
 
+ATTENTION_SAMPLES = 16  # samples `--visualize-attention` draws when --max-samples is not given
+
 eval_app = typer.Typer(
     help="Score a model on a benchmark (`spatialtune eval run --model M --benchmark NAME --data FILE --output-dir DIR`; "
     "`spatialtune eval --model …` does the same), or: list, score (re-score outside predictions), suite CONFIG.yaml, generate.",
@@ -63,6 +65,10 @@ def eval_run(
     option: list[str] = typer.Option([], "--option", "-o", help="Benchmark option key=value (repeatable)."),
     max_tool_calls: int = typer.Option(2, min=0, help="Crop tool calls executed per sample where the benchmark allows tools (0: none)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar (plain output for logs and batch jobs)."),
+    visualize_attention: bool = typer.Option(
+        False, "--visualize-attention",
+        help=f"Spatial-linking heatmaps of the first --max-samples samples with referred regions (default {ATTENTION_SAMPLES}) "
+        "into OUTPUT_DIR/attention/ and the report; the model needs a linking module."),
 ) -> None:
     """Score a model on a benchmark: per-sample results.jsonl (resumable), metrics.json and report.html."""
     if ctx.invoked_subcommand is not None:  # `spatialtune eval SUBCOMMAND`: this ran as the group's callback
@@ -80,7 +86,7 @@ def eval_run(
         result = run_eval(
             _load_quietly(model), benchmark, data, output_dir, batch_size=batch_size, max_samples=max_samples,
             max_new_tokens=max_new_tokens, image_root=image_root, options=_options(option), tools=ToolSettings(max_calls=max_tool_calls),
-            progress=not no_progress,
+            progress=not no_progress, attention_samples=(max_samples or ATTENTION_SAMPLES) if visualize_attention else 0,
         )
     report = write_eval_report(output_dir, result.metrics, result.rows)
     _print_metrics(result.metrics, report)

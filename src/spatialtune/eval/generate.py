@@ -1,4 +1,5 @@
-"""Batched greedy generation on the processor's own chat template (left padding, prompt tokens stripped)."""
+"""Batched greedy generation on the processor's own chat template (left padding, prompt tokens stripped), with the
+referred regions passed to a model that has a spatial-linking module."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from typing import Any
 
 import torch
 
-from ..data.collate import open_images
+from ..data.collate import linked_batch, open_images
 from ..data.render import Row
+from ..models.spatial_linking import linking_module
 from ..records import prompt_turns
 from ..tools.protocol import attach_images
 
@@ -17,14 +19,16 @@ def prompt_messages(row: Row) -> list[dict[str, Any]]:
     return prompt_turns(row["messages"])
 
 
-@torch.inference_mode()
-def generate_batch(model, processor, rows: list[dict[str, Any]], max_new_tokens: int = 64) -> list[str]:
-    """Greedy answers for a batch of rows; decoded without special tokens (tool-call tags survive)."""
-    chats = []
+def prompt_inputs(model, processor, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The model's inputs for the rows' prompts, left-padded; with the batch keys of spatial linking (`refer_boxes`,
+    `image_sizes`, from `data.collate.linked_batch`) when the model has a linking module and a row refers to regions,
+    so that the module is active as in training."""
+    chats, prompts = [], []
     for row in rows:
         prompt = prompt_messages(row)
         n_images = sum(1 for m in prompt for p in m["content"] if p.get("type") == "image")
         chats.append(attach_images(prompt, open_images(row)[:n_images]))  # tool messages' crops included
+        prompts.append({**row, "image_sizes": row["image_sizes"][:n_images], "refer_boxes": row.get("refer_boxes") or []})
     inputs = processor.apply_chat_template(
         chats,
         add_generation_prompt=True,
@@ -33,6 +37,16 @@ def generate_batch(model, processor, rows: list[dict[str, Any]], max_new_tokens:
         return_tensors="pt",
         processor_kwargs={"padding": True, "padding_side": "left"},
     ).to(model.device)
+    module = linking_module(model)
+    if module is not None and any(row["refer_boxes"] for row in prompts):
+        inputs.update(linked_batch(prompts, inputs["input_ids"], module.shape.box_end_token_id))
+    return inputs
+
+
+@torch.inference_mode()
+def generate_batch(model, processor, rows: list[dict[str, Any]], max_new_tokens: int = 64) -> list[str]:
+    """Greedy answers for a batch of rows; decoded without special tokens (tool-call tags survive)."""
+    inputs = prompt_inputs(model, processor, rows)
     output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
     new_tokens = output[:, inputs["input_ids"].shape[1]:]
     return processor.batch_decode(new_tokens, skip_special_tokens=True)

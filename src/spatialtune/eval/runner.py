@@ -5,6 +5,8 @@
 - `results.jsonl` one line per sample, appended and fsynced after each batch; a rerun skips the ids it holds
                   and cuts away a line torn by a crash; rows that allow tools keep their whole tool-use exchange;
 - `crops/`        the images cut by executed crop tool calls (see `spatialtune.tools.crop`);
+- `attention/`    with `attention_samples`: spatial-linking heatmaps of the first samples with referred regions
+                  (see `spatialtune.eval.attention`);
 - `metrics.json`  the benchmark's metrics over results.jsonl in dataset order (identical after kill + resume);
 - `timing.json`   throughput of the last invocation (kept out of metrics.json, which must be deterministic);
 - `.spatialtune.lock` held while a run or a re-scoring writes here: a second one is refused at once, naming the holder.
@@ -33,6 +35,7 @@ from ..io import atomic_write_json, atomic_write_jsonl, folder_lock, read_output
 from ..models.loading import LoadedModel
 from ..tasks.frames import FRAME_DEFINITIONS
 from ..tools.crop import ToolSettings
+from .attention import require_linking, write_attention_figures
 from .benchmarks import Benchmark, get_benchmark
 from .generate import prompt_messages
 from .tool_use import generate_with_tools, tool_use_metrics
@@ -235,10 +238,14 @@ def run_eval(
     options: dict[str, Any] | None = None,
     tools: ToolSettings | None = None,
     progress: bool = True,
+    attention_samples: int = 0,
 ) -> EvalResult:
-    """Generate, score and record every sample of `data` not yet in `output_dir`, then write metrics.json."""
+    """Generate, score and record every sample of `data` not yet in `output_dir`, then write metrics.json; with
+    `attention_samples`, draw the spatial-linking attention of that many samples with referred regions (`attention/`)."""
     if batch_size < 1:
         raise EvalError(f"batch_size must be ≥ 1, got {batch_size}")
+    if attention_samples:
+        require_linking(loaded)  # before any generation
     bench = get_benchmark(benchmark, options) if isinstance(benchmark, str) else benchmark
     tools = tools or ToolSettings()
     output_dir = Path(output_dir)
@@ -279,6 +286,8 @@ def run_eval(
     seconds = time.perf_counter() - start
 
     metrics, ordered = finish(bench, rows, paths, run_info["model"], convention)
+    if attention_samples:
+        write_attention_figures(loaded, rows, output_dir, attention_samples, batch_size)
     rate = len(pending) / seconds if pending and seconds > 0 else 0.0
     timing = {"generated": len(pending), "resumed": len(rows) - len(pending), "seconds": seconds, "samples_per_second": rate, "batch_size": batch_size}
     atomic_write_json(paths[TIMING], timing)

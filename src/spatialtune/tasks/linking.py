@@ -9,6 +9,7 @@ tokenizer holds as single special tokens). Rendering adds the statement to the f
 from __future__ import annotations
 
 BOX_START, BOX_END = "<|box_start|>", "<|box_end|>"
+PAIR_LABELS = ("person", "object", "interaction")  # the labels of an HOI pair's three groups, in this order
 
 
 def box_span(coords_texts: list[str]) -> str:

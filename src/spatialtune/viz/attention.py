@@ -20,6 +20,8 @@ from ..errors import SpatialtuneError
 from ..media import open_image
 from .overlays import GALLERY_SIDE, GROUND_TRUTH_COLOUR, draw_shapes, gallery_scale
 
+ATTENTION_DIR = "attention"  # in an eval output folder: the heatmap PNGs of `eval --visualize-attention`
+FIGURES_FILE = "figures.json"  # in ATTENTION_DIR: one entry per PNG (sample id, file, kind, groups, labels)
 COLOUR_MAP = "inferno"
 HEATMAP_ALPHA = 0.6  # share of the heatmap's colour in the blend (the rest is the picture)
 TITLE_HEIGHT = 18  # pixels of the label strip above each panel

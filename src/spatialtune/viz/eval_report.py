@@ -1,12 +1,13 @@
 """Eval reports: `report.html` per benchmark run (metrics, definitions, per-category bar charts, a predicted-vs-expected
 table per multiple-choice task, a gallery of the worst cases and a seeded sample of the others, each card captioned with
-its IoU / distance where the benchmark measured them) and per suite (one summary table linking each run's report).
+its IoU / distance where the benchmark measured them, and the spatial-linking heatmaps of `--visualize-attention`) and per suite (one summary table linking each run's report).
 
 Pages open from disk: CSS inline, images embedded as data URIs, links only to files beside the page.
 """
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 from typing import Any, Sequence
@@ -15,6 +16,7 @@ from PIL import Image
 
 from ..io import atomic_write_bytes
 from ..media import MediaError, open_image
+from .attention import ATTENTION_DIR, FIGURES_FILE
 from .charts import bar_chart_png
 from .overlays import GALLERY_SIDE, overlay
 from .page import card_html, esc, format_answer, image_data_uri, page_html, png_data_uri, score_mark
@@ -26,6 +28,8 @@ dl.defs dt{font-family:ui-monospace,monospace;font-size:13px}.thumbs{display:fle
 td.name a{color:var(--accent);text-decoration:none}.card figure>img{box-shadow:0 0 0 1px #64748b}
 table.confusion{width:auto;margin-bottom:12px}table.confusion td.hit{background:#dcfce7;font-weight:700}
 table.confusion td.miss{background:#fee2e2}table.confusion caption{text-align:left;font-weight:600;padding:4px 0}
+.attention{display:flex;flex-wrap:wrap;gap:12px}.attention figure{margin:0}.attention img{display:block;image-rendering:pixelated}
+.attention figcaption{font-size:13px;color:var(--muted)}
 """
 
 # Per-sample measurements named in a card's caption: the `scores` key, its label and how it is written.
@@ -192,8 +196,32 @@ def facts_list(facts: dict[str, Any]) -> str:
     return f'<ul class="facts">{"".join(f"<li><span>{esc(k)}</span>{esc(v)}</li>" for k, v in facts.items() if v is not None)}</ul>'
 
 
-def render_eval_report(metrics: dict, results: Sequence[dict], *, title: str | None = None, worst: int = 8, others: int = 8) -> str:
-    """The report page of one benchmark run."""
+def attention_figures(output_dir: str | Path) -> list[dict]:
+    """The heatmaps an eval drew (`attention/figures.json`), each entry with its PNG's bytes (`png`); [] when none."""
+    folder = Path(output_dir) / ATTENTION_DIR
+    if not (folder / FIGURES_FILE).is_file():
+        return []
+    return [{**f, "png": (folder / f["file"]).read_bytes()} for f in json.loads((folder / FIGURES_FILE).read_text(encoding="utf-8"))]
+
+
+def attention_section(figures: Sequence[dict]) -> str:
+    """The spatial-linking heatmaps: an HOI pair's panel (person / object / interaction), every other region alone."""
+    if not figures:
+        return ""
+    paired = {(f["id"], k) for f in figures if f["kind"] == "pair" for k in f["groups"]}
+    shown = [f for f in figures if f["kind"] == "pair" or (f["id"], f["groups"][0]) not in paired]
+    items = "".join(
+        f'<figure><img alt="{esc(f["file"])}" src="{png_data_uri(f["png"])}"><figcaption>{esc(f["id"])} · '
+        f'{esc(" / ".join(f["labels"]))}</figcaption></figure>' for f in shown
+    )
+    legend = ('<p class="legend">where each referred region\'s &lt;|box_end|&gt; token looked (spatial linking, heads '
+              'averaged, brightest = most weight; zero outside its box, outlined in green), one image per region</p>')
+    return f'<section><h2>Spatial-linking attention</h2>{legend}<div class="attention">{items}</div></section>'
+
+
+def render_eval_report(metrics: dict, results: Sequence[dict], *, title: str | None = None, worst: int = 8, others: int = 8,
+                       attention: Sequence[dict] = ()) -> str:
+    """The report page of one benchmark run (`attention`: the heatmaps of `attention_figures`, if any)."""
     name = metrics.get("benchmark", "benchmark")
     title = title or f"{name} · spatialtune eval"
     facts = {"model": metrics.get("model"), "frame": metrics.get("frame"), "samples": metrics.get("num_samples"), "benchmark": name}
@@ -212,14 +240,16 @@ def render_eval_report(metrics: dict, results: Sequence[dict], *, title: str | N
         f"{confusion_section(results)}"
         f'<section><h2>Gallery</h2><p class="legend"><i class="sw gt"></i>ground truth <i class="sw pred"></i>prediction · the {worst} worst cases, then a sample</p>'
         f"<div class=gallery>{cards}</div></section>"
+        f"{attention_section(attention)}"
     )
     return page_html(title, hero, body, EVAL_CSS)
 
 
 def write_eval_report(output_dir: str | Path, metrics: dict, results: Sequence[dict], **kwargs) -> Path:
-    """Write `output_dir/report.html` for one benchmark run; returns its path."""
+    """Write `output_dir/report.html` for one benchmark run (with the heatmaps it holds in `attention/`); returns its path."""
     path = Path(output_dir) / "report.html"
-    atomic_write_bytes(path, render_eval_report(metrics, results, **kwargs).encode("utf-8"))
+    page = render_eval_report(metrics, results, attention=attention_figures(output_dir), **kwargs)
+    atomic_write_bytes(path, page.encode("utf-8"))
     return path
 
 

@@ -43,6 +43,7 @@ from typing import Any
 
 from ...geometry import interaction_box
 from ...records import GEOMETRY_PLACEHOLDER, SpatialRecord
+from ...tasks.linking import PAIR_LABELS
 from . import (
     BuildReport,
     BuildSettings,
@@ -52,7 +53,6 @@ from . import (
 )
 from ._hoi import absolute_media, check_box, hoi_pairs, image_sizes, note_clipped, read_hoi_records
 
-PAIR_LABELS = ("person", "object", "interaction")
 INDEX_FIELDS = ("person_box_idx", "object_box_idx", "gt_box_inds")  # hoi-benchmarks fields that index `boxes`
 
 
