@@ -15,6 +15,7 @@ from spatialtune.cli import app
 from spatialtune.data.builders.synthetic import SyntheticSettings, build_synthetic
 from spatialtune.eval.attention import AttentionError, pair_starts, sample_figures
 from spatialtune.eval.benchmarks import get_benchmark
+from spatialtune.eval.during_training import benchmark_evaluator
 from spatialtune.eval.generate import generate_batch
 from spatialtune.eval.runner import run_eval
 from spatialtune.geometry import MergedGrid
@@ -112,3 +113,10 @@ def test_an_hoi_pair_is_drawn_as_person_object_interaction_side_by_side(tmp_path
                                                            ("pair", [1, 2, 3])]
     single, panel = Image.open(tmp_path / figures[1]["file"]), Image.open(tmp_path / figures[-1]["file"])
     assert panel.width == 3 * single.width and panel.height > single.height  # three tiles under a label strip
+
+
+def test_an_evaluation_during_training_can_draw_the_attention_beside_its_scores(trained, referring, tmp_path):
+    evaluate = benchmark_evaluator("synthetic", referring, max_samples=2, max_new_tokens=2, attention_samples=1)
+    scores = evaluate(trained, tmp_path / "step-10")
+    figures = json.loads((tmp_path / "step-10" / ATTENTION_DIR / FIGURES_FILE).read_text())
+    assert "referring" in scores and len(figures) == 1 and (tmp_path / "step-10" / ATTENTION_DIR / figures[0]["file"]).is_file()

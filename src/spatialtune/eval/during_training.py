@@ -2,7 +2,9 @@
 
 Built before any model loads, so that an unknown benchmark, a bad option or a missing eval file is a one-line error;
 called with the training model, it writes a fresh eval folder (results.jsonl, metrics.json) and returns the scores
-the recipe logs: the benchmark's headline scores, each task's score, and the unparsable rate.
+the recipe logs: the benchmark's headline scores, each task's score, and the unparsable rate. With
+`attention_samples`, a linked model's heatmaps are drawn into the folder's `attention/` too (see `eval.attention`),
+where a recipe can pick them up for its trackers.
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ def benchmark_evaluator(
     batch_size: int = 16,
     max_new_tokens: int = 64,
     options: dict[str, Any] | None = None,
+    attention_samples: int = 0,
 ) -> Callable[[LoadedModel, Path], dict[str, float]]:
-    """An evaluator for `train.evaluation`: `benchmark` on `data`, checked now (name, options, file)."""
+    """An evaluator for `train.evaluation`: `benchmark` on `data`, checked now (name, options, file); with
+    `attention_samples`, each evaluation also draws that many samples' spatial-linking attention (`attention/`)."""
     bench = get_benchmark(benchmark, options)
     if not Path(data).exists():
         raise EvalError(f"data.eval_file: {data}: no such file or folder")
@@ -42,7 +46,8 @@ def benchmark_evaluator(
         if output_dir.exists():
             shutil.rmtree(output_dir)  # an earlier attempt at this step (before a resume) may have had other weights
         result = run_eval(loaded, bench, data, output_dir, batch_size=batch_size, max_samples=max_samples,
-                          max_new_tokens=max_new_tokens, image_root=image_root, progress=False)
+                          max_new_tokens=max_new_tokens, image_root=image_root, progress=False,
+                          attention_samples=attention_samples)
         return training_scores(result.metrics)
 
     return evaluate
