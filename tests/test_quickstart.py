@@ -70,7 +70,7 @@ def test_stages_chain_from_a_finished_sft_and_each_is_scored_and_reused(tmp_path
     assert list(metrics["stages"]) == ["sft", "dpo", "grpo"] and metrics["after"] == metrics["stages"]["grpo"]
     assert set(metrics["stages"]["dpo"]) == set(EVAL_TASKS) and metrics["chain"] == "sft → dpo → grpo"
     assert 0 <= metrics["preference_accuracy"]["before dpo"] <= 1 and metrics["stage_tasks"]["grpo"] == ["counting"]
-    assert {"dpo", "eval_dpo", "grpo", "eval_dpo-grpo"} <= set(metrics["seconds"])
+    assert {"dpo", "eval_dpo", "dpo-grpo", "eval_dpo-grpo"} <= set(metrics["seconds"])
     assert "<th>DPO</th><th>GRPO</th>" in chain.report.read_text()
     grpo_config = (tmp_path / "dpo-grpo" / "config.yaml").read_text()
     assert str(tmp_path / "dpo") in grpo_config  # GRPO started from the DPO model

@@ -77,7 +77,7 @@ class QuickstartSettings:
     eval_batch_size: int = 32
     max_new_tokens: int = 24
     stages: list[str] = field(default_factory=lambda: ["sft"])  # any of STAGES, in order; adding one later reuses the rest
-    dpo: StageBudget = field(default_factory=lambda: StageBudget(max_steps=100, batch_size=16))
+    dpo: StageBudget = field(default_factory=lambda: StageBudget(max_steps=100, batch_size=16, learning_rate=3e-5))
     preference_samples: int = 2000  # DPO's training pairs (synthetic-preference, the trained tasks)
     grpo: StageBudget = field(default_factory=lambda: StageBudget(max_steps=80, batch_size=64, learning_rate=3e-5))
     threads: int | None = None  # torch threads; None keeps torch's default
@@ -129,7 +129,7 @@ def dpo_stage_recipe(settings: QuickstartSettings, train_file: Path, init_from: 
             save_total_limit=1,
             seed=settings.seed,
         ),
-        trl={"beta": 0.1, "loss_type": ["sigmoid"]},
+        trl={"beta": 0.1, "loss_type": ["sigmoid", "sft"]},  # the SFT term keeps the chosen answers likely
     )
 
 
@@ -258,7 +258,7 @@ def run_quickstart(output_dir: str | Path, settings: QuickstartSettings | None =
     previous = None
     for stage in settings.stages:
         run_dir = output_dir / folders[stage]
-        with clock(stage if stage != "sft" else "train"):
+        with clock(folders[stage]):  # "train" for SFT, then the chain's folder name: a GRPO after DPO is timed apart
             if stage == "sft":
                 recipe, train = quickstart_recipe(settings, data_dir / "train.jsonl", run_dir), run_sft
             elif stage == "dpo":
