@@ -13,6 +13,8 @@ The "with" arm is only measured as trained when the eval runner passes each samp
 generation (otherwise the module is idle at evaluation and the two arms differ only in training).
 
 Run: python benchmarks/linking_ablation.py [--seeds 0 1] [--output-dir runs/linking-ablation] [--steps N] [--threads T]
+(defaults: 200 steps at batch 32 on 4,000 training samples, 200 held-out; 18 minutes with --threads 1 on a shared
+2-core machine, about 265 s of training per arm).
 """
 
 from __future__ import annotations
