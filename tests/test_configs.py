@@ -49,6 +49,19 @@ def test_real_recipes_use_the_sources_lora_settings_and_differ_only_in_the_model
     assert differing == {"run.name", "model.name", "model.max_pixels"}
 
 
+@pytest.mark.parametrize("linked, plain, also", [
+    ("sft_linking_qwen3_vl_8b.yaml", "sft_qwen3_vl_8b.yaml", set()),
+    ("sft_linking_qwen2_5_vl_7b.yaml", "sft_qwen2_5_vl_7b.yaml", set()),
+    ("sft_linking_tiny_cpu.yaml", "sft_tiny_cpu.yaml", {"data.train_file", "data.tasks"}),  # on the referring task
+])
+def test_linking_configs_are_their_plain_recipes_with_the_module_on(linked, plain, also):
+    a, b = (_flat(to_dict(load_config(SFTRecipeConfig, CONFIGS / name))) for name in (linked, plain))
+    differing = {k for k in a.keys() | b.keys() if k not in a or k not in b or a[k] != b[k]}
+    assert differing == {"run.name", "model.spatial_linking", *(k for k in a if k.startswith("model.spatial_linking.")), *also}
+    assert b["model.spatial_linking"] is None and a["model.spatial_linking.heads"] > 0
+    assert a["adapters.freeze.spatial_linking"] is False  # the module trains (beside LoRA in the real recipes)
+
+
 def test_the_tiny_cpu_config_is_the_quickstart_recipe():
     shipped = load_config(SFTRecipeConfig, CONFIGS / "sft_tiny_cpu.yaml")
     recipe = quickstart_recipe(QuickstartSettings(), Path(shipped.data.train_file), Path("unused"))

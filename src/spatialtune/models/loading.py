@@ -263,9 +263,21 @@ def load_model_from_config(config: ModelConfig) -> LoadedModel:
         seed=config.seed,
         quantization=config.quantization,
     )
-    if config.spatial_linking is not None and linking_module(loaded.model) is None:
-        attach_spatial_linking(loaded.model, box_end_token_id(loaded.processor), config.spatial_linking)
+    attach_configured_linking(loaded.model, loaded.processor, config.spatial_linking)
     return loaded
+
+
+def attach_configured_linking(model: PreTrainedModel, processor, settings: SpatialLinkingSettings | None) -> None:
+    """A fresh spatial-linking module per `model.spatial_linking` on a model that has none; a module the model was
+    saved with is kept, and must have been saved with the same settings (a config never silently loses to the folder)."""
+    if settings is None:
+        return
+    module = linking_module(model)
+    if module is None:
+        attach_spatial_linking(model, box_end_token_id(processor), settings)
+    elif module.settings != settings:
+        raise ConfigError(f"model.spatial_linking: {settings} differs from the module the start model was saved with "
+                          f"({module.settings}); set model.spatial_linking to those settings, or remove the section to keep them")
 
 
 def box_end_token_id(processor) -> int:

@@ -39,11 +39,13 @@ from ..models.loading import (
     ADAPTER_CONFIG,
     LoadedModel,
     ModelConfig,
+    attach_configured_linking,
     load_model,
     load_model_from_config,
     run_model_section,
 )
 from ..models.quantization import check_quantization
+from ..models.spatial_linking import LINKING_CONFIG, linking_module, restore_spatial_linking
 from ..models.tiny import TINY_MODELS
 from ..registry import did_you_mean
 from ..runs import (
@@ -352,17 +354,46 @@ def continues_adapter(model: ModelConfig) -> bool:
     return bool(model.init_from) and model.init_adapter == "continue" and (Path(model.init_from) / ADAPTER_CONFIG).is_file()
 
 
-def load_policy(model: ModelConfig, adapters: AdapterSettings) -> tuple[LoadedModel, PreTrainedModel | PeftModel]:
+def load_policy(model: ModelConfig, adapters: AdapterSettings, resume_from: str | Path | None = None,
+                ) -> tuple[LoadedModel, PreTrainedModel | PeftModel]:
     """The model a recipe trains, as loaded and as wrapped for training (LoRA / freezing per `adapters`, or the adapter of
-    `model.init_from` kept trainable)."""
+    `model.init_from` kept trainable), with its spatial-linking module (`model.init_from`'s, or a fresh one per
+    `model.spatial_linking`) holding a resumed run's trained weights."""
     if not model.init_from:
         loaded = load_model_from_config(model)
-        return loaded, apply_adapters(loaded.model, adapters)
-    continuing = continues_adapter(model)
-    if continuing and adapters != AdapterSettings():
-        raise ConfigError(f"model.init_adapter=continue trains the LoRA adapter of {model.init_from} as it was set up; "
-                          "remove the adapters: section, or set model.init_adapter=merge to train a new one on the merged model")
-    loaded = load_model(model.init_from, dtype=model.dtype, min_pixels=model.min_pixels, max_pixels=model.max_pixels,
-                        attn_implementation=model.attn_implementation, merge_adapter=not continuing,
-                        quantization=model.quantization)
-    return loaded, loaded.model if continuing else apply_adapters(loaded.model, adapters)
+        policy = apply_adapters(loaded.model, adapters)
+    else:
+        continuing = continues_adapter(model)
+        if continuing and adapters != AdapterSettings():
+            raise ConfigError(f"model.init_adapter=continue trains the LoRA adapter of {model.init_from} as it was set up; "
+                              "remove the adapters: section, or set model.init_adapter=merge to train a new one on the merged model")
+        loaded = load_model(model.init_from, dtype=model.dtype, min_pixels=model.min_pixels, max_pixels=model.max_pixels,
+                            attn_implementation=model.attn_implementation, merge_adapter=not continuing,
+                            quantization=model.quantization)  # restores the module init_from was saved with
+        attach_configured_linking(loaded.model.get_base_model() if continuing else loaded.model, loaded.processor,
+                                  model.spatial_linking)
+        policy = loaded.model if continuing else apply_adapters(loaded.model, adapters)
+    if resume_from is not None:
+        restore_linking_checkpoint(policy, Path(resume_from))
+    return loaded, policy
+
+
+def restore_linking_checkpoint(policy: PreTrainedModel | PeftModel, checkpoint: Path) -> None:
+    """A resumed run's spatial-linking weights from its checkpoint: the Trainer reloads only `model.safetensors` or the
+    adapter, which leave the module out (it is saved beside them)."""
+    module, saved = linking_module(policy), (checkpoint / LINKING_CONFIG).is_file()
+    if module is None and saved:
+        raise ConfigError(f"{checkpoint} holds a spatial-linking module but the run's model has none: resume with the "
+                          "run's own config (model.spatial_linking as it was)")
+    if module is not None and not saved:
+        raise ConfigError(f"{checkpoint} holds no spatial-linking module but the run's model has one: resume without "
+                          "model.spatial_linking, as the run was trained")
+    if saved:
+        restore_spatial_linking(policy, checkpoint)
+
+
+def linking_trl_defaults(policy: PreTrainedModel | PeftModel) -> dict[str, Any]:
+    """TRL config defaults a policy with spatial linking needs: under DDP, a batch without `refer_boxes` leaves the
+    module without gradients, so DDP must look for unused parameters (transformers turns that off with gradient
+    checkpointing); `trl.ddp_find_unused_parameters` still overrides it."""
+    return {"ddp_find_unused_parameters": True} if linking_module(policy) is not None else {}

@@ -42,6 +42,7 @@ from . import RECIPES, Recipe
 from .common import (
     check_before_loading,
     check_trl_options,
+    linking_trl_defaults,
     load_policy,
     open_run,
     progress_callback,
@@ -145,7 +146,7 @@ def run_dpo(
         log.info("run folder %s%s", run.dir, f", resuming from {resume_from}" if resume_from else "")
 
         # 1. The starting model (a base, or an earlier run), what trains, and the frozen reference.
-        loaded, model = load_policy(config.model, config.adapters)
+        loaded, model = load_policy(config.model, config.adapters, resume_from)
         reference = reference_model(model)
         trainable = trainable_summary(model)
         log.info("starting from %s; trainable parameters: %s", config.model.init_from or config.model.name, trainable)
@@ -169,7 +170,7 @@ def run_dpo(
 
         # 3. TRL's DPO trainer; our collator opens the images and keeps the structured columns.
         typed = {**dataclasses.asdict(config.training), "report_to": config.training.report_to or "none"}
-        args = trl_arguments(DPOConfig, defaults=DPO_DEFAULTS, options=config.trl, typed={
+        args = trl_arguments(DPOConfig, defaults={**DPO_DEFAULTS, **linking_trl_defaults(model)}, options=config.trl, typed={
             **typed,
             "output_dir": str(run.dir),
             "run_name": f"{config.run.name}/{run.dir.name}",

@@ -38,6 +38,7 @@ from . import RECIPES, Recipe
 from .common import (
     check_before_loading,
     check_trl_options,
+    linking_trl_defaults,
     load_policy,
     open_run,
     progress_callback,
@@ -223,7 +224,7 @@ def run_grpo(
         log.info("run folder %s%s", run.dir, f", resuming from {resume_from}" if resume_from else "")
 
         # 1. Model (model.init_from: the SFT run's weights), processor, and what trains.
-        loaded, model = load_policy(config.model, config.adapters)
+        loaded, model = load_policy(config.model, config.adapters, resume_from)
         if config.tools.crop:
             check_tool_calling(loaded.processor, config.model.name)
         trainable = trainable_summary(model)
@@ -256,7 +257,7 @@ def run_grpo(
 
         # 3. TRL's GRPO trainer: HF generation (vision placeholders suppressed), the crop tool as an environment.
         typed = {**dataclasses.asdict(config.training), **dataclasses.asdict(config.grpo), "report_to": config.training.report_to or "none"}
-        args = trl_arguments(GRPOConfig, defaults=GRPO_DEFAULTS, options=config.trl, typed={
+        args = trl_arguments(GRPOConfig, defaults={**GRPO_DEFAULTS, **linking_trl_defaults(model)}, options=config.trl, typed={
             **typed,
             "output_dir": str(run.dir),
             "run_name": f"{config.run.name}/{run.dir.name}",

@@ -24,12 +24,14 @@ from ..data.dataset import DatasetError, prepare_rows
 from ..data.render import dataset_row
 from ..models.adapters import AdapterSettings, trainable_summary
 from ..models.loading import ModelConfig
+from ..models.spatial_linking import linking_module
 from ..models.tiny import TINY_MODELS
 from ..runs import RunConfig
 from . import RECIPES, Recipe
 from .common import (
     check_before_loading,
     check_trl_options,
+    linking_trl_defaults,
     load_policy,
     open_run,
     progress_callback,
@@ -148,13 +150,13 @@ def run_sft(
         log.info("run folder %s%s", run.dir, f", resuming from {resume_from}" if resume_from else "")
 
         # 1. Model, processor, and what trains.
-        loaded, model = load_policy(config.model, config.adapters)  # the base model, or model.init_from's run
+        loaded, model = load_policy(config.model, config.adapters, resume_from)  # the base model, or model.init_from's run
         trainable = trainable_summary(model)
         log.info("trainable parameters: %s", trainable)
 
         # 2. Data: validated records → rendered rows (geometry in the model's convention) → TRL's collator (with the
         #    referred regions of every <|box_end|> when the model has spatial linking).
-        linking = getattr(config.model, "spatial_linking", None) is not None  # the k-th <|box_end|> → refer_boxes[k]
+        linking = linking_module(model) is not None  # model.spatial_linking, or init_from's module; k-th <|box_end|> → refer_boxes[k]
         collator = SpatialCollator(loaded.processor, config.data.max_length, config.data.keep_columns, spatial_linking=linking)
         prepared = prepare_rows(
             config.data.train_file,
@@ -174,7 +176,7 @@ def run_sft(
 
         # 3. TRL trainer with assistant-only loss; our collator keeps the structured columns.
         typed = {**dataclasses.asdict(config.training), "report_to": config.training.report_to or "none"}
-        args = trl_arguments(SFTConfig, defaults=SFT_DEFAULTS, options=config.trl, typed={
+        args = trl_arguments(SFTConfig, defaults={**SFT_DEFAULTS, **linking_trl_defaults(model)}, options=config.trl, typed={
             **typed,
             "output_dir": str(run.dir),
             "run_name": f"{config.run.name}/{run.dir.name}",
