@@ -131,3 +131,48 @@ def test_the_command_line_builds_the_evaluator_from_the_config_and_names_the_bes
 
     bad = CliRunner().invoke(app, ["train", "sft", str(config), "eval.benchmark=records2", f"run.dir={tmp_path / 'other'}"])
     assert bad.exit_code != 0 and "records2" in bad.output and not (tmp_path / "other").exists()
+
+
+class _Writer:
+    """Records what a TensorBoard SummaryWriter is asked to draw."""
+
+    def __init__(self):
+        self.images = []
+
+    def add_image(self, tag, array, step, dataformats):
+        self.images.append((tag, array.shape, step, dataformats))
+
+
+class _Wandb:
+    """Records what W&B is asked to log (the module's `Image` and `log`)."""
+
+    def __init__(self):
+        self.logged = []
+
+    def Image(self, array, caption):  # noqa: N802 — wandb's own name
+        return (caption, array.shape)
+
+    def log(self, data):
+        self.logged.append(data)
+
+
+def test_attention_heatmaps_go_to_the_trackers_that_take_images():
+    import io
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from spatialtune.train.evaluation import log_images
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 6), (200, 10, 10)).save(buffer, format="PNG")
+    figures = [{"file": "s1-region0.png", "png": buffer.getvalue()}]
+    tensorboard = SimpleNamespace(tb_writer=_Writer())
+    wandb = SimpleNamespace(_wandb=_Wandb(), _initialized=True)
+    other = SimpleNamespace()  # a callback that takes no images
+    trainer = SimpleNamespace(callback_handler=SimpleNamespace(callbacks=[other, tensorboard, wandb]))
+
+    assert log_images(trainer, figures, step=20) == 2
+    assert tensorboard.tb_writer.images == [("eval_attention/s1-region0", (6, 8, 3), 20, "HWC")]
+    assert wandb._wandb.logged == [{"eval/attention": [("eval_attention/s1-region0", (6, 8, 3))], "train/global_step": 20}]
+    assert log_images(trainer, [], step=30) == 0 and len(tensorboard.tb_writer.images) == 1

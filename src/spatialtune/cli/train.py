@@ -39,6 +39,7 @@ def _evaluator(config):
     return benchmark_evaluator(
         settings.benchmark, eval_file, image_root=config.data.image_root, max_samples=settings.max_samples,
         batch_size=settings.batch_size, max_new_tokens=settings.max_new_tokens, options=settings.options,
+        attention_samples=settings.attention_samples,
     )
 
 

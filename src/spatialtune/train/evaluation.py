@@ -6,24 +6,29 @@ The recipe does not know how to evaluate (train never imports eval): the caller 
 evaluation writes `evals/step-N/` in the run folder (results.jsonl, metrics.json) and logs `eval_<score>` (the
 benchmark's headline scores, each task's score, the unparsable rate) to `training.log`, the progress lines and the
 trackers. With `eval.best_metric`, the checkpoint of the best evaluation is saved and kept (transformers' rotation
-spares `state.best_model_checkpoint`), and `evals/best.json` names it.
+spares `state.best_model_checkpoint`), and `evals/best.json` names it. With `eval.attention_samples`, a linked model's
+spatial-linking heatmaps are drawn too (`evals/step-N/attention/`) and sent to TensorBoard and W&B when they track.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
+from PIL import Image
 from transformers import Trainer, TrainerCallback
 
 from ..config import ConfigError
 from ..io import atomic_write_json
 from ..models.loading import LoadedModel
+from ..viz.eval_report import attention_figures
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +48,7 @@ class EvalConfig:
     at_start: bool = True  # also evaluate before the first step (the baseline); not when resuming
     best_metric: str | None = None  # e.g. "overall" or a task name: keep the checkpoint that scores best on it
     greater_is_better: bool = True
+    attention_samples: int = 0  # a linked model's heatmaps of this many samples per evaluation, also sent to the trackers
 
 
 # Trainer arguments the evaluation settings own: a `trl:` key for one of them says where to set it instead.
@@ -84,6 +90,25 @@ def _log_scores(trainer: Trainer, control, scores: dict[str, float]) -> None:
     control.should_log = should_log
 
 
+def log_images(trainer: Trainer, figures: list[dict], step: int) -> int:
+    """Send an evaluation's heatmaps to the trackers that take images — TensorBoard (`add_image`) and W&B
+    (`wandb.Image`), found among the trainer's callbacks by their writer — and return how many trackers got them."""
+    images = [(f"eval_attention/{Path(f['file']).stem}", np.asarray(Image.open(io.BytesIO(f["png"])).convert("RGB")))
+              for f in figures]
+    sent = 0
+    for callback in trainer.callback_handler.callbacks if images else []:
+        writer = getattr(callback, "tb_writer", None)  # transformers' TensorBoardCallback, once training began
+        if writer is not None:
+            for tag, array in images:
+                writer.add_image(tag, array, step, dataformats="HWC")
+            sent += 1
+        wandb = getattr(callback, "_wandb", None)  # transformers' WandbCallback
+        if wandb is not None and getattr(callback, "_initialized", False):
+            wandb.log({"eval/attention": [wandb.Image(array, caption=tag) for tag, array in images], "train/global_step": step})
+            sent += 1
+    return sent
+
+
 class BenchmarkEvalCallback(TrainerCallback):
     """Runs the evaluator every `every` steps (and at the start and the end) on the main process; every process logs
     the same scores and takes the same best-checkpoint decision."""
@@ -114,6 +139,8 @@ class BenchmarkEvalCallback(TrainerCallback):
                 folder = self.run_dir / EVALS_DIR / f"step-{step}"
                 scores = [self.evaluate(LoadedModel(model, self.loaded.processor, self.loaded.family,
                                                     f"{self.run_dir}@step-{step}"), folder)]
+                if self.settings.attention_samples:
+                    log_images(self.trainer, attention_figures(folder), step)
             finally:
                 model.train(was_training)
         broadcast_object_list(scores)
