@@ -65,6 +65,9 @@ class ScriptedModel:
     def __init__(self, tokenizer, replies: list[str]):
         self.tokenizer, self.replies, self.prompts, self.device = tokenizer, list(replies), [], torch.device("cpu")
 
+    def modules(self):
+        return iter(())  # no submodules: no spatial-linking module for the runner to feed
+
     def generate(self, **inputs):
         self.prompts.append({k: v.clone() for k, v in inputs.items() if torch.is_tensor(v)})
         reply = self.tokenizer(self.replies.pop(0), add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]

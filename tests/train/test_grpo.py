@@ -172,7 +172,7 @@ def test_rollouts_never_write_vision_placeholder_tokens(tmp_path, monkeypatch):
     bias = torch.zeros(loaded.model.config.get_text_config().vocab_size)
     bias[banned] = 100.0
     loaded.model.lm_head.register_forward_hook(lambda module, inputs, logits: logits + bias)
-    monkeypatch.setattr(grpo, "load_policy", lambda model, adapters: (loaded, loaded.model))
+    monkeypatch.setattr(grpo, "load_policy", lambda model, adapters, resume_from=None: (loaded, loaded.model))
     sampled = []
 
     def spy(prompts, completions, completion_ids, **columns):

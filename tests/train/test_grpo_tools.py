@@ -106,7 +106,7 @@ def test_a_rollout_crops_has_its_refused_calls_answered_and_counted_and_trains_o
     scripted(loaded.model, loaded.processor.tokenizer)
     images_seen = []
     loaded.model.model.visual.register_forward_hook(lambda module, args, kwargs, out: images_seen.append(kwargs["grid_thw"].shape[0]), with_kwargs=True)
-    monkeypatch.setattr(grpo, "load_policy", lambda model, adapters: (loaded, loaded.model))
+    monkeypatch.setattr(grpo, "load_policy", lambda model, adapters, resume_from=None: (loaded, loaded.model))
     seen = {}
 
     def spy(prompts, completions, environments, **columns):
