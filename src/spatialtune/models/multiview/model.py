@@ -147,7 +147,8 @@ class MultiViewModel(nn.Module):
         self.scene_token_id = tokenizer.convert_tokens_to_ids(SCENE_TOKEN)
         self.geometry_token_id = tokenizer.convert_tokens_to_ids(GEOMETRY_TOKEN)
         self.encoder.requires_grad_(not config.freeze_encoder)
-        self.llm.requires_grad_(config.train_llm)
+        if not hasattr(llm, "peft_config"):  # a PEFT model keeps its own choice: only the adapter trains
+            self.llm.requires_grad_(config.train_llm)
 
     @classmethod
     def from_config(cls, config: MultiViewConfig) -> "MultiViewModel":
@@ -183,6 +184,15 @@ class MultiViewModel(nn.Module):
         embeds = self.multiview_embeddings(input_ids, views, view_mask, cameras)
         return self.llm(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=text_position_ids(attention_mask),
                         labels=labels, **kwargs)
+
+    @torch.no_grad()
+    def generate(self, input_ids: torch.Tensor, views: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                 view_mask: torch.Tensor | None = None, cameras: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+        """The LLM's `generate` on the spliced prompt embeddings; returns the new token ids only."""
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        embeds = self.multiview_embeddings(input_ids, views, view_mask, cameras)
+        return self.llm.generate(inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)
 
     def save_pretrained(self, folder: str | Path) -> None:
         """Write config, projector + geometry head, the LLM (or its adapter) with its tokenizer, and a trained encoder."""
