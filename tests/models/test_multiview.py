@@ -64,6 +64,11 @@ def test_frozen_encoder_gets_no_gradient_and_everything_else_does(model):
     assert trained_parts(model, batch(model)) == {"projector", "geometry", "llm"}
 
 
+def test_frozen_encoder_stays_in_eval_mode(model):
+    model.train()
+    assert model.projector.training and model.llm.training and not model.encoder.training
+
+
 def test_frozen_llm_leaves_only_projector_and_geometry_training():
     frozen = MultiViewModel.from_config(small_config(train_llm=False))
     assert trained_parts(frozen, batch(frozen)) == {"projector", "geometry"}
@@ -201,6 +206,11 @@ def test_vggt_model_drives_the_perceiver_end_to_end():
     inputs = batch(model)
     inputs["views"] = torch.rand(2, VIEWS, 3, 224, 224)
     assert trained_parts(model, inputs) == {"projector", "geometry", "llm"}
+
+
+def test_vggt_encoder_needs_weights_named():
+    with pytest.raises(MultiViewError, match="non-commercial"):
+        MultiViewModel.from_config(small_config(encoder=EncoderSettings(kind="vggt")))
 
 
 def test_resize_to_the_same_grid_is_identity():

@@ -118,7 +118,10 @@ def _qwen_vl_encoder(settings: EncoderSettings, seed: int) -> nn.Module:
 
 
 def _vggt_encoder(settings: EncoderSettings, seed: int) -> nn.Module:
-    aggregator = load_vggt_aggregator(settings.source or "facebook/VGGT-1B")
+    if settings.source is None:  # no default: the default VGGT weights are non-commercial, so the user names them
+        raise MultiViewError("encoder 'vggt' needs encoder.source: VGGT weights (facebook/VGGT-1B is non-commercial; "
+                             "facebook/VGGT-1B-Commercial is the gated commercial checkpoint) or a local path")
+    aggregator = load_vggt_aggregator(settings.source)
     return VggtAggregatorEncoder(aggregator, settings.layer, target_patch_px=settings.target_patch_px)
 
 
@@ -147,8 +150,16 @@ class MultiViewModel(nn.Module):
         self.scene_token_id = tokenizer.convert_tokens_to_ids(SCENE_TOKEN)
         self.geometry_token_id = tokenizer.convert_tokens_to_ids(GEOMETRY_TOKEN)
         self.encoder.requires_grad_(not config.freeze_encoder)
+        self.train(self.training)
         if not hasattr(llm, "peft_config"):  # a PEFT model keeps its own choice: only the adapter trains
             self.llm.requires_grad_(config.train_llm)
+
+    def train(self, mode: bool = True) -> "MultiViewModel":
+        """Train mode for what trains; a frozen encoder stays in eval mode (no dropout, fixed norm statistics)."""
+        super().train(mode)
+        if self.config.freeze_encoder:
+            self.encoder.eval()
+        return self
 
     @classmethod
     def from_config(cls, config: MultiViewConfig) -> "MultiViewModel":
