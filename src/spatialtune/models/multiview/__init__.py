@@ -1,0 +1,1 @@
+"""Multi-view 3D scenes: encoder → Perceiver projector (+ geometry tokens) → causal Qwen LM (see docs/multiview.md)."""
