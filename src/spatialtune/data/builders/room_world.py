@@ -236,11 +236,12 @@ def anchor_question(rng: random.Random, room: Room, label: str, scene: str, form
     ks = [k for k, o in enumerate(room.objects) if o.shape == label and views_showing(room, k)]
     if not ks:
         return "anchor_object_not_visible"
-    obj = room.objects[rng.choice(ks)]
+    k = rng.choice(ks)
+    obj = room.objects[k]
     action = place_anchor_action(scene, obj.center, obj.normal, obj.size)
     instruction = anchor_instruction(scene, obj.name)
     prompt = f"{instruction} {FORMAT_HINT}" if format_hint else instruction
-    return Question(prompt, canonical_action_text(action), None, {"action": action, "objects_asked": [room.objects.index(obj)]})
+    return Question(prompt, canonical_action_text(action), None, {"action": action, "objects_asked": [k]})
 
 
 def labels_of(task: str) -> tuple:
@@ -290,9 +291,9 @@ def write_views(room: Room, out: Path, folder: str) -> list[dict[str, Any]]:
     return views
 
 
-def sample_record(room: Room, question: Question, task: str, label: Any, sample_id: str, views: list[dict[str, Any]]) -> dict[str, Any]:
-    """The record of one sample: the views, the question and its answer, the room's exact truth in meta."""
-    images = [f"{views[0]['depth'].rsplit('/', 1)[0]}/{v['frame']}.png" for v in views]
+def sample_record(room: Room, question: Question, task: str, label: Any, sample_id: str, folder: str, views: list[dict[str, Any]]) -> dict[str, Any]:
+    """The record of one sample: the views (in `folder`), the question and its answer, the room's exact truth in meta."""
+    images = [f"{folder}/{v['frame']}.png" for v in views]
     objects = [{"name": o.name, "shape": o.shape, "center": [round(c, 6) for c in o.center], "size": [round(s, 6) for s in o.size],
                 "normal": list(o.normal), "views": views_showing(room, k)} for k, o in enumerate(room.objects)]
     record = {
@@ -321,8 +322,9 @@ def draw_sample(settings: RoomWorldSettings, out: Path, split: str, avoid: froze
         elif room_signature(room) in avoid:
             failures.append("repeats_test_room")
         else:
-            views = write_views(room, out, f"images/{split}/{sample_id}")
-            return sample_record(room, question, task, label, sample_id, views), failures, room_signature(room)
+            folder = f"images/{split}/{sample_id}"
+            views = write_views(room, out, folder)
+            return sample_record(room, question, task, label, sample_id, folder, views), failures, room_signature(room)
     raise BuildError(f"room-world: no room fits {task} label {label!r} in {ATTEMPTS} attempts ({', '.join(sorted(set(failures)))}); "
                      "try more --num-views, a wider --fov-deg or a smaller --min-visible-pixels")
 
