@@ -129,7 +129,7 @@ def _panel(rng: random.Random, colour: str, room: tuple[float, float, float]) ->
 
 
 def _apart(obj: WorldObject, placed: list[WorldObject], centre: tuple[float, float]) -> bool:
-    """A floor object keeps 1.2 m from the cameras' spot and its footprint clear of every other object's."""
+    """An object keeps 1.2 m from the cameras' spot and its footprint (a circle) clear of every other object's."""
     if math.dist(obj.center[:2], centre) < 1.2 + obj.radius:
         return False
     return all(math.dist(obj.center[:2], o.center[:2]) > obj.radius + o.radius + 0.1 for o in placed)
@@ -181,7 +181,7 @@ def views_showing(room: Room, k: int) -> list[int]:
     return [v for v, seen in enumerate(room.visible) if k in seen]
 
 
-# ---------------------------------------------------------------- questions (None: the room does not fit the label)
+# ---------------------------------------------------------------- questions (a str: why the room does not fit the label)
 
 
 def closer_question(rng: random.Random, room: Room, label: str, margin: float) -> Question | str:
