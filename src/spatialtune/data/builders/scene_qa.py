@@ -249,7 +249,12 @@ def read_matrix(path: Path, allowed: tuple[tuple[int, int], ...]) -> np.ndarray:
 
 def depth_histogram(path: Path, png_scale: float) -> tuple[list[float], float]:
     """(fraction of valid pixels per DEPTH_BIN_EDGES_M bin, fraction of pixels with depth) of a 16-bit depth PNG."""
-    depth = load_depth_m(path, png_scale)
+    return depth_fractions(load_depth_m(path, png_scale))
+
+
+def depth_fractions(depth: np.ndarray) -> tuple[list[float], float]:
+    """(fraction of valid pixels per DEPTH_BIN_EDGES_M bin, fraction of pixels with depth) of a depth map in metres
+    (0 or non-finite = no depth); the per-view histogram every multi-view builder stores."""
     valid = depth[np.isfinite(depth) & (depth > 0)]
     counts, _ = np.histogram(valid, bins=np.array(DEPTH_BIN_EDGES_M[:-1] + (np.finfo(np.float64).max,)))
     fractions = counts / valid.size if valid.size else counts.astype(np.float64)
