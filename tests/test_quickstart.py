@@ -81,6 +81,7 @@ def test_stages_chain_from_a_finished_sft_and_each_is_scored_and_reused(tmp_path
 
     direct = run_quickstart(tmp_path, _small(stages=["sft", "grpo"]), say=lambda _: None)
     assert (tmp_path / "grpo" / "model").is_dir() and list(direct.metrics["stages"]) == ["sft", "grpo"]  # not the GRPO after DPO
+    assert set(direct.metrics["seconds"]) == {"data", "eval_before", "train", "eval_after", "grpo", "eval_grpo"}  # its own stages
 
 
 @pytest.mark.parametrize("stages", [["grpo"], ["sft", "grpo", "dpo"], ["sft", "sft"], ["sft", "ppo"], []])

@@ -191,9 +191,6 @@ class StageClock:
         self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
         atomic_write_json(self.path, self.seconds)
 
-    def total_seconds(self) -> float:
-        return sum(self.seconds.values())
-
 
 @dataclass
 class QuickstartResult:
@@ -255,6 +252,7 @@ def run_quickstart(output_dir: str | Path, settings: QuickstartSettings | None =
 
     # 3. Each stage trains from the one before it through its real recipe, then the same evaluation scores it.
     scores, unparsable, histories, extra = {}, {"before": before.metrics["unparsable"]}, {}, {}
+    timed = ["data", "eval_before"]  # this chain's clock entries (the folder may hold another chain's too)
     previous = None
     for stage in settings.stages:
         run_dir = output_dir / folders[stage]
@@ -274,6 +272,7 @@ def run_quickstart(output_dir: str | Path, settings: QuickstartSettings | None =
         histories[stage] = json.loads((run_dir / "log_history.json").read_text())
         say(f"{next(step)}/{steps} {stage}: trained {histories[stage][-1].get('step', '?')} steps → {run_dir / MODEL_DIR}")
         eval_folder = "eval_after" if stage == "sft" else f"eval_{folders[stage]}"
+        timed += [folders[stage], eval_folder]
         with clock(eval_folder):
             result = evaluate(load_model(str(run_dir)), eval_folder)
         scores[stage], unparsable[stage] = result.metrics["scores"], result.metrics["unparsable"]
@@ -286,7 +285,7 @@ def run_quickstart(output_dir: str | Path, settings: QuickstartSettings | None =
         "before": before.metrics["scores"],
         "after": scores[last],  # after the last stage
         "stages": scores,  # after each stage, in order
-        "minutes": round(clock.total_seconds() / 60, 2),  # the work of every stage, also across resumed runs
+        "minutes": round(sum(clock.seconds.get(k, 0.0) for k in timed) / 60, 2),  # this chain's work, also across resumed runs
         "model": settings.model,
         "seed": settings.seed,
         "chance": {t: chance_level(t) for t in scores[last]},
@@ -295,7 +294,7 @@ def run_quickstart(output_dir: str | Path, settings: QuickstartSettings | None =
         "unparsable": {**unparsable, "after": unparsable[last]},
         "train": {"steps": settings.max_steps, "batch_size": settings.batch_size, "learning_rate": settings.learning_rate},
         "stage_budgets": {s: asdict(getattr(settings, s)) for s in settings.stages if s != "sft"},
-        "seconds": {k: round(v, 1) for k, v in clock.seconds.items()},
+        "seconds": {k: round(clock.seconds.get(k, 0.0), 1) for k in timed},
         **extra,
     }
     if len(settings.stages) > 1:
