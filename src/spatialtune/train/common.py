@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+import torch
 import yaml
 from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
 from peft import PeftModel
-from transformers import PreTrainedModel, TrainerCallback
+from transformers import PreTrainedModel, Trainer, TrainerCallback
 from trl.trainer.callbacks import RichProgressCallback
 
 from ..config import ConfigError, to_dict
@@ -397,3 +398,35 @@ def linking_trl_defaults(policy: PreTrainedModel | PeftModel) -> dict[str, Any]:
     module without gradients, so DDP must look for unused parameters (transformers turns that off with gradient
     checkpointing); `trl.ddp_find_unused_parameters` still overrides it."""
     return {"ddp_find_unused_parameters": True} if linking_module(policy) is not None else {}
+
+
+def _names_module_of(key: str, name: str) -> bool:
+    """Whether `key` names whole modules of parameter `name` (`visual.merger` in `model.visual.merger.mlp.0.weight`)."""
+    return f".{key}." in f".{name}."
+
+
+def grouped_optimizer(trainer: Trainer, learning_rates: Mapping[str, float]) -> Any:
+    """The Trainer's own optimizer (`optim`, betas, eps; weight decay except on biases and norms) with one learning
+    rate per `training.param_groups` key: a trainable parameter takes the rate of the longest key naming one of its
+    modules, every other one `training.learning_rate`; the Trainer's scheduler then warms up and decays each group."""
+    if trainer.is_fsdp_enabled:
+        raise ConfigError("training.param_groups: not supported with FSDP; remove it, or train with DDP or DeepSpeed")
+    model, args = trainer.model, trainer.args
+    optimizer_cls, kwargs = trainer.get_optimizer_cls_and_kwargs(args, model)
+    if not (isinstance(optimizer_cls, type) and issubclass(optimizer_cls, torch.optim.Optimizer)) or {
+            "params", "model", "optimizer_dict"} & set(kwargs):
+        raise ConfigError(f"training.param_groups: optimizer {args.optim!r} builds its own parameter groups; "
+                          "use an AdamW/SGD-style trl.optim or remove training.param_groups")
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    for key in learning_rates:
+        if not any(_names_module_of(key, name) for name, _ in named):
+            example = f"; trainable parameters are named like {named[0][0]!r}" if named else "; no parameter trains"
+            raise ConfigError(f"training.param_groups: {key!r} names no module of a trainable parameter{example}")
+    decay = set(trainer.get_decay_parameter_names(model))
+    groups: dict[tuple[float, float], list] = {}
+    for name, param in named:
+        key = max((k for k in learning_rates if _names_module_of(k, name)), key=len, default=None)
+        rate = args.learning_rate if key is None else float(learning_rates[key])
+        groups.setdefault((rate, args.weight_decay if name in decay else 0.0), []).append(param)
+    return optimizer_cls([{"params": params, "lr": rate, "weight_decay": wd} for (rate, wd), params in groups.items()],
+                         **kwargs)

@@ -31,6 +31,7 @@ from . import RECIPES, Recipe
 from .common import (
     check_before_loading,
     check_trl_options,
+    grouped_optimizer,
     linking_trl_defaults,
     load_policy,
     open_run,
@@ -78,6 +79,8 @@ class TrainingConfig:
     bf16: bool = False
     gradient_checkpointing: bool = False
     report_to: list[str] = field(default_factory=list)  # [] = no tracker; or ["wandb"], ["tensorboard"]
+    # module name or dotted prefix → learning rate, e.g. {visual.merger: 2.0e-4}; other parameters: learning_rate
+    param_groups: dict[str, float] = field(default_factory=dict)
 
 
 # SFTConfig fields the recipe sets itself: a `trl:` key for one of them is an error saying where it is set.
@@ -176,6 +179,7 @@ def run_sft(
 
         # 3. TRL trainer with assistant-only loss; our collator keeps the structured columns.
         typed = {**dataclasses.asdict(config.training), "report_to": config.training.report_to or "none"}
+        typed.pop("param_groups")  # ours: the optimizer's groups, below
         args = trl_arguments(SFTConfig, defaults={**SFT_DEFAULTS, **linking_trl_defaults(model)}, options=config.trl, typed={
             **typed,
             "output_dir": str(run.dir),
@@ -192,6 +196,8 @@ def run_sft(
             data_collator=collator,
             callbacks=[run.callback, *(callbacks or [])],
         )
+        if config.training.param_groups:  # set before train(): the Trainer keeps it and builds its scheduler on it
+            trainer.optimizer = grouped_optimizer(trainer, config.training.param_groups)
         trainer.remove_callback(ProgressCallback)
         trainer.remove_callback(PrinterCallback)  # logs go to training.log and our progress lines, not raw dicts
         attach_evaluation(trainer, evaluate, loaded, run.dir, eval_steps, config.eval)
