@@ -19,8 +19,9 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from trl import SFTConfig, SFTTrainer
 
+from ..config import ConfigError
 from ..data.collate import SpatialCollator
-from ..data.dataset import DatasetError, prepare_rows
+from ..data.dataset import DatasetError, DataSource, prepare_rows
 from ..data.render import dataset_row
 from ..models.adapters import AdapterSettings, trainable_summary
 from ..models.loading import ModelConfig
@@ -51,6 +52,7 @@ class DataConfig:
     """Where the training records are and how they are fitted to the model."""
 
     train_file: str = ""
+    sources: list[DataSource] = field(default_factory=list)  # instead of train_file: weighted files, mixed at load time
     eval_file: str | None = None  # records evaluated every training.eval_steps (see the eval: section)
     image_root: str | None = None
     max_samples: int | None = None  # the first N records (after the task filter), for debugging
@@ -58,6 +60,10 @@ class DataConfig:
     max_length: int | None = 2048
     on_truncated_image: Literal["error", "skip"] = "error"
     keep_columns: list[str] = field(default_factory=list)  # structured columns passed into batches
+
+    def __post_init__(self):
+        if self.train_file and self.sources:
+            raise ConfigError("data: give data.train_file or data.sources, not both")
 
 
 @dataclass
@@ -171,11 +177,13 @@ def run_sft(
             max_length=config.data.max_length,
             on_truncated_image=config.data.on_truncated_image,
             chat_template=collator.chat_template,
+            sources=config.data.sources,
+            seed=config.training.seed,
         )
         for row_id, reason in prepared.skipped:
             log.warning("skipped record %s: %s", row_id, reason)
         if not prepared.rows:
-            raise DatasetError(config.data.train_file, [], f"no trainable records left (skipped {len(prepared.skipped)})")
+            raise DatasetError(config.data.train_file or "data.sources", [], f"no trainable records left (skipped {len(prepared.skipped)})")
 
         # 3. TRL trainer with assistant-only loss; our collator keeps the structured columns.
         typed = {**dataclasses.asdict(config.training), "report_to": config.training.report_to or "none"}
