@@ -42,6 +42,7 @@ from . import RECIPES, Recipe
 from .common import (
     check_before_loading,
     check_trl_options,
+    grouped_optimizer,
     linking_trl_defaults,
     load_policy,
     open_run,
@@ -162,14 +163,17 @@ def run_dpo(
             max_length=config.data.max_length,
             on_truncated_image=config.data.on_truncated_image,
             rows="preference",  # TRL's preference collator renders with the processor's own template
+            sources=config.data.sources,
+            seed=config.training.seed,
         )
         for row_id, reason in prepared.skipped:
             log.warning("skipped record %s: %s", row_id, reason)
         if not prepared.rows:
-            raise DatasetError(config.data.train_file, [], f"no trainable pairs left (skipped {len(prepared.skipped)})")
+            raise DatasetError(config.data.train_file or "data.sources", [], f"no trainable pairs left (skipped {len(prepared.skipped)})")
 
         # 3. TRL's DPO trainer; our collator opens the images and keeps the structured columns.
         typed = {**dataclasses.asdict(config.training), "report_to": config.training.report_to or "none"}
+        typed.pop("param_groups")  # ours: the optimizer's groups, set on the trainer below
         args = trl_arguments(DPOConfig, defaults={**DPO_DEFAULTS, **linking_trl_defaults(model)}, options=config.trl, typed={
             **typed,
             "output_dir": str(run.dir),
@@ -189,6 +193,8 @@ def run_dpo(
             )
         except (ValueError, NotImplementedError) as e:  # option combinations DPOTrainer refuses (loss types, references)
             raise ConfigError(f"trl: DPOTrainer refused the options: {e}") from None
+        if config.training.param_groups:  # set before train(): the Trainer keeps it and builds its scheduler on it
+            trainer.optimizer = grouped_optimizer(trainer, config.training.param_groups)
         trainer.remove_callback(ProgressCallback)
         trainer.remove_callback(PrinterCallback)  # logs go to training.log and our progress lines, not raw dicts
         attach_evaluation(trainer, evaluate, loaded, run.dir, eval_steps, config.eval)

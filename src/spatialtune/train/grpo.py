@@ -38,6 +38,7 @@ from . import RECIPES, Recipe
 from .common import (
     check_before_loading,
     check_trl_options,
+    grouped_optimizer,
     linking_trl_defaults,
     load_policy,
     open_run,
@@ -257,6 +258,7 @@ def run_grpo(
 
         # 3. TRL's GRPO trainer: HF generation (vision placeholders suppressed), the crop tool as an environment.
         typed = {**dataclasses.asdict(config.training), **dataclasses.asdict(config.grpo), "report_to": config.training.report_to or "none"}
+        typed.pop("param_groups")  # ours: the optimizer's groups, set on the trainer below
         args = trl_arguments(GRPOConfig, defaults={**GRPO_DEFAULTS, **linking_trl_defaults(model)}, options=config.trl, typed={
             **typed,
             "output_dir": str(run.dir),
@@ -277,6 +279,8 @@ def run_grpo(
             callbacks=[run.callback, *(callbacks or [])],
             environment_factory=crop_environments(renderer, tools) if config.tools.crop else None,
         )
+        if config.training.param_groups:  # set before train(): the Trainer keeps it and builds its scheduler on it
+            trainer.optimizer = grouped_optimizer(trainer, config.training.param_groups)
         trainer.remove_callback(ProgressCallback)
         trainer.remove_callback(PrinterCallback)  # logs go to training.log and our progress lines, not raw dicts
         attach_evaluation(trainer, evaluate, loaded, run.dir, eval_steps, config.eval)
