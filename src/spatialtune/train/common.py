@@ -29,6 +29,7 @@ from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
 from peft import PeftModel
 from transformers import PreTrainedModel, Trainer, TrainerCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from trl.trainer.callbacks import RichProgressCallback
 
 from ..config import ConfigError, to_dict
@@ -59,6 +60,7 @@ from ..runs import (
     new_run_dir,
     trained_model_path,
 )
+from .evaluation import OWNED_EVAL_FIELDS, EvalConfig, Evaluator, attach_evaluation
 
 TRACKER_PACKAGES = {"wandb": "wandb", "tensorboard": "tensorboard", "mlflow": "mlflow", "comet_ml": "comet_ml",
                     "clearml": "clearml", "trackio": "trackio"}  # report_to name → the module transformers imports
@@ -305,6 +307,47 @@ def check_trl_options(trl_config: type, options: Mapping[str, Any] | None, owned
                 f"unknown key 'trl.{key}'{did_you_mean(key, names)}: not a field of trl.{trl_config.__name__}"
             )
     return dict(options)
+
+
+# TRL config values every recipe prefers to TRL's own defaults; `trl:` may change them.
+TRL_DEFAULTS = {
+    "disable_tqdm": True,  # TRL's rich progress bar instead
+    "dataloader_pin_memory": False,
+}
+
+
+def owned_fields(*sections: tuple[str, type], **own: str) -> dict[str, str]:
+    """The TRL config fields a recipe sets itself, each with where to set it instead (a `trl:` key for one is an
+    error): every field of its typed sections (`("training", TrainingConfig)`, …), evaluation's, the run folder's, `own`."""
+    return {
+        **{f.name: f"set it as {name}.{f.name}" for name, section in sections for f in dataclasses.fields(section)},
+        **OWNED_EVAL_FIELDS,
+        "output_dir": "the run folder (set run.dir)",
+        "run_name": "the run's name and folder (set run.name)",
+        **own,
+    }
+
+
+def typed_arguments(run: RunConfig, run_dir: Path, *sections: Any) -> dict[str, Any]:
+    """The recipe's typed sections (training first) and its run folder as TRL config fields; `param_groups` is ours
+    (the optimizer's groups, see `prepare_trainer`)."""
+    typed = {name: value for section in sections for name, value in dataclasses.asdict(section).items()}
+    typed.pop("param_groups")
+    return {**typed, "report_to": typed["report_to"] or "none", "output_dir": str(run_dir), "run_name": f"{run.name}/{run_dir.name}"}
+
+
+def prepare_trainer(trainer: Trainer, training: Any, run_dir: Path, *, evaluate: Evaluator | None, loaded: LoadedModel,
+                    eval_steps: int, eval_settings: EvalConfig, progress: bool) -> None:
+    """What every recipe does to its TRL trainer before `train()`: the optimizer's groups (`training.param_groups`; the
+    Trainer keeps it and builds its scheduler on it), our log and progress lines instead of transformers' printers,
+    evaluation during training."""
+    if training.param_groups:
+        trainer.optimizer = grouped_optimizer(trainer, training.param_groups)
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)  # logs go to training.log and our progress lines, not raw dicts
+    attach_evaluation(trainer, evaluate, loaded, run_dir, eval_steps, eval_settings)
+    if (shown := progress_callback(progress)) is not None:
+        trainer.add_callback(shown)
 
 
 def trl_arguments(trl_config: type, *, defaults: Mapping[str, Any], options: Mapping[str, Any], typed: Mapping[str, Any]):

@@ -25,7 +25,6 @@ from typing import Any
 from datasets import Dataset
 from peft import PeftModel
 from transformers import PreTrainedModel, TrainerCallback
-from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from trl import DPOConfig, DPOTrainer
 
 from ..config import ConfigError
@@ -40,19 +39,21 @@ from ..models.tiny import TINY_MODELS
 from ..runs import RunConfig
 from . import RECIPES, Recipe
 from .common import (
+    TRL_DEFAULTS,
     check_before_loading,
     check_trl_options,
-    grouped_optimizer,
     linking_trl_defaults,
     load_policy,
     open_run,
-    progress_callback,
+    owned_fields,
+    prepare_trainer,
     resolve_init,
     run_name_for,
     save_final_model,
     trl_arguments,
+    typed_arguments,
 )
-from .evaluation import OWNED_EVAL_FIELDS, EvalConfig, Evaluator, attach_evaluation, check_evaluation, eval_every
+from .evaluation import EvalConfig, Evaluator, check_evaluation, eval_every
 from .sft import DataConfig, TrainingConfig
 
 log = logging.getLogger(__name__)
@@ -68,20 +69,12 @@ class DPOTrainingConfig(TrainingConfig):
 
 
 # DPOConfig fields the recipe sets itself: a `trl:` key for one of them is an error saying where it is set.
-OWNED_DPO_FIELDS = {
-    **{f.name: f"set it as training.{f.name}" for f in dataclasses.fields(DPOTrainingConfig)},
-    **OWNED_EVAL_FIELDS,
-    "output_dir": "the run folder (set run.dir)",
-    "run_name": "the run's name and folder (set run.name)",
-    "max_length": "set it as data.max_length (the recipe checks that it never cuts image tokens)",
-    "remove_unused_columns": "the recipe's collator needs every column",
-    "model_init_kwargs": "the recipe loads the model (set model.dtype, model.attn_implementation)",
-}
-# DPOConfig values the recipe prefers to TRL's own defaults; `trl:` may change them.
-DPO_DEFAULTS = {
-    "disable_tqdm": True,  # TRL's rich progress bar instead
-    "dataloader_pin_memory": False,
-}
+OWNED_DPO_FIELDS = owned_fields(
+    ("training", DPOTrainingConfig),
+    max_length="set it as data.max_length (the recipe checks that it never cuts image tokens)",
+    remove_unused_columns="the recipe's collator needs every column",
+    model_init_kwargs="the recipe loads the model (set model.dtype, model.attn_implementation)",
+)
 
 
 @dataclass
@@ -172,12 +165,8 @@ def run_dpo(
             raise DatasetError(config.data.train_file or "data.sources", [], f"no trainable pairs left (skipped {len(prepared.skipped)})")
 
         # 3. TRL's DPO trainer; our collator opens the images and keeps the structured columns.
-        typed = {**dataclasses.asdict(config.training), "report_to": config.training.report_to or "none"}
-        typed.pop("param_groups")  # ours: the optimizer's groups, set on the trainer below
-        args = trl_arguments(DPOConfig, defaults={**DPO_DEFAULTS, **linking_trl_defaults(model)}, options=config.trl, typed={
-            **typed,
-            "output_dir": str(run.dir),
-            "run_name": f"{config.run.name}/{run.dir.name}",
+        args = trl_arguments(DPOConfig, defaults={**TRL_DEFAULTS, **linking_trl_defaults(model)}, options=config.trl, typed={
+            **typed_arguments(config.run, run.dir, config.training),
             "max_length": config.data.max_length,
             "remove_unused_columns": False,
         })
@@ -193,13 +182,8 @@ def run_dpo(
             )
         except (ValueError, NotImplementedError) as e:  # option combinations DPOTrainer refuses (loss types, references)
             raise ConfigError(f"trl: DPOTrainer refused the options: {e}") from None
-        if config.training.param_groups:  # set before train(): the Trainer keeps it and builds its scheduler on it
-            trainer.optimizer = grouped_optimizer(trainer, config.training.param_groups)
-        trainer.remove_callback(ProgressCallback)
-        trainer.remove_callback(PrinterCallback)  # logs go to training.log and our progress lines, not raw dicts
-        attach_evaluation(trainer, evaluate, loaded, run.dir, eval_steps, config.eval)
-        if (shown := progress_callback(progress)) is not None:
-            trainer.add_callback(shown)
+        prepare_trainer(trainer, config.training, run.dir, evaluate=evaluate, loaded=loaded, eval_steps=eval_steps,
+                        eval_settings=config.eval, progress=progress)
         output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
 
         # 4. Save the model (or LoRA adapter) with its processor as `model/`, atomically; the loss history for reports.

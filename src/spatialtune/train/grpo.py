@@ -21,7 +21,6 @@ from typing import Any, Callable, Literal, Mapping, Protocol
 from accelerate import PartialState
 from datasets import Dataset
 from transformers import TrainerCallback
-from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from trl import GRPOConfig, GRPOTrainer
 
 from ..config import ConfigError
@@ -36,20 +35,22 @@ from ..runs import RunConfig
 from ..tools.crop import ToolSettings
 from . import RECIPES, Recipe
 from .common import (
+    TRL_DEFAULTS,
     check_before_loading,
     check_trl_options,
-    grouped_optimizer,
     linking_trl_defaults,
     load_policy,
     open_run,
-    progress_callback,
+    owned_fields,
+    prepare_trainer,
     resolve_init,
     run_name_for,
     save_final_model,
     trl_arguments,
+    typed_arguments,
 )
 from .environments import CROP_ENVIRONMENT, check_tool_calling, crop_environments, declare_for_trl, environment_of
-from .evaluation import OWNED_EVAL_FIELDS, EvalConfig, Evaluator, attach_evaluation, check_evaluation, eval_every
+from .evaluation import EvalConfig, Evaluator, check_evaluation, eval_every
 from .sft import TrainingConfig as SFTTrainingConfig
 
 log = logging.getLogger(__name__)
@@ -112,21 +113,12 @@ class TrainingConfig(SFTTrainingConfig):
 
 
 # GRPOConfig fields the recipe sets itself: a `trl:` key for one of them is an error saying where it is set.
-OWNED_GRPO_FIELDS = {
-    **{f.name: f"set it as training.{f.name}" for f in dataclasses.fields(TrainingConfig)},
-    **{f.name: f"set it as grpo.{f.name}" for f in dataclasses.fields(GRPOSettings)},
-    **OWNED_EVAL_FIELDS,
-    "output_dir": "the run folder (set run.dir)",
-    "run_name": "the run's name and folder (set run.name)",
-    "reward_weights": "weights go with the reward names in rewards: (e.g. rewards.choice=1.0)",
-    "max_tool_calling_iterations": "set tools.max_calls",
-    "remove_unused_columns": "the rewards read every column",
-}
-# GRPOConfig values the recipe prefers to TRL's own defaults; `trl:` may change them.
-GRPO_DEFAULTS = {
-    "disable_tqdm": True,  # TRL's rich progress bar instead
-    "dataloader_pin_memory": False,
-}
+OWNED_GRPO_FIELDS = owned_fields(
+    ("training", TrainingConfig), ("grpo", GRPOSettings),
+    reward_weights="weights go with the reward names in rewards: (e.g. rewards.choice=1.0)",
+    max_tool_calling_iterations="set tools.max_calls",
+    remove_unused_columns="the rewards read every column",
+)
 
 
 @dataclass
@@ -257,12 +249,8 @@ def run_grpo(
                               "build chain-of-focus records (cof-tool-sft) or set tools.crop=false")
 
         # 3. TRL's GRPO trainer: HF generation (vision placeholders suppressed), the crop tool as an environment.
-        typed = {**dataclasses.asdict(config.training), **dataclasses.asdict(config.grpo), "report_to": config.training.report_to or "none"}
-        typed.pop("param_groups")  # ours: the optimizer's groups, set on the trainer below
-        args = trl_arguments(GRPOConfig, defaults={**GRPO_DEFAULTS, **linking_trl_defaults(model)}, options=config.trl, typed={
-            **typed,
-            "output_dir": str(run.dir),
-            "run_name": f"{config.run.name}/{run.dir.name}",
+        args = trl_arguments(GRPOConfig, defaults={**TRL_DEFAULTS, **linking_trl_defaults(model)}, options=config.trl, typed={
+            **typed_arguments(config.run, run.dir, config.training, config.grpo),
             "reward_weights": reward_weights,
             "max_tool_calling_iterations": config.tools.max_calls + 1,  # the reply after the budget refusal is final
             "remove_unused_columns": False,
@@ -279,13 +267,8 @@ def run_grpo(
             callbacks=[run.callback, *(callbacks or [])],
             environment_factory=crop_environments(renderer, tools) if config.tools.crop else None,
         )
-        if config.training.param_groups:  # set before train(): the Trainer keeps it and builds its scheduler on it
-            trainer.optimizer = grouped_optimizer(trainer, config.training.param_groups)
-        trainer.remove_callback(ProgressCallback)
-        trainer.remove_callback(PrinterCallback)  # logs go to training.log and our progress lines, not raw dicts
-        attach_evaluation(trainer, evaluate, loaded, run.dir, eval_steps, config.eval)
-        if (shown := progress_callback(progress)) is not None:
-            trainer.add_callback(shown)
+        prepare_trainer(trainer, config.training, run.dir, evaluate=evaluate, loaded=loaded, eval_steps=eval_steps,
+                        eval_settings=config.eval, progress=progress)
         output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
 
         # 4. Save the model (or LoRA adapter) with its processor as `model/`, atomically; the history for reports.

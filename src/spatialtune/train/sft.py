@@ -16,7 +16,6 @@ from typing import Any, Literal
 
 from datasets import Dataset
 from transformers import TrainerCallback
-from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from trl import SFTConfig, SFTTrainer
 
 from ..config import ConfigError
@@ -30,19 +29,21 @@ from ..models.tiny import TINY_MODELS
 from ..runs import RunConfig
 from . import RECIPES, Recipe
 from .common import (
+    TRL_DEFAULTS,
     check_before_loading,
     check_trl_options,
-    grouped_optimizer,
     linking_trl_defaults,
     load_policy,
     open_run,
-    progress_callback,
+    owned_fields,
+    prepare_trainer,
     resolve_init,
     run_name_for,
     save_final_model,
     trl_arguments,
+    typed_arguments,
 )
-from .evaluation import OWNED_EVAL_FIELDS, EvalConfig, Evaluator, attach_evaluation, check_evaluation, eval_every
+from .evaluation import EvalConfig, Evaluator, check_evaluation, eval_every
 
 log = logging.getLogger(__name__)
 
@@ -90,20 +91,12 @@ class TrainingConfig:
 
 
 # SFTConfig fields the recipe sets itself: a `trl:` key for one of them is an error saying where it is set.
-OWNED_SFT_FIELDS = {
-    **{f.name: f"set it as training.{f.name}" for f in dataclasses.fields(TrainingConfig)},
-    **OWNED_EVAL_FIELDS,
-    "output_dir": "the run folder (set run.dir)",
-    "run_name": "the run's name and folder (set run.name)",
-    "max_length": "set it as data.max_length",
-    "assistant_only_loss": "the recipe trains on the assistant turns only",
-    "remove_unused_columns": "the recipe's collator needs every column",
-}
-# SFTConfig values the recipe prefers to TRL's own defaults; `trl:` may change them.
-SFT_DEFAULTS = {
-    "disable_tqdm": True,  # TRL's rich progress bar instead
-    "dataloader_pin_memory": False,
-}
+OWNED_SFT_FIELDS = owned_fields(
+    ("training", TrainingConfig),
+    max_length="set it as data.max_length",
+    assistant_only_loss="the recipe trains on the assistant turns only",
+    remove_unused_columns="the recipe's collator needs every column",
+)
 
 
 @dataclass
@@ -186,12 +179,8 @@ def run_sft(
             raise DatasetError(config.data.train_file or "data.sources", [], f"no trainable records left (skipped {len(prepared.skipped)})")
 
         # 3. TRL trainer with assistant-only loss; our collator keeps the structured columns.
-        typed = {**dataclasses.asdict(config.training), "report_to": config.training.report_to or "none"}
-        typed.pop("param_groups")  # ours: the optimizer's groups, below
-        args = trl_arguments(SFTConfig, defaults={**SFT_DEFAULTS, **linking_trl_defaults(model)}, options=config.trl, typed={
-            **typed,
-            "output_dir": str(run.dir),
-            "run_name": f"{config.run.name}/{run.dir.name}",
+        args = trl_arguments(SFTConfig, defaults={**TRL_DEFAULTS, **linking_trl_defaults(model)}, options=config.trl, typed={
+            **typed_arguments(config.run, run.dir, config.training),
             "assistant_only_loss": True,
             "max_length": config.data.max_length,
             "remove_unused_columns": False,
@@ -204,13 +193,8 @@ def run_sft(
             data_collator=collator,
             callbacks=[run.callback, *(callbacks or [])],
         )
-        if config.training.param_groups:  # set before train(): the Trainer keeps it and builds its scheduler on it
-            trainer.optimizer = grouped_optimizer(trainer, config.training.param_groups)
-        trainer.remove_callback(ProgressCallback)
-        trainer.remove_callback(PrinterCallback)  # logs go to training.log and our progress lines, not raw dicts
-        attach_evaluation(trainer, evaluate, loaded, run.dir, eval_steps, config.eval)
-        if (shown := progress_callback(progress)) is not None:
-            trainer.add_callback(shown)
+        prepare_trainer(trainer, config.training, run.dir, evaluate=evaluate, loaded=loaded, eval_steps=eval_steps,
+                        eval_settings=config.eval, progress=progress)
         output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
 
         # 4. Save the model (or LoRA adapter) with its processor as `model/`, atomically; the loss history for reports.
