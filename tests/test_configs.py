@@ -79,3 +79,24 @@ def test_the_tiny_dpo_and_grpo_configs_are_the_quickstart_stages(name, config_ty
     ignore = {"run.name", "run.dir"}
     a, b = _flat(to_dict(shipped)), _flat(to_dict(recipe))
     assert {k: v for k, v in a.items() if k not in ignore} == {k: v for k, v in b.items() if k not in ignore}
+
+
+@pytest.mark.parametrize("actions, questions", [
+    ("sft_multiview_actions_tiny_cpu.yaml", "sft_multiview_tiny_cpu.yaml"),
+    ("sft_multiview_actions_qwen3_4b.yaml", "sft_multiview_qwen3_4b.yaml"),
+])
+def test_stage_two_configs_are_stage_one_on_the_action_data(actions, questions):
+    a, b = (_flat(to_dict(load_config(SFTRecipeConfig, CONFIGS / name))) for name in (actions, questions))
+    differing = {k for k in a.keys() | b.keys() if k not in a or k not in b or a[k] != b[k]}
+    assert {k for k in differing if not k.startswith("data.")} == {"run.name"}
+    assert a["model.multiview.projector.latents"] > 0 and a["data.view_dropout"] == 0.3
+
+
+def test_the_source_multiview_config_is_the_source_pipelines():
+    flat = _flat(to_dict(load_config(SFTRecipeConfig, CONFIGS / "sft_multiview_qwen3_4b.yaml")))
+    assert flat["model.name"] == "Qwen/Qwen3-4B-Instruct-2507" and flat["model.multiview.encoder.kind"] == "vggt"
+    assert (flat["model.multiview.projector.latents"], flat["model.multiview.projector.layers"]) == (128, 6)
+    assert flat["model.multiview.view_size"] == 448 and flat["data.view_dropout"] == 0.3
+    assert flat["training.param_groups.projector"] == flat["training.param_groups.geometry"] == 2e-4
+    assert flat["training.param_groups.llm"] == 5e-6 and flat["training.lr_scheduler_type"] == "cosine"
+    assert [(s["file"].split("/")[1], s["weight"]) for s in to_dict(load_config(SFTRecipeConfig, CONFIGS / "sft_multiview_qwen3_4b.yaml"))["data"]["sources"]] == [("scanqa", 0.7), ("sqa3d", 0.3)]

@@ -134,7 +134,7 @@ def test_greedy_generate_matches_stepwise_forward(model):
         for _ in range(3):
             next_ids = model(input_ids=ids, attention_mask=mask, **inputs).logits[:, -1].argmax(-1, keepdim=True)
             ids, mask = torch.cat([ids, next_ids], 1), torch.cat([mask, torch.ones_like(next_ids)], 1)
-    assert torch.equal(generated, ids[:, -3:])
+    assert torch.equal(generated, ids)  # prompt ids, then the new tokens
 
 
 def test_lora_adapter_round_trips(tmp_path):
@@ -223,3 +223,19 @@ def test_views_of_wrong_size_are_an_error(model):
     inputs["views"] = torch.rand(2, VIEWS, 3, 30, 32)
     with pytest.raises(MultiViewError, match="not a multiple"):
         model(**inputs)
+
+
+@pytest.mark.parametrize("kind", ["perceiver", "mean-pool"])
+def test_projectors_ignore_dropped_views_and_give_one_token_per_latent(kind):
+    from spatialtune.models.multiview.projector import build_projector
+
+    torch.manual_seed(0)
+    projector = build_projector(16, 32, PerceiverSettings(kind=kind, latents=LATENTS, layers=1, heads=4, width=32, max_views=4))
+    tokens, mask = torch.randn(2, 3, 5, 16), torch.tensor([[True, False, True], [True, True, True]])
+    changed = tokens.clone()
+    changed[0, 1] = torch.randn(5, 16) * 10  # only a dropped view changes
+    with torch.no_grad():
+        out, again = projector(tokens, mask), projector(changed, mask)
+    assert out.shape == (2, LATENTS, 32)
+    assert torch.allclose(out, again, atol=1e-5)
+    assert not torch.allclose(projector(changed, torch.ones_like(mask)), projector(tokens, torch.ones_like(mask)))

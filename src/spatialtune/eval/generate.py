@@ -9,6 +9,7 @@ import torch
 
 from ..data.collate import linked_batch, open_images
 from ..data.render import Row
+from ..models.multiview.processor import MultiViewProcessor
 from ..models.spatial_linking import linking_module
 from ..records import prompt_turns
 from ..tools.protocol import attach_images
@@ -22,7 +23,10 @@ def prompt_messages(row: Row) -> list[dict[str, Any]]:
 def prompt_inputs(model, processor, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The model's inputs for the rows' prompts, left-padded; with the batch keys of spatial linking (`refer_boxes`,
     `image_sizes`, from `data.collate.linked_batch`) when the model has a linking module and a row refers to regions,
-    so that the module is active as in training."""
+    so that the module is active as in training. A multi-view model gets its views, view mask and cameras."""
+    if isinstance(processor, MultiViewProcessor):
+        inputs = processor.prompt_batch(rows, [prompt_messages(row) for row in rows])
+        return {key: value.to(model.device) for key, value in inputs.items()}
     chats, prompts = [], []
     for row in rows:
         prompt = prompt_messages(row)

@@ -3,6 +3,7 @@ config."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from peft import LoraConfig, PeftModel, get_peft_model
@@ -10,10 +11,12 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from ..config import ConfigError
+from .multiview.model import MultiViewModel
 from .quantization import is_quantized, prepare_for_kbit_training
 from .spatial_linking import ATTRIBUTE as LINKING
 from .spatial_linking import save_beside
 
+MULTIVIEW_PARTS = ("encoder", "projector", "geometry", "llm")
 LANGUAGE_LINEAR = "language-linear"  # every nn.Linear inside the language model (not the LM head, not vision)
 
 
@@ -47,7 +50,10 @@ class AdapterSettings:
 
 def _part_of(param_name: str) -> str:
     """Which part a parameter belongs to: `merger` (incl. Qwen3-VL deepstack mergers), `vision_tower`,
-    `spatial_linking` or `language_model`."""
+    `spatial_linking` or `language_model`; a multi-view model's top-level parts by name (`encoder`, `projector`,
+    `geometry`, `llm`)."""
+    if param_name.split(".")[0] in MULTIVIEW_PARTS:
+        return param_name.split(".")[0]
     if f".{LINKING}." in f".{param_name}":
         return LINKING
     if ".visual." in f".{param_name}":
@@ -80,6 +86,8 @@ def _vision_modules_to_save(visual: nn.Module, frozen: set[str]) -> list[str]:
 
 def apply_adapters(model: PreTrainedModel, settings: AdapterSettings) -> PreTrainedModel | PeftModel:
     """Freeze parts and/or wrap in LoRA; returns the model to train."""
+    if isinstance(model, MultiViewModel):
+        return _multiview_adapters(model, settings)
     frozen = {part for part in ("vision_tower", "merger", "language_model", LINKING) if getattr(settings.freeze, part)}
     if settings.lora is None:
         for name, param in model.named_parameters():
@@ -105,6 +113,25 @@ def apply_adapters(model: PreTrainedModel, settings: AdapterSettings) -> PreTrai
             param.requires_grad_(LINKING not in frozen)
     save_beside(peft_model)  # the adapter folder gets the linking module too
     return peft_model
+
+
+def _multiview_adapters(model: MultiViewModel, settings: AdapterSettings) -> MultiViewModel:
+    """A multi-view model's LLM frozen (`freeze.language_model`) or wrapped in LoRA (`language-linear`: every linear of
+    its decoder layers); encoder, projector and geometry head train as the model's config says."""
+    if settings.lora is None:
+        if settings.freeze.language_model:
+            model.llm.requires_grad_(False)
+        return model
+    targets = settings.lora.target_modules
+    if targets == LANGUAGE_LINEAR:
+        scope = "language_model" if any(".language_model." in f".{n}." for n, _ in model.llm.named_modules()) else ""
+        names = {name.rsplit(".", 1)[-1] for name, module in model.llm.named_modules()
+                 if isinstance(module, nn.Linear) and ".layers." in name and scope in f".{name}"}
+        targets = rf".*{re.escape(scope)}.*\.layers\.\d+\..*\.({'|'.join(sorted(names))})"
+    config = LoraConfig(r=settings.lora.r, lora_alpha=settings.lora.alpha, lora_dropout=settings.lora.dropout,
+                        target_modules=targets, task_type="CAUSAL_LM")
+    model.llm = get_peft_model(model.llm, config)
+    return model
 
 
 def trainable_summary(model: nn.Module) -> dict[str, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -18,6 +19,9 @@ from ..errors import SpatialtuneError
 from ..geometry import Convention, convention_for_model_type
 from ..registry import did_you_mean
 from ..runs import CONFIG_FILE, trained_model_path
+from .multiview.model import CONFIG_FILE as MULTIVIEW_CONFIG
+from .multiview.model import MultiViewConfig, MultiViewModel
+from .multiview.processor import MultiViewProcessor
 from .quantization import QuantizationSettings, bitsandbytes_config
 from .spatial_linking import (
     SpatialLinkingSettings,
@@ -164,6 +168,8 @@ def load_model(
     the base weights in 4 or 8 bits on this process's GPU (see `models.quantization`).
     """
     source = str(trained_model_path(name_or_path))
+    if (Path(source) / MULTIVIEW_CONFIG).is_file():
+        return loaded_multiview(MultiViewModel.from_pretrained(source), source)
     if (Path(source) / ADAPTER_CONFIG).is_file():
         return _load_adapter(Path(source), dtype, min_pixels, max_pixels, attn_implementation, merge_adapter, quantization)
     if source in TINY_MODELS:
@@ -185,6 +191,27 @@ def load_model(
     set_pixel_budget(processor, min_pixels, max_pixels)
     restore_spatial_linking(model, source)  # a saved model folder may carry its spatial-linking module
     return LoadedModel(model, processor, family_of(model.config), name_or_path)
+
+
+MULTIVIEW_FAMILY = ModelFamily("multiview", Convention.NORM01)  # 3D answers are metric: no image frame to follow
+
+
+def loaded_multiview(model: MultiViewModel, name_or_path: str) -> LoadedModel:
+    """A multi-view model (`models/multiview`) with its processor, as the recipes and the eval runner use it."""
+    return LoadedModel(model, MultiViewProcessor.for_model(model), MULTIVIEW_FAMILY, name_or_path)
+
+
+def check_multiview_start(loaded: LoadedModel, settings: MultiViewConfig | None, where: str) -> None:
+    """A start model (`model.init_from`) agrees with `model.multiview`: a saved multi-view model with the same
+    encoder, projector, geometry head and view size (a config never silently loses to the folder)."""
+    if settings is None:
+        return
+    if not isinstance(loaded.model, MultiViewModel):
+        raise ConfigError(f"model.multiview is set but {where} is not a multi-view model (no {MULTIVIEW_CONFIG})")
+    saved = dataclasses.replace(loaded.model.settings, llm=settings.llm, seed=settings.seed)
+    if saved != settings:
+        raise ConfigError(f"model.multiview differs from the multi-view model saved in {where} ({json.dumps(dataclasses.asdict(saved))}); "
+                          "set model.multiview to those settings, or remove the section to keep them")
 
 
 def run_model_section(path: Path) -> dict | None:
@@ -249,11 +276,22 @@ class ModelConfig:
     # Box-end tokens attend to the visual tokens in their box (models/spatial_linking.py), e.g. {heads: 8, rank: 256};
     # None: off.
     spatial_linking: SpatialLinkingSettings | None = None
+    # A multi-view 3D model (models/multiview) whose LLM is `name`: encoder, projector, geometry head, view size, e.g.
+    # {encoder: {kind: tiny}, projector: {latents: 16, layers: 2}}; None: an image-text-to-text model.
+    multiview: MultiViewConfig | None = None
+
+    def __post_init__(self):
+        if self.multiview is not None and self.spatial_linking is not None:
+            raise ConfigError("model.multiview and model.spatial_linking cannot be combined: linking enriches a Qwen-VL's "
+                              "box tokens, a multi-view model has none")
 
 
 def load_model_from_config(config: ModelConfig) -> LoadedModel:
     """`load_model` driven by a ModelConfig (the base model; `train.common.load_policy` handles `init_from`), with a
-    fresh spatial-linking module when `spatial_linking` is set."""
+    fresh spatial-linking module when `spatial_linking` is set, or a fresh multi-view model around `name`."""
+    if config.multiview is not None:
+        settings = dataclasses.replace(config.multiview, llm=config.name, seed=config.seed)
+        return loaded_multiview(MultiViewModel.from_config(settings, config.dtype), config.name)
     loaded = load_model(
         config.name,
         dtype=config.dtype,

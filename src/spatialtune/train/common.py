@@ -42,6 +42,7 @@ from ..models.loading import (
     LoadedModel,
     ModelConfig,
     attach_configured_linking,
+    check_multiview_start,
     load_model,
     load_model_from_config,
     run_model_section,
@@ -414,6 +415,7 @@ def load_policy(model: ModelConfig, adapters: AdapterSettings, resume_from: str 
         loaded = load_model(model.init_from, dtype=model.dtype, min_pixels=model.min_pixels, max_pixels=model.max_pixels,
                             attn_implementation=model.attn_implementation, merge_adapter=not continuing,
                             quantization=model.quantization)  # restores the module init_from was saved with
+        check_multiview_start(loaded, model.multiview, model.init_from)
         attach_configured_linking(loaded.model.get_base_model() if continuing else loaded.model, loaded.processor,
                                   model.spatial_linking)
         policy = loaded.model if continuing else apply_adapters(loaded.model, adapters)

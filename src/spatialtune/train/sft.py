@@ -21,9 +21,11 @@ from trl import SFTConfig, SFTTrainer
 from ..config import ConfigError
 from ..data.collate import SpatialCollator
 from ..data.dataset import DatasetError, DataSource, prepare_rows
+from ..data.multiview import MultiViewCollator, prepare_multiview_rows
 from ..data.render import dataset_row
 from ..models.adapters import AdapterSettings, trainable_summary
 from ..models.loading import ModelConfig
+from ..models.multiview.processor import MultiViewProcessor
 from ..models.spatial_linking import linking_module
 from ..models.tiny import TINY_MODELS
 from ..runs import RunConfig
@@ -44,6 +46,7 @@ from .common import (
     typed_arguments,
 )
 from .evaluation import EvalConfig, Evaluator, check_evaluation, eval_every
+from .multiview import MultiViewSFTTrainer
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +64,13 @@ class DataConfig:
     max_length: int | None = 2048
     on_truncated_image: Literal["error", "skip"] = "error"
     keep_columns: list[str] = field(default_factory=list)  # structured columns passed into batches
+    view_dropout: float = 0.0  # multi-view models (model.multiview): each view dropped with this probability, ≥ 1 kept
 
     def __post_init__(self):
         if self.train_file and self.sources:
             raise ConfigError("data: give data.train_file or data.sources, not both")
+        if not 0.0 <= self.view_dropout < 1.0:
+            raise ConfigError(f"data.view_dropout must be in [0, 1), got {self.view_dropout}")
 
 
 @dataclass
@@ -157,22 +163,20 @@ def run_sft(
         log.info("trainable parameters: %s", trainable)
 
         # 2. Data: validated records → rendered rows (geometry in the model's convention) → TRL's collator (with the
-        #    referred regions of every <|box_end|> when the model has spatial linking).
-        linking = linking_module(model) is not None  # model.spatial_linking, or init_from's module; k-th <|box_end|> → refer_boxes[k]
-        collator = SpatialCollator(loaded.processor, config.data.max_length, config.data.keep_columns, spatial_linking=linking)
-        prepared = prepare_rows(
-            config.data.train_file,
-            loaded.processor,
-            loaded.family.convention,
-            image_root=config.data.image_root,
-            max_samples=config.data.max_samples,
-            tasks=config.data.tasks,
-            max_length=config.data.max_length,
-            on_truncated_image=config.data.on_truncated_image,
-            chat_template=collator.chat_template,
-            sources=config.data.sources,
-            seed=config.training.seed,
-        )
+        #    referred regions of every <|box_end|> when the model has spatial linking). A multi-view model gets its
+        #    views, cameras and placeholders instead, with view dropout.
+        multiview = isinstance(loaded.processor, MultiViewProcessor)
+        data = dict(image_root=config.data.image_root, max_samples=config.data.max_samples, tasks=config.data.tasks,
+                    max_length=config.data.max_length, on_truncated_image=config.data.on_truncated_image,
+                    sources=config.data.sources, seed=config.training.seed)
+        if multiview:
+            collator = MultiViewCollator(loaded.processor, config.data.max_length, config.data.view_dropout, config.training.seed)
+            prepared = prepare_multiview_rows(config.data.train_file, loaded.processor, **data)
+        else:
+            linking = linking_module(model) is not None  # model.spatial_linking, or init_from's; k-th <|box_end|> → refer_boxes[k]
+            collator = SpatialCollator(loaded.processor, config.data.max_length, config.data.keep_columns, spatial_linking=linking)
+            prepared = prepare_rows(config.data.train_file, loaded.processor, loaded.family.convention,
+                                    chat_template=collator.chat_template, **data)
         for row_id, reason in prepared.skipped:
             log.warning("skipped record %s: %s", row_id, reason)
         if not prepared.rows:
@@ -184,12 +188,13 @@ def run_sft(
             "assistant_only_loss": True,
             "max_length": config.data.max_length,
             "remove_unused_columns": False,
+            **({"dataset_kwargs": {"skip_prepare_dataset": True}} if multiview else {}),  # our collator tokenizes
         })
-        trainer = SFTTrainer(
+        trainer = (MultiViewSFTTrainer if multiview else SFTTrainer)(
             model=model,
             args=args,
-            train_dataset=Dataset.from_list([dataset_row(row) for row in prepared.rows]),
-            processing_class=loaded.processor,
+            train_dataset=Dataset.from_list([row if multiview else dataset_row(row) for row in prepared.rows]),
+            processing_class=loaded.processor.tokenizer if multiview else loaded.processor,
             data_collator=collator,
             callbacks=[run.callback, *(callbacks or [])],
         )

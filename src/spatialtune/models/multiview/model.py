@@ -32,10 +32,19 @@ from transformers import (
 )
 
 from ...registry import Registry
-from ..tiny import _TEXT, TINY_MODELS, TINY_ROPE_THETA, TINY_SEED, TINY_VOCAB_ROWS, build_tiny, tiny_tokenizer
+from ..tiny import (
+    _TEXT,
+    TINY_MODELS,
+    TINY_ROPE_THETA,
+    TINY_SEED,
+    TINY_VOCAB_ROWS,
+    build_tiny,
+    official_chat_template,
+    tiny_tokenizer,
+)
 from .encoders import MultiViewError, QwenVLTowerEncoder, TinyViewEncoder, VggtAggregatorEncoder, load_vggt_aggregator
 from .geometry import GeometryHead, GeometrySettings
-from .projector import PerceiverProjector, PerceiverSettings
+from .projector import PerceiverSettings, build_projector
 
 SCENE_TOKEN = "<|vision_pad|>"
 GEOMETRY_TOKEN = "<|fim_pad|>"
@@ -65,6 +74,7 @@ class MultiViewConfig:
     encoder: EncoderSettings = field(default_factory=EncoderSettings)
     projector: PerceiverSettings = field(default_factory=PerceiverSettings)
     geometry: GeometrySettings = field(default_factory=GeometrySettings)
+    view_size: int = 448  # views are resized to view_size × view_size pixels (a multiple of the encoder's stride)
     freeze_encoder: bool = True
     train_llm: bool = True
     seed: int = TINY_SEED
@@ -82,19 +92,23 @@ def build_tiny_qwen3(seed: int = TINY_SEED) -> tuple[nn.Module, Any]:
     config = Qwen3Config(**_TEXT, head_dim=32, vocab_size=TINY_VOCAB_ROWS, max_position_embeddings=4096,
                          rope_parameters={"rope_type": "default", "rope_theta": TINY_ROPE_THETA}, tie_word_embeddings=True,
                          bos_token_id=None, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    tokenizer.chat_template = official_chat_template("qwen3_instruct_2507")  # the source pipeline's LLM's template
     torch.manual_seed(seed)
     return Qwen3ForCausalLM(config), tokenizer
 
 
-def build_llm(source: str, seed: int = TINY_SEED) -> tuple[nn.Module, Any]:
-    """The causal LM and tokenizer a name or path gives: `tiny-qwen3`, a tiny Qwen-VL, or a text / Qwen-VL checkpoint."""
+def build_llm(source: str, seed: int = TINY_SEED, dtype: str = "auto") -> tuple[nn.Module, Any]:
+    """The causal LM and tokenizer a name or path gives: `tiny-qwen3`, a tiny Qwen-VL, or a text / Qwen-VL checkpoint
+    (weights in `dtype`: `auto` keeps the checkpoint's)."""
     if source == TINY_TEXT_LLM:
         return build_tiny_qwen3(seed)
     if source in TINY_MODELS.names():
         model, processor = build_tiny(source, seed)
+        processor.tokenizer.chat_template = processor.chat_template  # the text side of the same template
         return model, processor.tokenizer
     is_vl = hasattr(AutoConfig.from_pretrained(source), "vision_config")
-    model = (AutoModelForImageTextToText if is_vl else AutoModelForCausalLM).from_pretrained(source)
+    model = (AutoModelForImageTextToText if is_vl else AutoModelForCausalLM).from_pretrained(
+        source, dtype=dtype if dtype == "auto" else getattr(torch, dtype))
     return model, AutoTokenizer.from_pretrained(source)
 
 
@@ -141,11 +155,11 @@ class MultiViewModel(nn.Module):
 
     def __init__(self, config: MultiViewConfig, encoder: nn.Module, llm: nn.Module, tokenizer: Any):
         super().__init__()
-        self.config, self.encoder, self.llm, self.tokenizer = config, encoder, llm, tokenizer
+        self.settings, self.encoder, self.llm, self.tokenizer = config, encoder, llm, tokenizer
         hidden = llm.config.get_text_config().hidden_size
         with torch.random.fork_rng():
             torch.manual_seed(config.seed)
-            self.projector = PerceiverProjector(encoder.feature_dim, hidden, config.projector)
+            self.projector = build_projector(encoder.feature_dim, hidden, config.projector)
             self.geometry = GeometryHead(hidden, config.geometry) if config.geometry.enabled else None
         self.scene_token_id = tokenizer.convert_tokens_to_ids(SCENE_TOKEN)
         self.geometry_token_id = tokenizer.convert_tokens_to_ids(GEOMETRY_TOKEN)
@@ -154,22 +168,36 @@ class MultiViewModel(nn.Module):
         if not hasattr(llm, "peft_config"):  # a PEFT model keeps its own choice: only the adapter trains
             self.llm.requires_grad_(config.train_llm)
 
+    @property
+    def config(self):
+        """The LLM's transformers config (what trainers read: model type, vocabulary); the model's own is `settings`."""
+        return self.llm.config
+
+    def gradient_checkpointing_enable(self, **kwargs) -> None:
+        """Activation checkpointing in the LLM (the trainer turns it on with `gradient_checkpointing: true`)."""
+        self.llm.gradient_checkpointing_enable(**kwargs)
+
+    def add_model_tags(self, tags: list[str] | str) -> None:
+        """Tags for the LLM's model card (trainers tag the model they train)."""
+        if hasattr(self.llm, "add_model_tags"):
+            self.llm.add_model_tags(tags)
+
     def train(self, mode: bool = True) -> "MultiViewModel":
         """Train mode for what trains; a frozen encoder stays in eval mode (no dropout, fixed norm statistics)."""
         super().train(mode)
-        if self.config.freeze_encoder:
+        if self.settings.freeze_encoder:
             self.encoder.eval()
         return self
 
     @classmethod
-    def from_config(cls, config: MultiViewConfig) -> "MultiViewModel":
-        """A fresh model: the LLM and encoder the config names, new projector and geometry head."""
-        llm, tokenizer = build_llm(config.llm, config.seed)
+    def from_config(cls, config: MultiViewConfig, dtype: str = "auto") -> "MultiViewModel":
+        """A fresh model: the LLM (weights in `dtype`) and encoder the config names, new projector and geometry head."""
+        llm, tokenizer = build_llm(config.llm, config.seed, dtype)
         return cls(config, ENCODERS.get(config.encoder.kind)(config.encoder, config.seed), llm, tokenizer)
 
     def encode_views(self, views: torch.Tensor) -> torch.Tensor:
         """Views [B, V, 3, H, W] → encoder tokens [B, V, N, D] (without autograd when the encoder is frozen)."""
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_encoder):
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.settings.freeze_encoder):
             return self.encoder(views).tokens
 
     def multiview_embeddings(self, input_ids: torch.Tensor, views: torch.Tensor, view_mask: torch.Tensor | None = None,
@@ -196,27 +224,52 @@ class MultiViewModel(nn.Module):
         return self.llm(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=text_position_ids(attention_mask),
                         labels=labels, **kwargs)
 
-    @torch.no_grad()
-    def generate(self, input_ids: torch.Tensor, views: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                 view_mask: torch.Tensor | None = None, cameras: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
-        """The LLM's `generate` on the spliced prompt embeddings; returns the new token ids only."""
+    @property
+    def base_model(self) -> Callable[..., Any]:
+        """The backbone TRL's fused LM head calls (it patches `forward` and scores from hidden states): the LLM's
+        decoder on the spliced embeddings, same positions as `forward`."""
+        return self._decode
+
+    def _decode(self, input_ids: torch.Tensor, views: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                view_mask: torch.Tensor | None = None, cameras: torch.Tensor | None = None, **kwargs):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         embeds = self.multiview_embeddings(input_ids, views, view_mask, cameras)
-        return self.llm.generate(inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)
+        return self.llm.get_decoder()(inputs_embeds=embeds, attention_mask=attention_mask,
+                                      position_ids=text_position_ids(attention_mask), **kwargs)
+
+    def get_output_embeddings(self) -> nn.Module:
+        """The LLM's LM head."""
+        return self.llm.get_output_embeddings()
+
+    @torch.no_grad()
+    def generate(self, input_ids: torch.Tensor, views: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                 view_mask: torch.Tensor | None = None, cameras: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+        """The LLM's `generate` on the spliced prompt embeddings; returns the prompt ids followed by the new tokens, as
+        `generate` on `input_ids` does."""
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        embeds = self.multiview_embeddings(input_ids, views, view_mask, cameras)
+        new_tokens = self.llm.generate(inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)
+        return torch.cat([input_ids, new_tokens.to(input_ids.device)], dim=1)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the LLM's weights are (inputs go there)."""
+        return self.llm.device
 
     def save_pretrained(self, folder: str | Path) -> None:
         """Write config, projector + geometry head, the LLM (or its adapter) with its tokenizer, and a trained encoder."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / CONFIG_FILE).write_text(json.dumps(asdict(self.config), indent=2) + "\n")
+        (folder / CONFIG_FILE).write_text(json.dumps(asdict(self.settings), indent=2) + "\n")
         heads = {f"projector.{k}": v for k, v in self.projector.state_dict().items()}
         if self.geometry is not None:
             heads.update({f"geometry.{k}": v for k, v in self.geometry.state_dict().items()})
         save_file({k: v.contiguous() for k, v in heads.items()}, str(folder / WEIGHTS_FILE))
         self.llm.save_pretrained(folder / LLM_DIR)
         self.tokenizer.save_pretrained(folder / LLM_DIR)
-        if not self.config.freeze_encoder:
+        if not self.settings.freeze_encoder:
             save_file({k: v.contiguous() for k, v in self.encoder.state_dict().items()}, str(folder / ENCODER_FILE))
 
     @classmethod

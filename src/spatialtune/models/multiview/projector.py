@@ -8,15 +8,21 @@ replaces the scene placeholders. A learned per-view embedding tells the latents 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
 @dataclass
 class PerceiverSettings:
-    """The `projector` config section: latents (scene tokens per sample), layers, heads, width, most views."""
+    """The `projector` config section: kind, latents (scene tokens per sample), layers, heads, width, most views.
 
+    `kind: mean-pool` is the ablation baseline: the present views averaged position by position, pooled to `latents`
+    tokens and projected (no latents, no attention, no view identity)."""
+
+    kind: Literal["perceiver", "mean-pool"] = "perceiver"
     latents: int = 128
     layers: int = 6
     heads: int = 16
@@ -64,3 +70,27 @@ class PerceiverProjector(nn.Module):
         for block in self.blocks:
             latents = block(latents, x, padding)
         return self.out(latents)
+
+
+class MeanPoolProjector(nn.Module):
+    """View tokens [B, V, N, feature_dim] → the present views' mean per token position, average-pooled to `latents`
+    tokens → scene tokens [B, latents, hidden_size] (the Perceiver's ablation baseline)."""
+
+    def __init__(self, feature_dim: int, hidden_size: int, settings: PerceiverSettings):
+        super().__init__()
+        self.settings = settings
+        self.out = nn.Sequential(nn.LayerNorm(feature_dim), nn.Linear(feature_dim, settings.width), nn.GELU(),
+                                 nn.Linear(settings.width, hidden_size))
+
+    def forward(self, tokens: torch.Tensor, view_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if view_mask is None:
+            view_mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+        weights = view_mask.to(tokens.dtype)[:, :, None, None]
+        pooled = (tokens * weights).sum(1) / weights.sum(1).clamp(min=1)  # [B, N, D]
+        pooled = F.adaptive_avg_pool1d(pooled.transpose(1, 2), self.settings.latents).transpose(1, 2)
+        return self.out(pooled)
+
+
+def build_projector(feature_dim: int, hidden_size: int, settings: PerceiverSettings) -> nn.Module:
+    """The projector `settings.kind` names."""
+    return (MeanPoolProjector if settings.kind == "mean-pool" else PerceiverProjector)(feature_dim, hidden_size, settings)
