@@ -239,3 +239,23 @@ def test_projectors_ignore_dropped_views_and_give_one_token_per_latent(kind):
     assert out.shape == (2, LATENTS, 32)
     assert torch.allclose(out, again, atol=1e-5)
     assert not torch.allclose(projector(changed, torch.ones_like(mask)), projector(tokens, torch.ones_like(mask)))
+
+
+class MixingStandIn(VggtStandIn):
+    """The stand-in with VGGT's defining trait: every view's tokens depend on the sample's other views."""
+
+    def forward(self, images: torch.Tensor):
+        layers, start = super().forward(images)
+        mixed = layers[-1] + images.mean(dim=(1, 2, 3, 4))[:, None, None, None]
+        return [mixed] * 24, start
+
+
+def test_views_that_attend_to_each_other_never_see_padding_views():
+    """A sample with a dropped (padding) view is encoded as if it had only its present views."""
+    model = MultiViewModel(small_config(), VggtAggregatorEncoder(MixingStandIn(), target_patch_px=16), *build_llm(TINY_TEXT_LLM))
+    views, mask = torch.rand(2, 3, 3, 224, 224), torch.tensor([[True, False, True], [True, True, True]])
+    with torch.no_grad():
+        tokens = model.encode_views(views, mask)
+        alone = model.encode_views(views[:1, [0, 2]])
+        assert torch.equal(tokens[0, [0, 2]], alone[0]) and tokens[0, 1].abs().sum() == 0
+        assert not torch.equal(model.encode_views(views[:1])[0, [0, 2]], alone[0])  # the stand-in does mix views

@@ -54,6 +54,7 @@ TASKS = ("world_closer", "world_count", "world_distance", "place_anchor")
 COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (235, 210, 40),
            "purple": (140, 60, 170), "orange": (240, 130, 30), "cyan": (40, 200, 210), "pink": (240, 120, 180)}
 SHAPES = ("box", "sphere", "cylinder", "panel")
+PLURALS = {"box": "boxes", "sphere": "spheres", "cylinder": "cylinders", "panel": "panels"}
 COUNT_LABELS = (1, 2, 3, 4)
 DISTANCE_BUCKETS = ("under 1 m", "1 to 2 m", "2 to 3 m", "over 3 m")
 DISTANCE_EDGES_M = (1.0, 2.0, 3.0)
@@ -207,7 +208,7 @@ def count_question(room: Room, shape: str, label: int) -> Question | str:
         return "counted_object_not_visible"
     if not any(len(views_showing(room, k)) >= 2 for k in ks):
         return "no_object_in_two_views"
-    prompt = scene_question_prompt(f"How many distinct {shape}s are in the room?")
+    prompt = scene_question_prompt(f"How many distinct {PLURALS[shape]} are in the room?")
     return Question(prompt, str(label), None, {"shape": shape, "objects_asked": ks})
 
 

@@ -32,7 +32,8 @@ class ViewFeatures:
 
 
 class ViewEncoder(Protocol):
-    """What the model needs of an encoder: its feature width and views → tokens."""
+    """What the model needs of an encoder: its feature width and views → tokens; `mixes_views` (default False) when
+    a sample's views attend to each other, so the model encodes each sample's present views alone."""
 
     feature_dim: int
 
@@ -125,6 +126,7 @@ class VggtAggregatorEncoder(nn.Module):
     """
 
     vggt_patch_px = 14
+    mixes_views = True  # a sample's views attend to each other: padding views must not be encoded with them
 
     def __init__(self, aggregator: nn.Module, layer: int = -1, feature_dim: int = 2048, target_patch_px: int | None = None):
         super().__init__()

@@ -195,10 +195,17 @@ class MultiViewModel(nn.Module):
         llm, tokenizer = build_llm(config.llm, config.seed, dtype)
         return cls(config, ENCODERS.get(config.encoder.kind)(config.encoder, config.seed), llm, tokenizer)
 
-    def encode_views(self, views: torch.Tensor) -> torch.Tensor:
-        """Views [B, V, 3, H, W] → encoder tokens [B, V, N, D] (without autograd when the encoder is frozen)."""
+    def encode_views(self, views: torch.Tensor, view_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Views [B, V, 3, H, W] → encoder tokens [B, V, N, D] (without autograd when the encoder is frozen). An encoder
+        whose views attend to each other (VGGT) encodes each sample's present views alone; absent views get zeros."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.settings.freeze_encoder):
-            return self.encoder(views).tokens
+            if view_mask is None or bool(view_mask.all()) or not getattr(self.encoder, "mixes_views", False):
+                return self.encoder(views).tokens
+            present = [self.encoder(views[i : i + 1, view_mask[i]]).tokens[0] for i in range(views.shape[0])]
+            tokens = present[0].new_zeros(*views.shape[:2], *present[0].shape[1:])
+            for i, sample in enumerate(present):
+                tokens[i, view_mask[i]] = sample
+            return tokens
 
     def multiview_embeddings(self, input_ids: torch.Tensor, views: torch.Tensor, view_mask: torch.Tensor | None = None,
                              cameras: torch.Tensor | None = None) -> torch.Tensor:
@@ -206,7 +213,7 @@ class MultiViewModel(nn.Module):
         if view_mask is None:
             view_mask = torch.ones(views.shape[:2], dtype=torch.bool, device=views.device)
         embeds = self.llm.get_input_embeddings()(input_ids)
-        scene = self.projector(self.encode_views(views), view_mask)
+        scene = self.projector(self.encode_views(views, view_mask), view_mask)
         embeds = _splice(embeds, input_ids == self.scene_token_id, scene.flatten(0, 1), "scene", scene.shape[1])
         if self.geometry is not None:
             if cameras is None:
