@@ -65,6 +65,10 @@ def eval_run(
     option: list[str] = typer.Option([], "--option", "-o", help="Benchmark option key=value (repeatable)."),
     max_tool_calls: int = typer.Option(2, min=0, help="Crop tool calls executed per sample where the benchmark allows tools (0: none)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar (plain output for logs and batch jobs)."),
+    constrain: Optional[str] = typer.Option(
+        None, "--constrain",
+        help="Generate every reply under a grammar so it always parses (e.g. place-anchor, for roomplan); needs "
+        "--max-new-tokens ≥ the grammar's longest reply (the error says how many)."),
     visualize_attention: bool = typer.Option(
         False, "--visualize-attention",
         help=f"Spatial-linking heatmaps of the first --max-samples samples with referred regions (default {ATTENTION_SAMPLES}) "
@@ -78,15 +82,18 @@ def eval_run(
         raise typer.Exit(0)
     if model is None or data is None or output_dir is None:
         fail("spatialtune eval run needs --model, --data and --output-dir (see --help)")
-    from ..eval.runner import run_eval
+    from ..eval.runner import check_constraint, run_eval
     from ..tools.crop import ToolSettings
     from ..viz.eval_report import write_eval_report
 
     with user_errors():
+        if constrain is not None:
+            check_constraint(constrain, max_new_tokens)  # before the model loads
         result = run_eval(
             _load_quietly(model), benchmark, data, output_dir, batch_size=batch_size, max_samples=max_samples,
             max_new_tokens=max_new_tokens, image_root=image_root, options=_options(option), tools=ToolSettings(max_calls=max_tool_calls),
             progress=not no_progress, attention_samples=(max_samples or ATTENTION_SAMPLES) if visualize_attention else 0,
+            constrain=constrain,
         )
     report = write_eval_report(output_dir, result.metrics, result.rows)
     _print_metrics(result.metrics, report)

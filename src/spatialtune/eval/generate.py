@@ -13,6 +13,7 @@ from ..models.multiview.processor import MultiViewProcessor
 from ..models.spatial_linking import linking_module
 from ..records import prompt_turns
 from ..tools.protocol import attach_images
+from .constrained import constraint_processor
 
 
 def prompt_messages(row: Row) -> list[dict[str, Any]]:
@@ -48,9 +49,11 @@ def prompt_inputs(model, processor, rows: list[dict[str, Any]]) -> dict[str, Any
 
 
 @torch.inference_mode()
-def generate_batch(model, processor, rows: list[dict[str, Any]], max_new_tokens: int = 64) -> list[str]:
-    """Greedy answers for a batch of rows; decoded without special tokens (tool-call tags survive)."""
+def generate_batch(model, processor, rows: list[dict[str, Any]], max_new_tokens: int = 64, constraint: str | None = None) -> list[str]:
+    """Greedy answers for a batch of rows, restricted to the grammar of `constraint` when given (`eval.constrained`);
+    decoded without special tokens (tool-call tags survive)."""
     inputs = prompt_inputs(model, processor, rows)
-    output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+    constrained = {"logits_processor": constraint_processor(constraint, model, processor.tokenizer)} if constraint else {}
+    output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, **constrained)
     new_tokens = output[:, inputs["input_ids"].shape[1]:]
     return processor.batch_decode(new_tokens, skip_special_tokens=True)

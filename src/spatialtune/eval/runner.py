@@ -37,11 +37,12 @@ from ..tasks.frames import FRAME_DEFINITIONS
 from ..tools.crop import ToolSettings
 from .attention import require_linking, write_attention_figures
 from .benchmarks import Benchmark, get_benchmark
+from .constrained import get_constraint
 from .generate import prompt_messages
 from .tool_use import generate_with_tools, tool_use_metrics
 
 RESULTS, METRICS, RUN, TIMING = "results.jsonl", "metrics.json", "run.json", "timing.json"
-RUN_IDENTITY = ("model", "benchmark", "options", "data", "max_new_tokens", "tools")  # what must match to resume a folder
+RUN_IDENTITY = ("model", "benchmark", "options", "data", "max_new_tokens", "tools", "constraint")  # what must match to resume a folder
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -75,7 +76,8 @@ def data_identity(data: str | Path) -> str:
 
 
 def check_run_identity(run_path: Path, run_info: dict[str, Any]) -> None:
-    """Refuse to resume into a folder whose run.json names a different model, benchmark, data or token budget."""
+    """Refuse to resume into a folder whose run.json names a different model, benchmark, data, token budget or
+    decoding constraint (a folder from before constraints existed had none)."""
     if not run_path.is_file():
         return
     try:
@@ -86,6 +88,14 @@ def check_run_identity(run_path: Path, run_info: dict[str, Any]) -> None:
     if different:
         detail = "; ".join(f"{k}: folder has {previous.get(k)!r}, this run {run_info[k]!r}" for k in different)
         raise EvalError(f"{run_path.parent} holds a different eval ({detail}); choose another output_dir or remove it")
+
+
+def check_constraint(name: str, max_new_tokens: int) -> None:
+    """Refuse an unknown constraint (naming the known ones) or a token budget that could cut its longest reply short."""
+    needed = get_constraint(name).max_new_tokens
+    if max_new_tokens < needed:
+        raise EvalError(f"constraint {name!r} needs max_new_tokens ≥ {needed} to finish its longest reply, got {max_new_tokens}; "
+                        "raise --max-new-tokens")
 
 
 def read_results(path: Path) -> list[dict[str, Any]]:
@@ -179,13 +189,18 @@ def result_row(bench: Benchmark, row: Row, output: str, renderer: GeometryRender
     }
 
 
-def finish(bench: Benchmark, rows: list[dict[str, Any]], paths: dict[str, Path], model: str, convention: Convention) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def finish(bench: Benchmark, rows: list[dict[str, Any]], paths: dict[str, Path], model: str, convention: Convention,
+           constraint: str | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Metrics over results.jsonl in dataset order (from the file, so a resumed run is scored from what it kept), with
-    the coordinate frame the model was asked in."""
+    the coordinate frame the model was asked in and the decoding constraint its replies were generated under."""
     kept = _index_results(paths[RESULTS], read_results(paths[RESULTS]))
     ordered = [kept[row["id"]] for row in rows]
-    metrics = {**bench.aggregate(ordered), "model": model, "frame": convention.value}
+    metrics = {**bench.aggregate(ordered), "model": model, "frame": convention.value, "constrained_decoding": constraint}
     metrics["definitions"]["frame"] = FRAME_DEFINITIONS[convention]
+    metrics["definitions"]["constrained_decoding"] = (
+        "the grammar generation was restricted to (spatialtune.eval.constrained), or null for free generation; "
+        "under a constraint the format metrics (parse and valid rates) measure the grammar, not the model"
+    )
     tool_use = tool_use_metrics(ordered)
     if tool_use is not None:
         metrics["tool_use"] = tool_use
@@ -239,11 +254,15 @@ def run_eval(
     tools: ToolSettings | None = None,
     progress: bool = True,
     attention_samples: int = 0,
+    constrain: str | None = None,
 ) -> EvalResult:
     """Generate, score and record every sample of `data` not yet in `output_dir`, then write metrics.json; with
-    `attention_samples`, draw the spatial-linking attention of that many samples with referred regions (`attention/`)."""
+    `attention_samples`, draw the spatial-linking attention of that many samples with referred regions (`attention/`);
+    with `constrain`, every reply is generated under that grammar (`eval.constrained`, e.g. `place-anchor`)."""
     if batch_size < 1:
         raise EvalError(f"batch_size must be ≥ 1, got {batch_size}")
+    if constrain is not None:
+        check_constraint(constrain, max_new_tokens)
     if attention_samples:
         require_linking(loaded)  # before any generation
     bench = get_benchmark(benchmark, options) if isinstance(benchmark, str) else benchmark
@@ -258,6 +277,7 @@ def run_eval(
         "data": data_identity(data),
         "max_new_tokens": max_new_tokens,
         "tools": asdict(tools),
+        "constraint": constrain,
         "batch_size": batch_size,
         "max_samples": max_samples,
     }
@@ -278,14 +298,14 @@ def run_eval(
         task = bar.add_task(escape(f"{bench.name} · {loaded.name_or_path}"), total=len(rows), completed=len(rows) - len(pending))
         for first in range(0, len(pending), batch_size):
             batch = pending[first : first + batch_size]
-            replies = generate_with_tools(loaded, bench, batch, renderer, tools, output_dir / "crops", max_new_tokens)
+            replies = generate_with_tools(loaded, bench, batch, renderer, tools, output_dir / "crops", max_new_tokens, constrain)
             results = [result_row(bench, row, output, renderer, exchange and exchange.as_json()) for row, (output, exchange) in zip(batch, replies)]
             append_results(paths[RESULTS], results)
             done.update((r["id"], r) for r in results)
             bar.advance(task, len(batch))
     seconds = time.perf_counter() - start
 
-    metrics, ordered = finish(bench, rows, paths, run_info["model"], convention)
+    metrics, ordered = finish(bench, rows, paths, run_info["model"], convention, constrain)
     if attention_samples:
         write_attention_figures(loaded, rows, output_dir, attention_samples, batch_size)
     rate = len(pending) / seconds if pending and seconds > 0 else 0.0

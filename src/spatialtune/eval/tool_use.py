@@ -63,15 +63,18 @@ def generate_with_tools(
     tools: ToolSettings,
     crops: Path,
     max_new_tokens: int,
+    constraint: str | None = None,
 ) -> list[tuple[str, CropSession | None]]:
-    """Final replies of a batch; a row that calls a tool gets the tool's message and goes on until it answers."""
+    """Final replies of a batch; a row that calls a tool gets the tool's message and goes on until it answers; every
+    turn is restricted to `constraint`'s grammar when given (so a constrained reply never calls a tool)."""
     current = list(batch)
     allowed = tools.max_calls > 0
     sessions = [tool_session(row, renderer, tools, crops) if allowed and bench.allows_tools(row) else None for row in batch]
     final: list[str] = [""] * len(batch)
     active = list(range(len(batch)))
+    constrained = {"constraint": constraint} if constraint else {}  # unconstrained: generate_batch's four-argument call
     while active:
-        outputs = generate_batch(loaded.model, loaded.processor, [current[i] for i in active], max_new_tokens)
+        outputs = generate_batch(loaded.model, loaded.processor, [current[i] for i in active], max_new_tokens, **constrained)
         still = []
         for i, output in zip(active, outputs):
             session = sessions[i]

@@ -12,6 +12,8 @@ and the record carries the action as a structured field, looked up in this order
 `action_json` (the source pipeline's name), else the JSON object of the assistant's text. `scene` may be a string or an
 integer (compared as text); `center`, `normal`, `extent` are three finite numbers, `normal` non-zero, `extent` ≥ 0.
 Option `format_hint` appends the JSON format to the prompt (off: the records' own instruction is used as it is).
+`spatialtune eval run --constrain place-anchor` generates every reply under the action's grammar
+(`spatialtune.eval.constrained`): all replies are then well-formed, and only the content is measured.
 
 Per-sample parsing: the first JSON object of the reply (also inside a ```json fence or an array). An output is
 malformed for the first reason that applies: `no_json` (no JSON value), `not_object` (JSON but no object),
