@@ -25,6 +25,7 @@ from transformers.utils import logging as hf_logging
 from spatialtune.config import load_config
 from spatialtune.data.builders import run_builder
 from spatialtune.data.builders.room_world import RoomWorldSettings
+from spatialtune.eval.constrained import get_constraint
 from spatialtune.eval.runner import run_eval
 from spatialtune.models.loading import load_model, load_model_from_config
 from spatialtune.runs import MODEL_DIR
@@ -32,7 +33,7 @@ from spatialtune.train.sft import SFTRecipeConfig, run_sft
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "sft_multiview_actions_tiny_cpu.yaml"
 CONSTRAINT = "place-anchor"
-MAX_NEW_TOKENS = 128
+MAX_NEW_TOKENS = get_constraint(CONSTRAINT).max_new_tokens  # enough for any action the grammar allows (free replies too)
 
 
 def scored(loaded, data: Path, output_dir: Path, constrain: str | None) -> tuple[dict, float]:

@@ -144,10 +144,10 @@ def test_multiview_model_generating_from_embeddings_writes_valid_actions_under_t
     enc = tokenizer(texts, return_tensors="pt", padding=True)
     geometry = [{"R": torch.eye(3).tolist(), "t": [0.1 * v, 0.0, 1.0], "K": [[50, 0, 16], [0, 50, 16], [0, 0, 1]], "depth_hist": [1 / 11] * 11}
                 for v in range(views)]
-    new_tokens = model.generate(
+    generated = model.generate(
         enc.input_ids, torch.rand(len(texts), views, 3, 32, 32, generator=torch.Generator().manual_seed(0)), attention_mask=enc.attention_mask,
         cameras=torch.stack([camera_features(geometry)] * len(texts)), max_new_tokens=PLACE_ANCHOR.max_new_tokens, do_sample=False,
         logits_processor=constraint_processor("place-anchor", model.llm, tokenizer),
     )
-    replies = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+    replies = tokenizer.batch_decode(generated[:, enc.input_ids.shape[1]:], skip_special_tokens=True)  # prompt ids come first
     assert all(map(valid, replies)), replies

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -185,3 +186,13 @@ def test_stage_two_starts_from_a_stage_one_run_and_refuses_other_settings(tmp_pa
     other = dataclasses.replace(second.model, multiview=multiview(view_size=32))
     with pytest.raises(ConfigError, match="model.multiview differs from the multi-view model saved in"):
         run_sft(dataclasses.replace(second, run=RunConfig(dir=str(tmp_path / "three")), model=other), progress=False)
+
+
+def test_debug_checks_a_multiview_stage_in_seconds(world):
+    from spatialtune.pipelines.debug import debug_recipe
+
+    said: list[str] = []
+    report = debug_recipe("sft", recipe(Path("/nonexistent"), world), samples=3, steps=1, max_new_tokens=4, say=said.append)
+    assert report.records == 3 and len(report.losses) == 1 and len(report.replies) == 3
+    assert f"{SCENE_TOKEN}×{LATENTS}" in report.prompt
+    assert any(f"{LATENTS} scene and" in line and "trains on 3 tokens" in line for line in said)

@@ -9,6 +9,7 @@ reward's value), and the recipe itself trains a few steps into a throwaway folde
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -18,10 +19,13 @@ from typing import Any, Callable
 from .. import rewards
 from ..data.check import check_file
 from ..data.collate import image_token_counts
+from ..data.multiview import VIEWS_COLUMN, MultiViewCollator, prepare_multiview_rows
 from ..data.render import GeometryRenderer
 from ..errors import SpatialtuneError
 from ..eval.generate import generate_batch, prompt_messages
 from ..models.loading import LoadedModel
+from ..models.multiview.model import GEOMETRY_TOKEN, SCENE_TOKEN
+from ..models.multiview.processor import MultiViewProcessor
 from ..models.quantization import check_quantization
 from ..models.tiny import TINY_MODELS
 from ..records import final_answer, last_assistant_index, text_parts
@@ -90,6 +94,8 @@ def debug_recipe(recipe: str, config, *, samples: int = 4, steps: int = 2, max_n
     check_quantization(config.model.quantization, config.model.name, config.adapters.lora, TINY_MODELS)
     data = config.data
     loaded, _ = load_policy(resolve_init(config.model), config.adapters)  # what the recipe starts from
+    if isinstance(loaded.processor, MultiViewProcessor):
+        return _debug_multiview(recipe, config, loaded, samples, steps, max_new_tokens, say)
     check = check_file(data.train_file, loaded.processor, loaded.family.convention, batch_size=min(samples, 2),
                        image_root=data.image_root, max_length=data.max_length)
     say(f"records: {check.records} valid in {data.train_file} (coordinates {check.convention})"
@@ -112,6 +118,42 @@ def debug_recipe(recipe: str, config, *, samples: int = 4, steps: int = 2, max_n
     losses = _short_run(recipe, config, samples, steps)
     say(f"{recipe}: {len(losses)} training step(s) ran, losses {', '.join(f'{v:.4f}' for v in losses)}")
     return DebugReport(check.records, prompt, replies, checks, losses)
+
+
+def _debug_multiview(recipe: str, config, loaded: LoadedModel, samples: int, steps: int, max_new_tokens: int,
+                     say: Say) -> DebugReport:
+    """The debug checks of a multi-view model (`model.multiview`): records, one training batch with its placeholders,
+    views kept and labels, the rendered prompt, generations, and a short run of the recipe."""
+    if recipe != "sft":
+        raise DebugError(f"multi-view models train with the sft recipe only, not {recipe}")
+    data, processor = config.data, loaded.processor
+    prepared = prepare_multiview_rows(data.train_file, processor, image_root=data.image_root, max_samples=samples,
+                                      tasks=data.tasks, max_length=data.max_length, on_truncated_image=data.on_truncated_image,
+                                      sources=data.sources, seed=config.training.seed)
+    say(f"records: {len(prepared.rows)} valid of the first {samples} in {data.train_file or 'data.sources'}"
+        + (f", {len(prepared.skipped)} skipped: {prepared.skipped[0][1]}" if prepared.skipped else ""))
+    if not prepared.rows:
+        raise DebugError(f"{data.train_file or 'data.sources'}: no trainable records among the first {samples}")
+    batch = MultiViewCollator(processor, data.max_length, data.view_dropout, config.training.seed)(prepared.rows[:2])
+    tokenizer = processor.tokenizer
+    for i, row in enumerate(prepared.rows[:2]):
+        ids, labels = batch["input_ids"][i], batch["labels"][i]
+        say(f"  {row['id']}: {int(batch['view_mask'][i].sum())} of {len(row[VIEWS_COLUMN])} views kept "
+            f"(view_dropout {data.view_dropout}), {int(batch['attention_mask'][i].sum())} tokens with "
+            f"{int((ids == tokenizer.convert_tokens_to_ids(SCENE_TOKEN)).sum())} scene and "
+            f"{int((ids == tokenizer.convert_tokens_to_ids(GEOMETRY_TOKEN)).sum())} geometry placeholders; "
+            f"trains on {int((labels != -100).sum())} tokens: {tokenizer.decode(labels[labels != -100])!r}")
+    rows = [{**row, "images": row[VIEWS_COLUMN], "meta": json.loads(row["meta"])} for row in prepared.rows]
+    prompt = re.sub(rf"({re.escape(SCENE_TOKEN)})+", f"{SCENE_TOKEN}×{processor.latents}",
+                    processor.apply_chat_template(prompt_messages(rows[0]), tokenize=False, add_generation_prompt=True))
+    say(f"prompt of {rows[0]['id']} as the model sees it (scene placeholders counted):\n{prompt}")
+    replies = dict(zip((r["id"] for r in rows), generate_batch(loaded.model, processor, rows, max_new_tokens)))
+    for row in rows:
+        say(f"generation {row['id']}: {replies[row['id']]!r} (reference {_reference(row)!r})")
+    del loaded
+    losses = _short_run(recipe, config, samples, steps)
+    say(f"{recipe}: {len(losses)} training step(s) ran, losses {', '.join(f'{v:.4f}' for v in losses)}")
+    return DebugReport(len(prepared.rows), prompt, replies, {}, losses)
 
 
 def _sft_rows(config, loaded: LoadedModel, samples: int) -> list[dict[str, Any]]:
