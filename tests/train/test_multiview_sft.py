@@ -196,3 +196,18 @@ def test_debug_checks_a_multiview_stage_in_seconds(world):
     assert report.records == 3 and len(report.losses) == 1 and len(report.replies) == 3
     assert f"{SCENE_TOKEN}×{LATENTS}" in report.prompt
     assert any(f"{LATENTS} scene and" in line and "trains on 3 tokens" in line for line in said)
+
+
+def test_dpo_and_grpo_refuse_multiview_models_before_a_run_folder_is_made(tmp_path, world):
+    from spatialtune.config import ConfigError
+    from spatialtune.train.dpo import DPORecipeConfig, run_dpo
+    from spatialtune.train.grpo import DataConfig as GRPODataConfig
+    from spatialtune.train.grpo import GRPORecipeConfig, run_grpo
+
+    run = RunConfig(dir=str(tmp_path / "run"))
+    with pytest.raises(ConfigError, match="train with the sft recipe only"):
+        run_dpo(DPORecipeConfig(run=run, model=model_config(), data=DataConfig(train_file=str(world / "train.jsonl"))), progress=False)
+    with pytest.raises(ConfigError, match="train with the sft recipe only"):
+        run_grpo(GRPORecipeConfig(run=run, model=model_config(), data=GRPODataConfig(train_file=str(world / "train.jsonl"))),
+                 rewards=lambda *a, **k: None, progress=False)
+    assert not (tmp_path / "run").exists()

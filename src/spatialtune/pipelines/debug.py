@@ -93,7 +93,7 @@ def debug_recipe(recipe: str, config, *, samples: int = 4, steps: int = 2, max_n
     RECIPES.get(recipe)  # an unknown recipe fails before anything loads
     check_quantization(config.model.quantization, config.model.name, config.adapters.lora, TINY_MODELS)
     data = config.data
-    loaded, _ = load_policy(resolve_init(config.model), config.adapters)  # what the recipe starts from
+    loaded, _ = load_policy(resolve_init(config.model), config.adapters, multiview_ok=recipe == "sft")  # what the recipe starts from
     if isinstance(loaded.processor, MultiViewProcessor):
         return _debug_multiview(recipe, config, loaded, samples, steps, max_new_tokens, say)
     check = check_file(data.train_file, loaded.processor, loaded.family.convention, batch_size=min(samples, 2),

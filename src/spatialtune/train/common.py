@@ -47,6 +47,7 @@ from ..models.loading import (
     load_model_from_config,
     run_model_section,
 )
+from ..models.multiview.model import MultiViewModel
 from ..models.quantization import check_quantization
 from ..models.spatial_linking import LINKING_CONFIG, linking_module, restore_spatial_linking
 from ..models.tiny import TINY_MODELS
@@ -202,14 +203,19 @@ def check_task_filter(train_file: str | Path, tasks: list[str] | None) -> None:
         )
 
 
+MULTIVIEW_SFT_ONLY = "multi-view models (model.multiview) train with the sft recipe only"
+
+
 def check_before_loading(*, bf16: bool, fp16: bool, report_to, train_file: str | Path, tasks: list[str] | None,
-                         model: ModelConfig | None = None, lora: object | None = None) -> None:
+                         model: ModelConfig | None = None, lora: object | None = None, multiview_ok: bool = False) -> None:
     """Config mistakes that would otherwise fail after the model loads (or deep inside transformers), as one line."""
     check_precision(bf16, fp16)
     check_trackers(report_to)
     check_task_filter(train_file, tasks)
     if model is not None:
         check_quantization(model.quantization, model.name, lora, TINY_MODELS)
+        if model.multiview is not None and not multiview_ok:
+            raise ConfigError(MULTIVIEW_SFT_ONLY)
 
 
 def run_name_for(run: RunConfig, model_name: str, tiny_models) -> RunConfig:
@@ -399,8 +405,8 @@ def continues_adapter(model: ModelConfig) -> bool:
     return bool(model.init_from) and model.init_adapter == "continue" and (Path(model.init_from) / ADAPTER_CONFIG).is_file()
 
 
-def load_policy(model: ModelConfig, adapters: AdapterSettings, resume_from: str | Path | None = None,
-                ) -> tuple[LoadedModel, PreTrainedModel | PeftModel]:
+def load_policy(model: ModelConfig, adapters: AdapterSettings, resume_from: str | Path | None = None, *,
+                multiview_ok: bool = False) -> tuple[LoadedModel, PreTrainedModel | PeftModel]:
     """The model a recipe trains, as loaded and as wrapped for training (LoRA / freezing per `adapters`, or the adapter of
     `model.init_from` kept trainable), with its spatial-linking module (`model.init_from`'s, or a fresh one per
     `model.spatial_linking`) holding a resumed run's trained weights."""
@@ -419,6 +425,8 @@ def load_policy(model: ModelConfig, adapters: AdapterSettings, resume_from: str 
         attach_configured_linking(loaded.model.get_base_model() if continuing else loaded.model, loaded.processor,
                                   model.spatial_linking)
         policy = loaded.model if continuing else apply_adapters(loaded.model, adapters)
+    if isinstance(loaded.model, MultiViewModel) and not multiview_ok:
+        raise ConfigError(f"{model.init_from or model.name}: {MULTIVIEW_SFT_ONLY}")
     if resume_from is not None:
         restore_linking_checkpoint(policy, Path(resume_from))
     return loaded, policy

@@ -148,6 +148,7 @@ def run_sft(
     check_before_loading(
         bf16=config.training.bf16, fp16=bool(config.trl.get("fp16")), report_to=config.training.report_to,
         train_file=config.data.train_file, tasks=config.data.tasks, model=config.model, lora=config.adapters.lora,
+        multiview_ok=True,
     )
     check_evaluation(config.data.eval_file, evaluate)
     eval_steps = eval_every(config.training.eval_steps, config.training.save_steps)
@@ -158,7 +159,7 @@ def run_sft(
         log.info("run folder %s%s", run.dir, f", resuming from {resume_from}" if resume_from else "")
 
         # 1. Model, processor, and what trains.
-        loaded, model = load_policy(config.model, config.adapters, resume_from)  # the base model, or model.init_from's run
+        loaded, model = load_policy(config.model, config.adapters, resume_from, multiview_ok=True)  # the base model, or model.init_from's run
         trainable = trainable_summary(model)
         log.info("trainable parameters: %s", trainable)
 
