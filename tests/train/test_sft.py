@@ -137,3 +137,21 @@ def test_sft_killed_after_a_checkpoint_resumes_with_the_same_optimizer_and_sched
     a, b = load_file(resumed.model_dir / "model.safetensors"), load_file(straight.model_dir / "model.safetensors")
     # 1e-5: the killed run's first steps ran on one thread, the straight run on torch's default (gated delta-net sums differ)
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+def test_sft_trains_on_packed_batches(tmp_path, monkeypatch):
+    import spatialtune.data.collate as collate
+
+    pack_batch, packed = collate.pack_batch, []
+    monkeypatch.setattr(collate, "pack_batch", lambda *args, **kwargs: packed.append(pack_batch(*args, **kwargs)) or packed[-1])
+    config = SFTRecipeConfig(
+        run=RunConfig(dir=str(tmp_path / "run")),
+        model=ModelConfig(name="tiny-qwen2.5-vl"),
+        data=DataConfig(train_file=str(sample_dataset()), packing="packed", max_length=1024),
+        training=TrainingConfig(max_steps=2, per_device_train_batch_size=3, learning_rate=1e-3, logging_steps=1),
+    )
+    result = run_sft(config, progress=False)
+    losses = [entry["loss"] for entry in result.log_history if "loss" in entry]
+    assert result.global_step == 2 and len(losses) == 2 and all(loss > 0 for loss in losses)
+    assert len(packed) >= 2 and all("attention_mask" not in batch and batch["position_ids"].shape[0] == 4 for batch in packed)
+    assert any(int((batch["position_ids"][0] == 0).sum()) > batch["input_ids"].shape[0] for batch in packed)  # samples share rows

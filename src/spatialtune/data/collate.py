@@ -21,6 +21,7 @@ from ..errors import SpatialtuneError
 from ..media import MediaError, open_image
 from ..tasks.linking import BOX_END
 from ..tools.protocol import attach_images
+from .packing import PACKING_MODES, PackingMode, RopeIndex, pack_batch
 
 IMAGE_PAD = "<|image_pad|>"
 
@@ -221,10 +222,20 @@ class SpatialCollator:
     `keep_columns` are copied into the batch as Python lists (e.g. `boxes` for a box-aware module); leave it
     empty when the model's forward does not take them. `spatial_linking=True` adds `LinkedBatch`'s columns for a model
     wrapped with spatial linking (the SFT recipe sets it when `model.spatial_linking` is configured).
+    `packing="padding_free"` or `"packed"` repacks each batch without padding (`data.packing`): rows of concatenated
+    samples whose position ids come from `rope_index`, the model's own M-RoPE function (see `data.packing`).
     """
 
-    def __init__(self, processor, max_length: int | None = None, keep_columns: Sequence[str] = (), spatial_linking: bool = False):
+    def __init__(self, processor, max_length: int | None = None, keep_columns: Sequence[str] = (), spatial_linking: bool = False,
+                 packing: PackingMode = "none", rope_index: RopeIndex | None = None):
+        if packing not in PACKING_MODES:
+            raise BatchError(f"packing: unknown mode {packing!r}; expected one of {', '.join(PACKING_MODES)}")
+        if packing != "none" and (rope_index is None or spatial_linking or keep_columns):
+            what = "the model's rope-index function" if rope_index is None else "no spatial linking and no keep_columns (not supported yet)"
+            raise BatchError(f"packing={packing!r} needs {what}")
         self.processor = processor
+        self.max_length = max_length
+        self.packing, self.rope_index = packing, rope_index
         self.keep_columns = tuple(keep_columns)
         self.box_end_id = box_end_token_id(processor) if spatial_linking else None
         self.chat_template = training_chat_template(processor)
@@ -239,6 +250,11 @@ class SpatialCollator:
         # Images are attached to their parts here: TRL's prepare_multimodal_messages skips tool messages (the crops).
         examples = [{"messages": attach_images(row["messages"], open_images(row)), "images": []} for row in rows]
         batch = self.trl_collator(examples)
+        if self.packing != "none":
+            packed = pack_batch(batch, [len(row["images"]) for row in rows], self.packing, self.rope_index,
+                                self.processor.tokenizer.pad_token_id, self.max_length)
+            # transformers reads sample boundaries from the text positions only without a cache (TRL also sets this)
+            return {**packed, "use_cache": False}
         for column in self.keep_columns:
             batch[column] = [row[column] for row in rows]
         if self.box_end_id is not None:

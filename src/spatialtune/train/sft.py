@@ -26,6 +26,7 @@ from ..data.render import dataset_row
 from ..models.adapters import AdapterSettings, trainable_summary
 from ..models.loading import ModelConfig
 from ..models.multiview.processor import MultiViewProcessor
+from ..models.rope import rope_index_function
 from ..models.spatial_linking import linking_module
 from ..models.tiny import TINY_MODELS
 from ..runs import RunConfig
@@ -65,6 +66,7 @@ class DataConfig:
     on_truncated_image: Literal["error", "skip"] = "error"
     keep_columns: list[str] = field(default_factory=list)  # structured columns passed into batches
     view_dropout: float = 0.0  # multi-view models (model.multiview): each view dropped with this probability, ≥ 1 kept
+    packing: Literal["none", "padding_free", "packed"] = "none"  # batches without padding, per-sample M-RoPE (docs/packing.md)
 
     def __post_init__(self):
         if self.train_file and self.sources:
@@ -167,6 +169,7 @@ def run_sft(
         #    referred regions of every <|box_end|> when the model has spatial linking). A multi-view model gets its
         #    views, cameras and placeholders instead, with view dropout.
         multiview = isinstance(loaded.processor, MultiViewProcessor)
+        rope_index = rope_index_function(model, config.data.packing) if config.data.packing != "none" else None
         data = dict(image_root=config.data.image_root, max_samples=config.data.max_samples, tasks=config.data.tasks,
                     max_length=config.data.max_length, on_truncated_image=config.data.on_truncated_image,
                     sources=config.data.sources, seed=config.training.seed)
@@ -175,7 +178,8 @@ def run_sft(
             prepared = prepare_multiview_rows(config.data.train_file, loaded.processor, **data)
         else:
             linking = linking_module(model) is not None  # model.spatial_linking, or init_from's; k-th <|box_end|> → refer_boxes[k]
-            collator = SpatialCollator(loaded.processor, config.data.max_length, config.data.keep_columns, spatial_linking=linking)
+            collator = SpatialCollator(loaded.processor, config.data.max_length, config.data.keep_columns, spatial_linking=linking,
+                                       packing=config.data.packing, rope_index=rope_index)
             prepared = prepare_rows(config.data.train_file, loaded.processor, loaded.family.convention,
                                     chat_template=collator.chat_template, **data)
         for row_id, reason in prepared.skipped:
