@@ -14,6 +14,7 @@ task's, with the wall times of training and evaluation; then the mean-pool mean;
 in --output-dir (a rerun resumes); use a fresh folder for fresh timings.
 
 Run: python benchmarks/multiview_ablation.py [--seeds 0 1] [--output-dir runs/multiview-ablation] [--steps N] [--threads T]
+[--arms with-geometry without-geometry mean-pool]
 """
 
 from __future__ import annotations
@@ -77,12 +78,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2, help="processes building the room world")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     hf_logging.disable_progress_bar()
 
-    scores: dict[str, list[float]] = {arm: [] for arm in ARMS}
+    scores: dict[str, list[float]] = {arm: [] for arm in args.arms}
     for seed in args.seeds:
         root = args.output_dir / f"seed{seed}"
         start = time.perf_counter()
@@ -90,16 +92,17 @@ def main() -> None:
             run_builder("room-world", RoomWorldSettings(seed=seed, num_samples=args.train_samples, test_samples=args.test_samples,
                                                         tasks=TASKS, workers=args.workers), root / "data")
         print(f"seed {seed}: data {time.perf_counter() - start:.0f}s", flush=True)
-        for arm in ARMS:
+        for arm in args.arms:
             result = one_arm(arm, seed, root / "data", root, args)
             metrics = result["metrics"]
             scores[arm].append(metrics["overall"])
             tasks = ", ".join(f"{task} {metrics['scores'][task]:.3f}" for task in TASKS)
             stages = ", ".join(f"{stage} {seconds:.0f}s" for stage, seconds in result["seconds"].items())
             print(f"seed {seed}: {arm} · accuracy {metrics['overall']:.3f} ({tasks}) · {stages}", flush=True)
-    print(f"mean-pool (geometry on): accuracy {statistics.mean(scores['mean-pool']):.3f}")
-    print(f"accuracy: without-geometry {statistics.mean(scores['without-geometry']):.3f} "
-          f"with-geometry {statistics.mean(scores['with-geometry']):.3f}")
+    mean = {arm: f"{statistics.mean(values):.3f}" for arm, values in scores.items()}
+    if "mean-pool" in mean:
+        print(f"mean-pool (geometry on): accuracy {mean['mean-pool']}")
+    print(f"accuracy: without-geometry {mean.get('without-geometry', 'n/a')} with-geometry {mean.get('with-geometry', 'n/a')}")
 
 
 if __name__ == "__main__":
