@@ -203,6 +203,12 @@ def check_task_filter(train_file: str | Path, tasks: list[str] | None) -> None:
         )
 
 
+def refuse_auto_batch_size(training: Any, recipe: str) -> None:
+    """`training.auto_batch_size` is the SFT recipe's (its collator and rows are what the probe steps on)."""
+    if training.auto_batch_size:
+        raise ConfigError(f"training.auto_batch_size is applied by the sft recipe only, not by {recipe}")
+
+
 MULTIVIEW_SFT_ONLY = "multi-view models (model.multiview) train with the sft recipe only"
 
 
@@ -340,6 +346,7 @@ def typed_arguments(run: RunConfig, run_dir: Path, *sections: Any) -> dict[str, 
     (the optimizer's groups, see `prepare_trainer`)."""
     typed = {name: value for section in sections for name, value in dataclasses.asdict(section).items()}
     typed.pop("param_groups")
+    typed.pop("auto_batch_size", None)  # the SFT recipe applies it before this (train/batch_probe.py)
     return {**typed, "report_to": typed["report_to"] or "none", "output_dir": str(run_dir), "run_name": f"{run.name}/{run_dir.name}"}
 
 

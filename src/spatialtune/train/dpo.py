@@ -47,6 +47,7 @@ from .common import (
     open_run,
     owned_fields,
     prepare_trainer,
+    refuse_auto_batch_size,
     resolve_init,
     run_name_for,
     save_final_model,
@@ -66,6 +67,10 @@ class DPOTrainingConfig(TrainingConfig):
     """The common training arguments, typed (names as in DPOConfig); any other DPOConfig field goes in `trl:`."""
 
     learning_rate: float = 1e-6  # trl.DPOConfig's default: DPO moves far less than SFT
+
+
+    def __post_init__(self):
+        refuse_auto_batch_size(self, "dpo")
 
 
 # DPOConfig fields the recipe sets itself: a `trl:` key for one of them is an error saying where it is set.

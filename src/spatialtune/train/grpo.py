@@ -43,6 +43,7 @@ from .common import (
     open_run,
     owned_fields,
     prepare_trainer,
+    refuse_auto_batch_size,
     resolve_init,
     run_name_for,
     save_final_model,
@@ -110,6 +111,10 @@ class TrainingConfig(SFTTrainingConfig):
     per_device_train_batch_size: int = 8  # × gradient_accumulation_steps: a multiple of grpo.num_generations
     lr_scheduler_type: str = "constant"
     logging_steps: int = 1
+
+
+    def __post_init__(self):
+        refuse_auto_batch_size(self, "grpo")
 
 
 # GRPOConfig fields the recipe sets itself: a `trl:` key for one of them is an error saying where it is set.

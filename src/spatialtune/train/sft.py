@@ -31,6 +31,7 @@ from ..models.spatial_linking import linking_module
 from ..models.tiny import TINY_MODELS
 from ..runs import RunConfig
 from . import RECIPES, Recipe
+from .batch_probe import fitted_training
 from .common import (
     TRL_DEFAULTS,
     check_before_loading,
@@ -96,6 +97,9 @@ class TrainingConfig:
     report_to: list[str] = field(default_factory=list)  # [] = no tracker; or ["wandb"], ["tensorboard"]
     # module name or dotted prefix → learning rate, e.g. {visual.merger: 2.0e-4}; other parameters: learning_rate
     param_groups: dict[str, float] = field(default_factory=dict)
+    # the largest per-device batch ≤ per_device_train_batch_size that fits, by real steps on the longest samples;
+    # accumulation raised to keep the effective batch (train/batch_probe.py)
+    auto_batch_size: bool = False
 
 
 # SFTConfig fields the recipe sets itself: a `trl:` key for one of them is an error saying where it is set.
@@ -187,9 +191,12 @@ def run_sft(
         if not prepared.rows:
             raise DatasetError(config.data.train_file or "data.sources", [], f"no trainable records left (skipped {len(prepared.skipped)})")
 
-        # 3. TRL trainer with assistant-only loss; our collator keeps the structured columns.
+        # 3. With training.auto_batch_size: the largest per-device batch that fits, by real steps on the longest rows.
+        training = fitted_training(config.training, model, collator, prepared.rows, loaded.processor, run.dir)
+
+        # 4. TRL trainer with assistant-only loss; our collator keeps the structured columns.
         args = trl_arguments(SFTConfig, defaults={**TRL_DEFAULTS, **linking_trl_defaults(model)}, options=config.trl, typed={
-            **typed_arguments(config.run, run.dir, config.training),
+            **typed_arguments(config.run, run.dir, training),
             "assistant_only_loss": True,
             "max_length": config.data.max_length,
             "remove_unused_columns": False,
@@ -203,11 +210,11 @@ def run_sft(
             data_collator=collator,
             callbacks=[run.callback, *(callbacks or [])],
         )
-        prepare_trainer(trainer, config.training, run.dir, evaluate=evaluate, loaded=loaded, eval_steps=eval_steps,
+        prepare_trainer(trainer, training, run.dir, evaluate=evaluate, loaded=loaded, eval_steps=eval_steps,
                         eval_settings=config.eval, progress=progress)
         output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
 
-        # 4. Save the model (or LoRA adapter) with its processor as `model/`, atomically; the loss history for reports.
+        # 5. Save the model (or LoRA adapter) with its processor as `model/`, atomically; the loss history for reports.
         model_dir = save_final_model(trainer, loaded.processor, run)
         log.info("saved %s after %d steps (train loss %.4f)", model_dir, trainer.state.global_step, output.training_loss)
         return SFTResult(
