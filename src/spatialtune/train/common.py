@@ -63,6 +63,7 @@ from ..runs import (
     trained_model_path,
 )
 from .evaluation import OWNED_EVAL_FIELDS, EvalConfig, Evaluator, attach_evaluation
+from .throughput import attach_throughput
 
 TRACKER_PACKAGES = {"wandb": "wandb", "tensorboard": "tensorboard", "mlflow": "mlflow", "comet_ml": "comet_ml",
                     "clearml": "clearml", "trackio": "trackio"}  # report_to name → the module transformers imports
@@ -96,7 +97,7 @@ def _duration(seconds: float) -> str:
 
 class PlainProgressCallback(TrainerCallback):
     """One plain line per logging step (for logs and batch jobs, where stdout is no terminal), e.g.
-    `step 20/700 · loss 1.2345 · lr 3.0e-04 · 812 tok/s · ETA 5m12s`."""
+    `step 20/700 · loss 1.2345 · lr 3.0e-04 · 812 tok/s · pad 21% · MFU 38.2% · ETA 5m12s` (MFU on a GPU of known peak)."""
 
     def __init__(self, stream=None):
         self.stream = stream
@@ -121,7 +122,12 @@ class PlainProgressCallback(TrainerCallback):
         if "learning_rate" in logs:
             parts.append(f"lr {float(logs['learning_rate']):.1e}")
         tokens = logs.get("num_tokens")
-        if tokens is not None:
+        if "throughput/tokens_per_second" in logs:  # ours (train/throughput.py): right with packing too, and padding, MFU
+            parts.append(f"{logs['throughput/tokens_per_second']:.0f} tok/s")
+            parts.append(f"pad {logs['throughput/padding_fraction']:.0%}")
+            if "throughput/mfu" in logs:
+                parts.append(f"MFU {logs['throughput/mfu']:.1%}")
+        elif tokens is not None:
             since, before = self.last or (self.start, 0.0 if self.first_step == 0 else None)
             if before is not None and now > since:
                 parts.append(f"{(float(tokens) - before) / (now - since):.0f} tok/s")
@@ -347,6 +353,7 @@ def typed_arguments(run: RunConfig, run_dir: Path, *sections: Any) -> dict[str, 
     typed = {name: value for section in sections for name, value in dataclasses.asdict(section).items()}
     typed.pop("param_groups")
     typed.pop("auto_batch_size", None)  # the SFT recipe applies it before this (train/batch_probe.py)
+    typed.pop("throughput")  # ours: prepare_trainer attaches it (train/throughput.py)
     return {**typed, "report_to": typed["report_to"] or "none", "output_dir": str(run_dir), "run_name": f"{run.name}/{run_dir.name}"}
 
 
@@ -354,11 +361,13 @@ def prepare_trainer(trainer: Trainer, training: Any, run_dir: Path, *, evaluate:
                     eval_steps: int, eval_settings: EvalConfig, progress: bool) -> None:
     """What every recipe does to its TRL trainer before `train()`: the optimizer's groups (`training.param_groups`; the
     Trainer keeps it and builds its scheduler on it), our log and progress lines instead of transformers' printers,
-    evaluation during training."""
+    `throughput/*` in every training log (`training.throughput`), evaluation during training."""
     if training.param_groups:
         trainer.optimizer = grouped_optimizer(trainer, training.param_groups)
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)  # logs go to training.log and our progress lines, not raw dicts
+    if training.throughput:
+        attach_throughput(trainer)
     attach_evaluation(trainer, evaluate, loaded, run_dir, eval_steps, eval_settings)
     if (shown := progress_callback(progress)) is not None:
         trainer.add_callback(shown)

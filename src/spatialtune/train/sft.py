@@ -100,6 +100,9 @@ class TrainingConfig:
     # the largest per-device batch ≤ per_device_train_batch_size that fits, by real steps on the longest samples;
     # accumulation raised to keep the effective batch (train/batch_probe.py)
     auto_batch_size: bool = False
+    # throughput/* with every training log: tokens, visual tokens and samples per second, padding, TFLOP/s, MFU
+    # (train/throughput.py, docs/packing.md)
+    throughput: bool = True
 
 
 # SFTConfig fields the recipe sets itself: a `trl:` key for one of them is an error saying where it is set.
