@@ -387,7 +387,7 @@ def save_final_model(trainer, processor, run: Run) -> Path:
     `save_model` leaves out (it writes them only into checkpoints), are gathered here.
     """
     model_dir, partial = run.dir / MODEL_DIR, run.dir / f"{MODEL_DIR}.partial"
-    if trainer.is_fsdp_enabled and "FULL_STATE_DICT" not in str(trainer.accelerator.state.fsdp_plugin.state_dict_type):
+    if getattr(trainer, "is_fsdp_enabled", False) and "FULL_STATE_DICT" not in str(trainer.accelerator.state.fsdp_plugin.state_dict_type):
         # every process takes part in the gather; the Trainer's own FULL_STATE_DICT path, which writes on the main one
         trainer._save(str(partial), state_dict=trainer.accelerator.get_state_dict(trainer.model))
     else:
