@@ -100,3 +100,11 @@ def test_the_source_multiview_config_is_the_source_pipelines():
     assert flat["training.param_groups.projector"] == flat["training.param_groups.geometry"] == 2e-4
     assert flat["training.param_groups.llm"] == 5e-6 and flat["training.lr_scheduler_type"] == "cosine"
     assert [(s["file"].split("/")[1], s["weight"]) for s in to_dict(load_config(SFTRecipeConfig, CONFIGS / "sft_multiview_qwen3_4b.yaml"))["data"]["sources"]] == [("scanqa", 0.7), ("sqa3d", 0.3)]
+
+
+@pytest.mark.parametrize("name, kind", [("ddp", "MULTI_GPU"), ("zero2", "DEEPSPEED"), ("zero3_offload", "DEEPSPEED"),
+                                        ("fsdp2", "FSDP")])
+def test_accelerate_configs_load_as_the_launch_they_name(name, kind):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    assert load_config_from_file(str(CONFIGS / "accelerate" / f"{name}.yaml")).distributed_type.name == kind

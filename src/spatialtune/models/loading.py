@@ -23,6 +23,7 @@ from .multiview.model import CONFIG_FILE as MULTIVIEW_CONFIG
 from .multiview.model import MultiViewConfig, MultiViewModel
 from .multiview.processor import MultiViewProcessor
 from .quantization import QuantizationSettings, bitsandbytes_config
+from .sharded import load_full_weights, read_sharded_state_dict, sharded_format
 from .spatial_linking import (
     SpatialLinkingSettings,
     attach_spatial_linking,
@@ -172,6 +173,8 @@ def load_model(
         return loaded_multiview(MultiViewModel.from_pretrained(source), source)
     if (Path(source) / ADAPTER_CONFIG).is_file():
         return _load_adapter(Path(source), dtype, min_pixels, max_pixels, attn_implementation, merge_adapter, quantization)
+    if Path(source).is_dir() and sharded_format(Path(source)):
+        return _load_sharded(Path(source), dtype, min_pixels, max_pixels, attn_implementation)
     if source in TINY_MODELS:
         model, processor = build_tiny(source, seed=seed)
     else:
@@ -239,6 +242,19 @@ def adapter_base(path: Path, dtype: str = "auto", attn_implementation: str | Non
         return load_model(str(init_from), dtype=dtype, attn_implementation=attn_implementation, quantization=quantization)
     base = ModelConfig(**{k: v for k, v in section.items() if k in ModelConfig.__dataclass_fields__})
     return load_model(base.name, dtype=dtype, attn_implementation=attn_implementation, seed=base.seed, quantization=quantization)
+
+
+def _load_sharded(path: Path, dtype: str, min_pixels: int | None, max_pixels: int | None,
+                  attn_implementation: str | None) -> LoadedModel:
+    """A full fine-tune's FSDP or ZeRO checkpoint (`models.sharded`) as a plain model: the run's start model, built as
+    the run built it (`adapter_base`), holding the gathered weights."""
+    if run_model_section(path) is None:
+        raise UnknownModelError(f"{path}: a sharded FSDP/ZeRO checkpoint outside a run folder; give its checkpoint-N "
+                                f"folder inside the run (the run's {CONFIG_FILE} names the model it fits)")
+    loaded = adapter_base(path, dtype, attn_implementation)
+    load_full_weights(loaded.model, read_sharded_state_dict(path), path)
+    set_pixel_budget(loaded.processor, min_pixels, max_pixels)
+    return LoadedModel(loaded.model, loaded.processor, loaded.family, str(path))
 
 
 def _load_adapter(path: Path, dtype: str, min_pixels: int | None, max_pixels: int | None, attn_implementation: str | None,

@@ -26,7 +26,7 @@ from typing import Any, Iterator, Mapping
 import torch
 import yaml
 from accelerate import PartialState
-from accelerate.utils import broadcast_object_list
+from accelerate.utils import broadcast_object_list, parse_flag_from_env
 from peft import PeftModel
 from transformers import PreTrainedModel, Trainer, TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
@@ -272,6 +272,13 @@ def _claim_run_dir(stack: ExitStack, run: RunConfig, config: Any, job: str) -> P
     return run_dir
 
 
+def process_state() -> PartialState:
+    """This process's place in the launch (rank, world size), made the way the Trainer makes it: on CPUs under
+    `torchrun` (ACCELERATE_USE_CPU=true) a gloo process group, where a bare `PartialState()` would leave every
+    process thinking it is the only one."""
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+
+
 @contextmanager
 def open_run(run: RunConfig, config: Any, *, job: str, resuming: bool = False) -> Iterator[Run]:
     """The run folder for all processes, locked by the main one while the run is live.
@@ -280,7 +287,7 @@ def open_run(run: RunConfig, config: Any, *, job: str, resuming: bool = False) -
     `training.log` and marks a new run failed (`runs.FAILED_FILE`), so `--resume` and `--model` refuse it; a resumed
     run keeps its checkpoints resumable.
     """
-    state = PartialState()
+    state = process_state()
     with ExitStack() as stack:
         shared: list[Any] = [None]
         if state.is_main_process:
@@ -385,10 +392,15 @@ def save_final_model(trainer, processor, run: Run) -> Path:
     """Save the model (or LoRA adapter) with its processor as `model/`, and the loss history as `log_history.json`.
 
     The weights go to `model.partial/` first and are renamed when complete, so a crash never leaves a `model/` that
-    looks finished. Every process calls this: sharded or ZeRO weights are gathered in `save_model`.
+    looks finished. Every process calls this: ZeRO-3 weights are gathered in `save_model`; FSDP's sharded ones, which
+    `save_model` leaves out (it writes them only into checkpoints), are gathered here.
     """
     model_dir, partial = run.dir / MODEL_DIR, run.dir / f"{MODEL_DIR}.partial"
-    trainer.save_model(str(partial))
+    if getattr(trainer, "is_fsdp_enabled", False) and "FULL_STATE_DICT" not in str(trainer.accelerator.state.fsdp_plugin.state_dict_type):
+        # every process takes part in the gather; the Trainer's own FULL_STATE_DICT path, which writes on the main one
+        trainer._save(str(partial), state_dict=trainer.accelerator.get_state_dict(trainer.model))
+    else:
+        trainer.save_model(str(partial))
     if run.is_main:
         processor.save_pretrained(str(partial))
         atomic_write_json(run.dir / "log_history.json", trainer.state.log_history)
