@@ -7,7 +7,7 @@ then per evaluation batch the prompt inputs and the greedy generation, on the ra
 max_new_tokens) and on the model the steps above trained. Prints seconds per call and each part's share of an
 estimated quickstart (per-step parts × the quickstart's steps, per-batch parts × its evaluation batches). With
 `--compare`, every step and generation runs a second time without the speed cuts (the patch Conv3d as a convolution,
-TRL's fused LM head on every position, the data drawn by one process), interleaved in alternating order on the same
+TRL's fused LM head on every position), interleaved in alternating order on the same
 batch, so that a shared machine slows both alike: compare the two columns, not runs.
 Run: python benchmarks/quickstart_profile.py [--steps 6] [--eval-batches 3] [--threads 2] [--packing padding_free] [--compare]
 """
@@ -140,11 +140,9 @@ def main() -> None:
     variants = ["", BEFORE] if args.compare else [""]
     with tempfile.TemporaryDirectory() as tmp:
         build_synthetic(Path(tmp) / "warm-up", SyntheticSettings(num_samples=8, test_samples=1, tasks=tasks))  # first-use costs
-        for variant in variants:  # before the cuts: one process drew the scenes
-            data = Path(tmp) / f"data{variant.strip()}"
-            with timed(f"data: build{variant}"):
-                build_synthetic(data, SyntheticSettings(seed=qs.seed, num_samples=built, test_samples=qs.test_samples, tasks=tasks,
-                                                        workers=1 if variant else torch.get_num_threads()))
+        data = Path(tmp) / "data"
+        with timed("data: build"):
+            build_synthetic(data, SyntheticSettings(seed=qs.seed, num_samples=built, test_samples=qs.test_samples, tasks=tasks))
         with timed("model: load"):
             loaded = load_model(qs.model, seed=qs.seed)
         rope_index = rope_index_function(loaded.model, args.packing) if args.packing != "none" else None
