@@ -22,6 +22,7 @@ from ..runs import CONFIG_FILE, trained_model_path
 from .multiview.model import CONFIG_FILE as MULTIVIEW_CONFIG
 from .multiview.model import MultiViewConfig, MultiViewModel
 from .multiview.processor import MultiViewProcessor
+from .patch_embed import linear_patch_embeddings
 from .quantization import QuantizationSettings, bitsandbytes_config
 from .sharded import load_full_weights, read_sharded_state_dict, sharded_format
 from .spatial_linking import (
@@ -193,6 +194,7 @@ def load_model(
     clear_call_state(processor)
     set_pixel_budget(processor, min_pixels, max_pixels)
     restore_spatial_linking(model, source)  # a saved model folder may carry its spatial-linking module
+    linear_patch_embeddings(model)  # the vision tower's patch Conv3d as the matrix product it is (models/patch_embed.py)
     return LoadedModel(model, processor, family_of(model.config), name_or_path)
 
 
@@ -201,6 +203,7 @@ MULTIVIEW_FAMILY = ModelFamily("multiview", Convention.NORM01)  # 3D answers are
 
 def loaded_multiview(model: MultiViewModel, name_or_path: str) -> LoadedModel:
     """A multi-view model (`models/multiview`) with its processor, as the recipes and the eval runner use it."""
+    linear_patch_embeddings(model)
     return LoadedModel(model, MultiViewProcessor.for_model(model), MULTIVIEW_FAMILY, name_or_path)
 
 

@@ -63,6 +63,7 @@ from ..runs import (
     trained_model_path,
 )
 from .evaluation import OWNED_EVAL_FIELDS, EvalConfig, Evaluator, attach_evaluation
+from .fused_head import compact_fused_lm_head
 from .throughput import attach_throughput
 
 TRACKER_PACKAGES = {"wandb": "wandb", "tensorboard": "tensorboard", "mlflow": "mlflow", "comet_ml": "comet_ml",
@@ -368,7 +369,9 @@ def prepare_trainer(trainer: Trainer, training: Any, run_dir: Path, *, evaluate:
                     eval_steps: int, eval_settings: EvalConfig, progress: bool) -> None:
     """What every recipe does to its TRL trainer before `train()`: the optimizer's groups (`training.param_groups`; the
     Trainer keeps it and builds its scheduler on it), our log and progress lines instead of transformers' printers,
-    `throughput/*` in every training log (`training.throughput`), evaluation during training."""
+    `throughput/*` in every training log (`training.throughput`), evaluation during training; TRL's fused LM head on
+    the labelled positions only."""
+    compact_fused_lm_head()  # on CPU too (train/fused_head.py)
     if training.param_groups:
         trainer.optimizer = grouped_optimizer(trainer, training.param_groups)
     trainer.remove_callback(ProgressCallback)
