@@ -16,19 +16,17 @@ from spatialtune.config import ConfigError, load_config
 from spatialtune.io import FolderBusyError
 from spatialtune.runs import FAILED_FILE, RunConfig, RunError, resolve_resume, trained_model_path
 from spatialtune.train.common import (
-    PlainProgressCallback,
-    RichProgress,
     TrainingInterrupted,
     check_precision,
     check_task_filter,
     check_trackers,
     check_trl_options,
     open_run,
-    progress_callback,
     run_name_for,
     save_final_model,
     trl_arguments,
 )
+from spatialtune.train.progress import PlainProgressCallback, RichProgress, progress_callback
 from spatialtune.train.sft import SFTRecipeConfig
 
 

@@ -17,8 +17,8 @@ from spatialtune.eval.benchmarks import UnknownBenchmarkError
 from spatialtune.eval.during_training import benchmark_evaluator
 from spatialtune.eval.runner import EvalError
 from spatialtune.runs import RunConfig, checkpoints
-from spatialtune.train.common import PlainProgressCallback
 from spatialtune.train.evaluation import EvalConfig
+from spatialtune.train.progress import PlainProgressCallback
 from spatialtune.train.sft import DataConfig, SFTRecipeConfig, TrainingConfig, run_sft
 
 

@@ -5,8 +5,8 @@ log records to `training.log`; the other processes of an `accelerate launch` get
 config with `trl_arguments` and saves with `save_final_model` (`model.partial/` renamed to `model/` once complete,
 plus `log_history.json`). A run that fails before its first step is marked failed, never taken for one to resume.
 Before any of that, `check_before_loading` turns config mistakes (bf16 without the hardware, a tracker whose package is
-missing, a task filter that matches nothing) into one-line errors; `progress_callback` picks the rich panel on a
-terminal and one plain line per logging step otherwise; Ctrl-C leaves the run as `TrainingInterrupted`.
+missing, a task filter that matches nothing) into one-line errors; Ctrl-C leaves the run as `TrainingInterrupted`.
+Progress lines and `training.log` lines: train/progress.py.
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ import importlib.util
 import json
 import logging
 import shutil
-import sys
-import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +26,8 @@ import yaml
 from accelerate import PartialState
 from accelerate.utils import broadcast_object_list, parse_flag_from_env
 from peft import PeftModel
-from transformers import PreTrainedModel, Trainer, TrainerCallback
+from transformers import PreTrainedModel, Trainer
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
-from trl.trainer.callbacks import RichProgressCallback
 
 from ..config import ConfigError, to_dict
 from ..errors import SpatialtuneError
@@ -64,6 +61,7 @@ from ..runs import (
 )
 from .evaluation import OWNED_EVAL_FIELDS, EvalConfig, Evaluator, attach_evaluation
 from .fused_head import compact_fused_lm_head
+from .progress import TrainingLogCallback, progress_callback
 from .throughput import attach_throughput
 
 TRACKER_PACKAGES = {"wandb": "wandb", "tensorboard": "tensorboard", "mlflow": "mlflow", "comet_ml": "comet_ml",
@@ -73,86 +71,6 @@ TRACKING_EXTRA = ("wandb", "tensorboard")  # what `pip install spatialtune[track
 log = logging.getLogger(__name__)
 
 RUN_LOGGERS = ("spatialtune", "transformers", "trl")  # whose records also go to a run's training.log
-
-
-class TrainingLogCallback(TrainerCallback):
-    """Appends every logged metrics dict to `training.log` as one JSON line (readable while training runs)."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.steps_taken = 0  # optimizer steps of this attempt: 0 when a failure comes before the first one
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.steps_taken += 1
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if state.is_world_process_zero and logs:
-            with self.path.open("a", encoding="utf-8") as f:
-                f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
-
-
-class PlainProgressCallback(TrainerCallback):
-    """One plain line per logging step (for logs and batch jobs, where stdout is no terminal), e.g.
-    `step 20/700 · loss 1.2345 · lr 3.0e-04 · 812 tok/s · pad 21% · MFU 38.2% · ETA 5m12s` (MFU on a GPU of known peak)."""
-
-    def __init__(self, stream=None):
-        self.stream = stream
-        self.start = time.monotonic()
-        self.first_step = 0
-        self.last: tuple[float, float] | None = None  # (time, num_tokens) at the previous line: tokens/s between lines
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.start, self.first_step, self.last = time.monotonic(), state.global_step, None
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if not (state.is_world_process_zero and logs):
-            return
-        scores = {k.removeprefix("eval_"): v for k, v in logs.items() if k.startswith("eval_") and isinstance(v, float)}
-        if scores:  # an evaluation during training: `eval step 200/700 · overall 0.812 · left_right 0.900 · …`
-            shown = " · ".join(f"{name} {value:.3f}" for name, value in scores.items())
-            print(f"eval step {state.global_step}/{state.max_steps} · {shown}", file=self.stream or sys.stdout, flush=True)
-        if "loss" not in logs:
-            return
-        now, step = time.monotonic(), state.global_step
-        parts = [f"step {step}/{state.max_steps}", f"loss {logs['loss']:.4f}"]
-        if "learning_rate" in logs:
-            parts.append(f"lr {float(logs['learning_rate']):.1e}")
-        tokens = logs.get("num_tokens")
-        if "throughput/tokens_per_second" in logs:  # ours (train/throughput.py): right with packing too, and padding, MFU
-            parts.append(f"{logs['throughput/tokens_per_second']:.0f} tok/s")
-            parts.append(f"pad {logs['throughput/padding_fraction']:.0%}")
-            if "throughput/mfu" in logs:
-                parts.append(f"MFU {logs['throughput/mfu']:.1%}")
-        elif tokens is not None:
-            since, before = self.last or (self.start, 0.0 if self.first_step == 0 else None)
-            if before is not None and now > since:
-                parts.append(f"{(float(tokens) - before) / (now - since):.0f} tok/s")
-            self.last = (now, float(tokens))
-        done = step - self.first_step
-        if done > 0 and state.max_steps > step:
-            parts.append(f"ETA {_duration((now - self.start) / done * (state.max_steps - step))}")
-        print(" · ".join(parts), file=self.stream or sys.stdout, flush=True)
-
-
-class RichProgress(RichProgressCallback):
-    """TRL's rich progress panel, with the learning rate in scientific notation (`3.0e-04`, not `0.000`)."""
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs and isinstance(logs.get("learning_rate"), (int, float)):
-            logs = {**logs, "learning_rate": f"{logs['learning_rate']:.1e}"}
-        super().on_log(args, state, control, logs=logs, **kwargs)
-
-
-def progress_callback(progress: bool) -> TrainerCallback | None:
-    """The rich panel on a terminal, plain lines every `logging_steps` when stdout is not one, nothing when off."""
-    if not progress:
-        return None
-    return RichProgress() if sys.stdout.isatty() else PlainProgressCallback()
 
 
 class TrainingInterrupted(KeyboardInterrupt):
