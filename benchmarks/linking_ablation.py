@@ -25,42 +25,21 @@ import time
 from pathlib import Path
 
 import torch
+from _arms import train_and_score
 from transformers.utils import logging as hf_logging
 
-from spatialtune.config import load_config
 from spatialtune.data.builders.synthetic import SyntheticSettings, build_synthetic
-from spatialtune.eval.runner import run_eval
-from spatialtune.models.loading import load_model
-from spatialtune.runs import MODEL_DIR
-from spatialtune.train.sft import SFTRecipeConfig, run_sft
 
 TASK = "referring"
 LINKING_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "sft_linking_tiny_cpu.yaml"
 ARMS = {"without": ["model.spatial_linking=null"], "with": []}  # the config has the module on
 
 
-def held_out_accuracy(run_dir: Path, test_file: Path, output_dir: Path) -> float:
-    """The `synthetic` benchmark's accuracy on the held-out referring split (greedy answers)."""
-    result = run_eval(load_model(str(run_dir)), "synthetic", test_file, output_dir, batch_size=32, max_new_tokens=8, progress=False)
-    return result.metrics["scores"][TASK]
-
-
 def one_arm(arm: str, seed: int, data: Path, root: Path, args) -> dict:
-    """Train one arm on the seed's data (reused when its model is saved) and score it on the held-out split."""
-    times: dict[str, float] = {}
-    run_dir = root / arm
-    config = load_config(SFTRecipeConfig, LINKING_CONFIG, [
-        *ARMS[arm], f"run.dir={run_dir}", f"data.train_file={data / 'train.jsonl'}", f"model.seed={seed}",
-        f"training.seed={seed}", f"training.max_steps={args.steps}", f"training.per_device_train_batch_size={args.batch_size}",
-    ])
-    start = time.perf_counter()
-    if not (run_dir / MODEL_DIR).is_dir():
-        run_sft(config, progress=False)
-        times["train"] = time.perf_counter() - start
-    start = time.perf_counter()
-    accuracy = held_out_accuracy(run_dir, data / "test.jsonl", root / f"eval_{arm}")
-    times["eval"] = time.perf_counter() - start
-    return {"accuracy": accuracy, "seconds": times}
+    """Train one arm on the seed's data (reused when its model is saved) and score the held-out referring split."""
+    metrics, seconds = train_and_score(LINKING_CONFIG, ARMS[arm], root / arm, data, root / f"eval_{arm}", benchmark="synthetic",
+                                       seed=seed, steps=args.steps, batch_size=args.batch_size)
+    return {"accuracy": metrics["scores"][TASK], "seconds": seconds}
 
 
 def main() -> None:

@@ -25,15 +25,11 @@ import time
 from pathlib import Path
 
 import torch
+from _arms import train_and_score
 from transformers.utils import logging as hf_logging
 
-from spatialtune.config import load_config
 from spatialtune.data.builders import run_builder
 from spatialtune.data.builders.room_world import RoomWorldSettings
-from spatialtune.eval.runner import run_eval
-from spatialtune.models.loading import load_model
-from spatialtune.runs import MODEL_DIR
-from spatialtune.train.sft import SFTRecipeConfig, run_sft
 
 TASKS = ["world_closer", "world_count", "world_distance"]
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "sft_multiview_tiny_cpu.yaml"
@@ -44,28 +40,11 @@ ARMS = {
 }
 
 
-def held_out(run_dir: Path, test_file: Path, output_dir: Path) -> dict:
-    """The `records` benchmark on the held-out split (greedy answers): per-task scores and their macro mean."""
-    result = run_eval(load_model(str(run_dir)), "records", test_file, output_dir, batch_size=32, max_new_tokens=8, progress=False)
-    return result.metrics
-
-
 def one_arm(arm: str, seed: int, data: Path, root: Path, args) -> dict:
-    """Train one arm on the seed's data (reused when its model is saved) and score it on the held-out split."""
-    times: dict[str, float] = {}
-    run_dir = root / arm
-    config = load_config(SFTRecipeConfig, CONFIG, [
-        *ARMS[arm], f"run.dir={run_dir}", f"data.train_file={data / 'train.jsonl'}", f"model.seed={seed}",
-        f"training.seed={seed}", f"training.max_steps={args.steps}", f"training.per_device_train_batch_size={args.batch_size}",
-    ])
-    start = time.perf_counter()
-    if not (run_dir / MODEL_DIR).is_dir():
-        run_sft(config, progress=False)
-        times["train"] = time.perf_counter() - start
-    start = time.perf_counter()
-    metrics = held_out(run_dir, data / "test.jsonl", root / f"eval_{arm}")
-    times["eval"] = time.perf_counter() - start
-    return {"metrics": metrics, "seconds": times}
+    """Train one arm on the seed's data (reused when its model is saved) and score it with the `records` benchmark."""
+    metrics, seconds = train_and_score(CONFIG, ARMS[arm], root / arm, data, root / f"eval_{arm}", benchmark="records",
+                                       seed=seed, steps=args.steps, batch_size=args.batch_size)
+    return {"metrics": metrics, "seconds": seconds}
 
 
 def main() -> None:
