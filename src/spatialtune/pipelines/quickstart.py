@@ -242,7 +242,8 @@ def run_quickstart(output_dir: str | Path, settings: QuickstartSettings | None =
     data_dir = output_dir / "data"
     tasks = list(dict.fromkeys(settings.train_tasks + settings.eval_tasks))  # both lists, in order, once each
     with clock("data"):
-        build_synthetic(data_dir, SyntheticSettings(seed=settings.seed, num_samples=settings.train_samples, test_samples=settings.test_samples, tasks=tasks))
+        build_synthetic(data_dir, SyntheticSettings(seed=settings.seed, num_samples=settings.train_samples, test_samples=settings.test_samples,
+                                                    tasks=tasks, workers=torch.get_num_threads()))  # the same files for any workers
     say(f"{next(step)}/{steps} data: {data_dir} ({settings.train_samples} train samples, {settings.test_samples} test samples per task)")
 
     # 2. Before training: the random-init tiny model.
