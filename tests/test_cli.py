@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from typer.testing import CliRunner
@@ -238,3 +239,13 @@ def test_a_file_whose_every_record_is_skipped_says_so(tmp_path):
     result = runner.invoke(app, ["train", "sft", TINY, f"data.train_file={sample_dataset()}", "data.tasks=null", f"run.dir={tmp_path}",
                                  "data.max_length=8", "data.on_truncated_image=skip", "training.max_steps=1"])
     assert result.exit_code == 1 and "no trainable records left (skipped 4)" in result.output, result.output
+
+
+@pytest.mark.parametrize("main_process", [True, False])
+def test_only_the_main_process_prints_the_run_summary(main_process, tmp_path, monkeypatch):
+    finished = SimpleNamespace(global_step=3, train_loss=0.5, model_dir=tmp_path / "model", run_dir=tmp_path)
+    monkeypatch.setattr("spatialtune.pipelines.recipes.run_recipe", lambda *args, **kwargs: finished)
+    monkeypatch.setattr("spatialtune.train.common.process_state", lambda: SimpleNamespace(is_main_process=main_process))
+    result = runner.invoke(app, ["train", "sft", TINY, f"data.train_file={sample_dataset()}", f"run.dir={tmp_path}"])
+    assert result.exit_code == 0, result.output
+    assert ("done step 3" in result.output) is main_process
