@@ -34,7 +34,7 @@ from spatialtune.models.flops import model_flops, peak_flops
 from spatialtune.models.loading import family_of, load_model, set_pixel_budget
 from spatialtune.models.rope import rope_index_function
 from spatialtune.models.tiny import build_tiny
-from spatialtune.train.throughput import BatchCounts, batch_counts
+from spatialtune.train.throughput import BatchCounts, batch_counts, throughput_metrics
 
 MODES = ("none", "padding_free", "packed")
 NAMES = {"none": "padded", "padding_free": "padding_free", "packed": "packed"}
@@ -190,14 +190,12 @@ def main() -> None:
     rate = {}
     for mode in MODES:
         counts = BatchCounts.from_tensor(totals[mode])
-        rate[mode] = counts.tokens / seconds[mode]
-        achieved = flops.step_flops(tokens=counts.tokens, context_sq=counts.context_sq, patches=counts.patches,
-                                    patch_context=counts.patch_context, patch_window_context=counts.patch_window_context,
-                                    vision_trained=False) / seconds[mode]
-        mfu = f"{achieved / peak:.1%}" if peak else "-"
+        metrics = throughput_metrics(counts, seconds[mode], flops, vision_trained=False, peak=peak)  # as training logs them
+        rate[mode] = metrics["throughput/tokens_per_second"]
+        mfu = f"{metrics['throughput/mfu']:.1%}" if "throughput/mfu" in metrics else "-"
         print(f"{NAMES[mode]:<13} {counts.tokens / args.steps:>11.0f} {counts.positions / args.steps:>14.0f} "
-              f"{1 - counts.tokens / counts.positions:>8.1%} {collate[mode]:>9.2f} {seconds[mode]:>8.2f} "
-              f"{rate[mode]:>9.1f} {achieved / 1e12:>8.4f} {mfu:>6} {memory[mode] / 2**20:>15.1f}")
+              f"{metrics['throughput/padding_fraction']:>8.1%} {collate[mode]:>9.2f} {seconds[mode]:>8.2f} "
+              f"{rate[mode]:>9.1f} {metrics['throughput/tflops_per_second']:>8.4f} {mfu:>6} {memory[mode] / 2**20:>15.1f}")
     for mode in ("padding_free", "packed"):
         print(f"memory ratio {mode}/padded {memory[mode] / memory['none']:.2f}")
     print(f"tokens/s ratio packed/padded {rate['packed'] / rate['none']:.2f}")
