@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
-from accelerate import PartialState
 from accelerate.utils import find_executable_batch_size
 from accelerate.utils.memory import clear_device_cache, should_reduce_batch_size
 from torch import nn
 
 from ..data.collate import sequence_layout
 from ..io import atomic_write_json
+from .common import process_state
 
 log = logging.getLogger(__name__)
 
@@ -136,13 +136,13 @@ def fitted_training(training: Any, model: nn.Module, collator, rows: Sequence[di
         probe = BatchProbe(**json.loads(saved.read_text()))
         log.info("auto_batch_size: %s (chosen when the run started)", probe.summary())
     else:
-        device = PartialState().device
+        device = process_state().device
         if getattr(model, "hf_device_map", None) is None:  # a quantized model stays where it was loaded
             model.to(device)
         probe = probe_batch_size(model, collator, rows, row_lengths(rows, processor), device=device,
                                  start=training.per_device_train_batch_size,
                                  effective=training.per_device_train_batch_size * training.gradient_accumulation_steps)
-        if PartialState().is_main_process:
+        if process_state().is_main_process:
             atomic_write_json(saved, dataclasses.asdict(probe))
     return dataclasses.replace(training, per_device_train_batch_size=probe.batch_size,
                                gradient_accumulation_steps=probe.gradient_accumulation_steps, auto_batch_size=False)

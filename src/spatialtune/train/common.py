@@ -330,7 +330,7 @@ def save_final_model(trainer, processor, run: Run) -> Path:
         partial.rename(model_dir)
         card = write_run_card(run.dir, model_dir)  # names the base model, data and recipe (not "[None]")
         atomic_write_text(run.dir / card.name, card.read_text())
-    PartialState().wait_for_everyone()
+    process_state().wait_for_everyone()
     return model_dir
 
 

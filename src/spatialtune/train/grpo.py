@@ -18,7 +18,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Protocol
 
-from accelerate import PartialState
 from datasets import Dataset
 from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
@@ -43,6 +42,7 @@ from .common import (
     open_run,
     owned_fields,
     prepare_trainer,
+    process_state,
     refuse_auto_batch_size,
     resolve_init,
     run_name_for,
@@ -164,7 +164,7 @@ def check_grpo_config(config: GRPORecipeConfig) -> None:
     for but not installed, a tool budget of nothing."""
     if not config.rewards:
         raise ConfigError("rewards: name at least one reward with its weight, e.g. rewards: {task: 1.0, format: 0.1}")
-    completions = config.training.per_device_train_batch_size * config.training.gradient_accumulation_steps * PartialState().num_processes
+    completions = config.training.per_device_train_batch_size * config.training.gradient_accumulation_steps * process_state().num_processes
     if completions % config.grpo.num_generations:
         raise ConfigError(
             f"training.per_device_train_batch_size × gradient_accumulation_steps × processes = {completions} completions "
