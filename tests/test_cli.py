@@ -242,10 +242,14 @@ def test_a_file_whose_every_record_is_skipped_says_so(tmp_path):
 
 
 @pytest.mark.parametrize("main_process", [True, False])
-def test_only_the_main_process_prints_the_run_summary(main_process, tmp_path, monkeypatch):
+def test_only_the_main_process_prints_the_run_summary_after_the_processes_end_their_group(main_process, tmp_path, monkeypatch):
     finished = SimpleNamespace(global_step=3, train_loss=0.5, model_dir=tmp_path / "model", run_dir=tmp_path)
+    calls = []
+    state = SimpleNamespace(is_main_process=main_process, num_processes=2, wait_for_everyone=lambda: calls.append("wait"),
+                            destroy_process_group=lambda: calls.append("destroy"))
     monkeypatch.setattr("spatialtune.pipelines.recipes.run_recipe", lambda *args, **kwargs: finished)
-    monkeypatch.setattr("spatialtune.train.common.process_state", lambda: SimpleNamespace(is_main_process=main_process))
+    monkeypatch.setattr("spatialtune.train.common.process_state", lambda: state)
     result = runner.invoke(app, ["train", "sft", TINY, f"data.train_file={sample_dataset()}", f"run.dir={tmp_path}"])
     assert result.exit_code == 0, result.output
     assert ("done step 3" in result.output) is main_process
+    assert calls == ["wait", "destroy"]  # a gloo/NCCL group left to the interpreter's exit can abort a finished process

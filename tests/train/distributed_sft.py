@@ -31,7 +31,7 @@ from transformers import TrainerCallback
 from spatialtune.config import load_config
 from spatialtune.data.collate import SpatialCollator
 from spatialtune.runs import CONFIG_FILE, resolve_resume
-from spatialtune.train.common import process_state
+from spatialtune.train.common import end_processes, process_state
 from spatialtune.train.sft import SFTRecipeConfig, run_sft
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "sft_tiny_cpu.yaml"  # the recipe config users run
@@ -98,6 +98,7 @@ def main(out: Path, phase: str, arg: str, overrides: list[str]) -> None:
     report(result.global_step)
     torch.save({name: p.detach().clone() for name, p in ending.model.state_dict().items()}, out / f"rank{rank}.pt")
     save_fsdp2_shards(ending.model, run_dir, run_dir / f"checkpoint-{result.global_step}", out / "fsdp_run")
+    end_processes()  # as the CLI does
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ def train(
     from ..pipelines.recipes import run_recipe
     from ..runs import CONFIG_FILE, checkpoint_step, resolve_resume
     from ..train import RECIPES
-    from ..train.common import TrainingInterrupted, process_state
+    from ..train.common import TrainingInterrupted, end_processes, process_state
     from ..train.evaluation import EVALS_DIR
 
     with user_errors():
@@ -101,6 +101,7 @@ def train(
             result = run_recipe(recipe, loaded, resume_from=checkpoint, progress=progress, evaluate=evaluate)
         except TrainingInterrupted as e:
             _interrupted(recipe, e.run_dir)
+        end_processes()  # only after a finished run: after an error another process may still be inside a collective
     if not process_state().is_main_process:  # several processes (torchrun, accelerate launch): one summary, not one each
         return
     console.print(f"[green]done[/] step {result.global_step}, loss {result.train_loss:.4f} → {result.model_dir}")

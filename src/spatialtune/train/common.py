@@ -198,6 +198,15 @@ def process_state() -> PartialState:
     return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
 
 
+def end_processes() -> None:
+    """After a launch of several processes: wait for all, then end the process group, since a gloo or NCCL group
+    left to the interpreter's exit can abort a process whose run already finished."""
+    state = process_state()
+    if state.num_processes > 1:
+        state.wait_for_everyone()
+        state.destroy_process_group()
+
+
 @contextmanager
 def open_run(run: RunConfig, config: Any, *, job: str, resuming: bool = False) -> Iterator[Run]:
     """The run folder for all processes, locked by the main one while the run is live.
