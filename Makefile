@@ -15,7 +15,13 @@ $(VENV)/.installed: pyproject.toml
 quickstart: $(VENV)/.installed
 	$(VENV)/bin/spatialtune quickstart --output-dir runs/quickstart
 
-test: $(VENV)/.installed
+# DeepSpeed for the tests that export ZeRO-3 checkpoints: built against the venv's torch (its sdist would fetch another
+# into an isolated build), its C++ ops left unbuilt (none is needed on CPU)
+$(VENV)/.deepspeed: $(VENV)/.installed
+	DS_BUILD_OPS=0 $(PY) -m pip install --quiet --no-build-isolation "deepspeed>=0.18,<0.20"
+	touch $@
+
+test: $(VENV)/.deepspeed
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.installed

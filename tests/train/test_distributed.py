@@ -1,5 +1,5 @@
 """The SFT recipe on two CPU processes (torchrun, gloo DDP): each rank its own records, one set of weights, a killed
-run resumed, and an FSDP2-sharded checkpoint of it exported to a plain transformers folder."""
+run resumed, and FSDP2- and ZeRO-3-sharded checkpoints of it exported to plain transformers folders."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ OVERRIDES = [f"data.train_file={sample_dataset()}", "data.tasks=null", "training
 def torchrun(*args: str, timeout: int = 240) -> subprocess.CompletedProcess:
     """`torchrun --standalone --nproc_per_node 2 distributed_sft.py ARGS` on CPUs, one thread per process."""
     source = str(Path(spatialtune.__file__).parents[1])
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")]))}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(HELPER), *args]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
@@ -80,12 +80,25 @@ def test_both_processes_end_with_the_weights_the_run_saved(two_process_run):
     assert any(not torch.equal(start[k], saved[k]) for k in saved)  # steps 3-4 trained
 
 
+def _exports_the_trained_weights(checkpoint: Path, two_process_run: Path, out: Path) -> None:
+    exported = CliRunner().invoke(app, ["export", str(checkpoint), "--to", str(out)])
+    assert exported.exit_code == 0, exported.output
+    model = AutoModelForImageTextToText.from_pretrained(out)
+    trained = torch.load(two_process_run / "resumed" / "rank0.pt")
+    assert all(torch.equal(p, trained[name]) for name, p in model.state_dict().items())
+
+
 def test_export_writes_a_sharded_fsdp_checkpoint_as_a_plain_folder(two_process_run, tmp_path):
     checkpoint = two_process_run / "resumed" / "fsdp_run" / "checkpoint-4"
     shards = sorted(p.name for p in (checkpoint / "pytorch_model_fsdp_0").iterdir())
     assert shards == [".metadata", "__0_0.distcp", "__1_0.distcp"] and not list(checkpoint.glob("*.safetensors"))
-    exported = CliRunner().invoke(app, ["export", str(checkpoint), "--to", str(tmp_path / "out")])
-    assert exported.exit_code == 0, exported.output
-    model = AutoModelForImageTextToText.from_pretrained(tmp_path / "out")
-    trained = torch.load(two_process_run / "resumed" / "rank0.pt")
-    assert all(torch.equal(p, trained[name]) for name, p in model.state_dict().items())
+    _exports_the_trained_weights(checkpoint, two_process_run, tmp_path / "out")
+
+
+def test_export_writes_a_deepspeed_zero3_checkpoint_as_a_plain_folder(two_process_run, tmp_path):
+    pytest.importorskip("deepspeed", reason="make test installs it; export needs it to read ZeRO shards")
+    checkpoint = two_process_run / "resumed" / "zero_run" / "checkpoint-4"
+    assert (checkpoint / "latest").read_text() == "global_step4" and not list(checkpoint.glob("*.safetensors"))
+    shards = sorted(p.name for p in (checkpoint / "global_step4").iterdir())
+    assert shards == [f"zero_pp_rank_{r}_mp_rank_00_{kind}_states.pt" for r in (0, 1) for kind in ("model", "optim")]
+    _exports_the_trained_weights(checkpoint, two_process_run, tmp_path / "out")
