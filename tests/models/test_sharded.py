@@ -1,5 +1,5 @@
 """Sharded checkpoints (models/sharded.py): what is recognised, and a clear error where DeepSpeed is needed. The FSDP
-reader runs on real two-process shards in tests/train/test_distributed.py."""
+and ZeRO readers run on real two-process shards in tests/train/test_distributed.py."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from spatialtune.models.sharded import ShardedCheckpointError, read_sharded_stat
 
 def test_a_zero_checkpoint_without_deepspeed_is_an_error_that_says_how_to_read_it(tmp_path, monkeypatch):
     (tmp_path / "latest").write_text("global_step4")
-    monkeypatch.setitem(sys.modules, "deepspeed", None)  # as where DeepSpeed is not installed
+    for name in ["deepspeed", *(name for name in sys.modules if name.startswith("deepspeed."))]:
+        monkeypatch.setitem(sys.modules, name, None)  # as where DeepSpeed is not installed (or not yet imported)
     with pytest.raises(ShardedCheckpointError, match="pip install deepspeed.*zero_to_fp32.py"):
         read_sharded_state_dict(tmp_path)
 
