@@ -63,7 +63,7 @@ class StageBudget:
 
 @dataclass
 class QuickstartSettings:
-    """What the quickstart builds, trains and measures (defaults: the tuned CPU recipe, ~5 minutes on 2 cores)."""
+    """What the quickstart builds, trains and measures (defaults: the tuned CPU recipe, about 4 minutes on 2 quiet cores)."""
 
     seed: int = 0
     model: str = "tiny-qwen3-vl"
