@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 from transformers import Qwen2_5_VLForConditionalGeneration
+from trl.trainer.utils import add_fused_lm_head
 
 from spatialtune.data.collate import SpatialCollator
 from spatialtune.data.dataset import prepare_rows
@@ -34,6 +35,7 @@ from spatialtune.models.flops import model_flops, peak_flops
 from spatialtune.models.loading import family_of, load_model, set_pixel_budget
 from spatialtune.models.rope import rope_index_function
 from spatialtune.models.tiny import build_tiny
+from spatialtune.train.fused_head import compact_fused_lm_head
 from spatialtune.train.throughput import BatchCounts, batch_counts, throughput_metrics
 
 MODES = ("none", "padding_free", "packed")
@@ -117,8 +119,9 @@ def step(model, optimizer, collator, rows, device: torch.device) -> tuple[dict, 
     batch = collator(rows)
     collated = time.perf_counter()
     batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-    with SavedForBackward(model) as saved:
-        loss = model(**{**batch, "use_cache": False}).loss  # as TRL's compute_loss
+    with SavedForBackward(model) as saved:  # as TRL's SFT compute_loss: its fused LM head on the labelled positions
+        outputs = model(**{**batch, "use_cache": False}, fused_lm_head=True)
+        loss = -outputs.log_probs.sum() / outputs.label_mask.sum().clamp(min=1)
     loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
@@ -155,8 +158,11 @@ def main() -> None:
     if args.dry_run:
         params = sum(p.numel() for p in model.parameters())
         print(f"{name}: {params / 1e9:.2f}B parameters on {device}; FLOPs per text token 6·N = {6 * flops.text_params:.3e} "
-              f"(+ attention {12 * flops.text_attention_width}·n), per patch 2·N_vision = {2 * flops.vision_params:.3e}")
+              f"(+ attention {12 * flops.text_attention_width}·n), per labelled token 6·N_head = {6 * flops.head_params:.3e}, "
+              f"per patch 2·N_vision = {2 * flops.vision_params:.3e}")
         return
+    compact_fused_lm_head()  # as every recipe: labelled positions only, on CPU too
+    add_fused_lm_head(model)
     model = apply_adapters(model, AdapterSettings())  # the recipe's default: vision tower frozen, the rest trains
     if args.gpu:
         model.gradient_checkpointing_enable()

@@ -223,3 +223,14 @@ def test_packed_rows_are_refused_under_flash_attention_which_reads_boundaries_on
     with pytest.raises(ConfigError, match="padding_free"):
         rope_index_function(model, "packed")
     assert callable(rope_index_function(model, "padding_free"))
+
+
+def test_packing_mistakes_in_a_config_are_errors_before_any_model_loads():
+    from spatialtune.train.dpo import DPORecipeConfig
+    from spatialtune.train.sft import DataConfig
+
+    with pytest.raises(ConfigError, match="packed needs data.max_length"):
+        DataConfig(train_file="x.jsonl", packing="packed", max_length=None)
+    DataConfig(train_file="x.jsonl", packing="padding_free", max_length=None)  # one row of every sample: no row size
+    with pytest.raises(ConfigError, match="DPO trains padded batches"):
+        DPORecipeConfig(data=DataConfig(train_file="x.jsonl", packing="padding_free"))

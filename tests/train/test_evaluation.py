@@ -4,6 +4,7 @@ checkpoint is kept; mistakes are one-line errors before a model loads."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -176,3 +177,16 @@ def test_attention_heatmaps_go_to_the_trackers_that_take_images():
     assert tensorboard.tb_writer.images == [("eval_attention/s1-region0", (6, 8, 3), 20, "HWC")]
     assert wandb._wandb.logged == [{"eval/attention": [("eval_attention/s1-region0", (6, 8, 3))], "train/global_step": 20}]
     assert log_images(trainer, [], step=30) == 0 and len(tensorboard.tb_writer.images) == 1
+
+
+def test_time_spent_evaluating_is_not_counted_as_training_time_in_the_throughput(synthetic, tmp_path):
+    def slow(loaded, output_dir, seconds=4.0):
+        time.sleep(seconds)  # longer than two tiny steps take, even on a busy machine
+        return {"overall": 0.5}
+
+    config = _config(tmp_path, synthetic, eval_steps=1, save_steps=10)  # at the start and after each step, no saves
+    result = run_sft(config, progress=False, evaluate=slow)
+    logged = [line for line in _log_lines(result.run_dir) if "loss" in line]
+    assert [line["step"] for line in logged] == [1, 2]
+    for line in logged:  # 2 samples per step: a second evaluation's 4 s would make this < 0.5
+        assert line["throughput/samples_per_second"] > 2 / 4.0, line

@@ -26,8 +26,17 @@ def test_a_padded_batch_counts_its_real_text_and_visual_tokens_and_its_padding()
         "image_grid_thw": torch.tensor([[1, 4, 4], [1, 2, 4]]),  # 16 + 8 patches: 4 + 2 visual tokens
     }
     counts = BatchCounts.from_tensor(batch_counts(batch, pad_token_id=PAD, merge=2, window_patches=8))
-    assert counts == BatchCounts(samples=2, tokens=8, visual_tokens=6, positions=10, context_sq=5**2 + 3**2,
+    assert counts == BatchCounts(samples=2, tokens=8, visual_tokens=6, scored=8, positions=10, context_sq=5**2 + 3**2,
                                  patches=24, patch_context=16**2 + 8**2, patch_window_context=16 * 8 + 8 * 8)
+
+
+def test_the_scored_tokens_are_the_labelled_positions_the_lm_head_projects():
+    ids = torch.ones(2, 5, dtype=torch.long)
+    sft = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
+           "labels": torch.tensor([[-100, -100, -100, 7, 7], [-100, -100, 7, 7, 7]])}
+    assert BatchCounts.from_tensor(batch_counts(sft, pad_token_id=PAD)).scored == 5
+    dpo = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "completion_mask": torch.tensor([[0, 0, 1, 1, 1]] * 2)}
+    assert BatchCounts.from_tensor(batch_counts(dpo, pad_token_id=PAD, rows_per_sample=2)).scored == 6
 
 
 def test_a_packed_batch_counts_samples_by_restarting_positions_and_padding_by_pad_tokens():
@@ -50,6 +59,7 @@ def test_a_grpo_batch_counts_left_padded_prompts_and_right_padded_completions():
              "completion_ids": torch.ones(2, 2, dtype=torch.long), "completion_mask": torch.tensor([[1, 1], [1, 0]])}
     counts = BatchCounts.from_tensor(batch_counts(batch, pad_token_id=PAD))
     assert (counts.samples, counts.tokens, counts.positions, counts.context_sq) == (2, 8, 10, 4**2 + 4**2)
+    assert counts.scored == 3  # the completions
 
 
 @pytest.mark.parametrize("name", ["tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-qwen3.5"])
@@ -58,7 +68,7 @@ def test_the_flops_formula_counts_every_matmul_weight_of_the_model(name):
     weights = dict(model.named_parameters(remove_duplicate=False))
     matmul = lambda prefix: sum(p.numel() for n, p in weights.items() if n.startswith(prefix) and p.dim() >= 2)
     flops = model_flops(model.config)
-    assert flops.text_params == matmul("model.language_model.layers") + model.lm_head.weight.numel()
+    assert flops.text_params == matmul("model.language_model.layers") and flops.head_params == model.lm_head.weight.numel()
     assert flops.vision_params == matmul("model.visual.patch_embed") + matmul("model.visual.blocks")
     assert flops.merger_params == matmul("model.visual.merger") + matmul("model.visual.deepstack")
 
@@ -72,13 +82,13 @@ def test_mfu_on_a_known_config_is_model_flops_per_second_over_the_peak():
                            fullatt_block_indexes=[1]),
     )
     flops = model_flops(config)
-    # text per layer: q 8·8 + k,v 2·8·4 + o 8·8 + MLP 3·8·16 = 576; 2 layers + LM head 10·8
-    assert flops.text_params == 2 * 576 + 80 and flops.text_attention_width == 2 * 8
+    # text per layer: q 8·8 + k,v 2·8·4 + o 8·8 + MLP 3·8·16 = 576; 2 layers; LM head 10·8
+    assert (flops.text_params, flops.head_params, flops.text_attention_width) == (2 * 576, 80, 2 * 8)
     # vision: patch 3·1·2²·4 = 48; per block qkv+proj 4·4² + SwiGLU 3·4·8 = 160; merger 16² + 16·8; window (4/2)² = 4
     assert (flops.vision_params, flops.merger_params, flops.window_patches) == (48 + 2 * 160, 256 + 128, 4)
-    counts = BatchCounts(samples=2, tokens=10, visual_tokens=4, positions=12, context_sq=52, patches=16,
+    counts = BatchCounts(samples=2, tokens=10, visual_tokens=4, scored=3, positions=12, context_sq=52, patches=16,
                          patch_context=256, patch_window_context=64)
-    step = (6 * 1232 * 10 + 12 * 16 * 52  # text: 6·N per token + 12·width·Σn²
+    step = (6 * 1152 * 10 + 6 * 80 * 3 + 12 * 16 * 52  # text: 6·N per token, the head per scored one, 12·width·Σn²
             + 2 * 368 * 16 + 4 * 4 * 256 + 4 * 4 * 64  # frozen vision tower: forward only
             + 6 * 384 * 16 / 4)  # merger per merged token, trained
     metrics = throughput_metrics(counts, 2.0, flops, vision_trained=False, peak=1e6)
@@ -104,3 +114,14 @@ def test_a_short_sft_run_writes_the_throughput_keys_to_training_log(tmp_path):
         assert line["throughput/tokens_per_second"] > line["throughput/visual_tokens_per_second"] > 0
         assert line["throughput/samples_per_second"] > 0 and 0 <= line["throughput/padding_fraction"] < 1
         assert line["throughput/tflops_per_second"] > 0 and "throughput/mfu" not in line  # CPU: no known peak
+
+
+@pytest.mark.parametrize("name, tflops", [("NVIDIA H100 80GB HBM3", 989.4), ("NVIDIA H100 PCIe", 756.0),
+                                          ("NVIDIA H100 NVL", 835.0), ("NVIDIA H200 NVL", 835.0), ("NVIDIA H200", 989.4),
+                                          ("NVIDIA A100-SXM4-80GB", 312.0), ("NVIDIA L4", None)])
+def test_the_peak_is_the_cards_dense_bf16_number_by_its_name(name, tflops, monkeypatch):
+    from spatialtune.models.flops import peak_flops
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+    assert peak_flops("cuda:0") == (None if tflops is None else pytest.approx(tflops * 1e12))

@@ -3,8 +3,9 @@
 A matmul with a weight of N entries costs 2·N FLOPs per row forward and 4·N backward (gradients for its input and its
 weight), so a part that trains costs 6·N per token and a frozen part the backward never reaches 2·N. Attention adds
 4·width·context per token and layer forward (QKᵀ and AV), 12·… with the backward. Counted: every matmul weight of the
-decoder layers and the LM head (tied or not), of the vision tower's patch embedding and blocks, of the merger(s);
-not counted: embeddings looked up, norms, biases, activations, softmax, the linear-attention recurrence of Qwen3.5.
+decoder layers, of the vision tower's patch embedding and blocks, of the merger(s), and the LM head (tied or not) on the
+positions it scores: TRL's trainers project only the labelled ones through it (fused LM head); not counted: embeddings
+looked up, norms, biases, activations, softmax, the linear-attention recurrence of Qwen3.5.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ FLOPS_MODEL_TYPES = ("qwen2_5_vl", "qwen3_vl", "qwen3_5")
 class ModelFlops:
     """What one token or patch costs, from a Qwen-VL config: matmul weights it passes and attention widths."""
 
-    text_params: int  # N_text: decoder-layer projections + LM head, per text-sequence token (visual tokens included)
+    text_params: int  # N_text: decoder-layer projections, per text-sequence token (visual tokens included)
+    head_params: int  # N_head: the LM head (vocab × hidden), per scored (labelled) position
     text_attention_width: int  # Σ over full-attention layers of heads · head_dim (× context per token)
     vision_params: int  # N_vision: patch embedding + vision blocks, per patch (before merging)
     vision_full_width: int  # Σ over vision blocks attending to the whole image of their hidden size
@@ -31,12 +33,13 @@ class ModelFlops:
     merger_params: int  # merger(s) (Qwen3-VL: + DeepStack mergers), per merged visual token
     merge: int  # spatial_merge_size: merge² patches become one visual token
 
-    def step_flops(self, *, tokens: float, context_sq: float, patches: float, patch_context: float,
+    def step_flops(self, *, tokens: float, scored: float, context_sq: float, patches: float, patch_context: float,
                    patch_window_context: float, vision_trained: bool) -> float:
         """Model FLOPs of a forward and backward over a batch: `tokens` real text-sequence tokens (Σ over samples of n),
-        `context_sq` Σ n² over samples, `patches` vision patches, `patch_context` Σ P² over images of P patches,
-        `patch_window_context` Σ P·min(P, window) over images; the vision tower's backward only when it trains."""
-        text = 6 * self.text_params * tokens + 12 * self.text_attention_width * context_sq
+        `scored` the labelled positions the LM head projects, `context_sq` Σ n² over samples, `patches` vision patches,
+        `patch_context` Σ P² over images of P patches, `patch_window_context` Σ P·min(P, window) over images; the
+        vision tower's backward only when it trains."""
+        text = 6 * self.text_params * tokens + 6 * self.head_params * scored + 12 * self.text_attention_width * context_sq
         vision_forward = (2 * self.vision_params * patches + 4 * self.vision_full_width * patch_context
                           + 4 * self.vision_window_width * patch_window_context)
         merger = 6 * self.merger_params * patches / self.merge**2
@@ -75,7 +78,6 @@ def model_flops(config) -> ModelFlops:
     text, vision = config.get_text_config(), config.vision_config
     layer_types = getattr(text, "layer_types", None) or ["full_attention"] * text.num_hidden_layers
     layers = [_text_layer_params(text, kind) for kind in layer_types]
-    text_params = sum(p for p, _ in layers) + text.vocab_size * text.hidden_size  # + LM head
     d_v, ff_v, merge = vision.hidden_size, vision.intermediate_size, vision.spatial_merge_size
     swiglu = config.model_type == "qwen2_5_vl"  # Qwen2.5-VL's vision MLP is SwiGLU, Qwen3-VL's and Qwen3.5's fc1/fc2
     block = 4 * d_v * d_v + (3 if swiglu else 2) * d_v * ff_v  # qkv, proj; MLP
@@ -88,7 +90,8 @@ def model_flops(config) -> ModelFlops:
         full_blocks = len(vision.fullatt_block_indexes)
         window = (vision.window_size // vision.patch_size) ** 2
     return ModelFlops(
-        text_params=text_params,
+        text_params=sum(p for p, _ in layers),
+        head_params=text.vocab_size * text.hidden_size,
         text_attention_width=sum(w for _, w in layers),
         vision_params=patch_embed + vision.depth * block,
         vision_full_width=full_blocks * d_v,
@@ -100,8 +103,9 @@ def model_flops(config) -> ModelFlops:
 
 
 # Dense bf16 tensor-core peaks (no sparsity), TFLOP/s, by a name torch.cuda.get_device_name() contains. Checked in
-# order: the first match wins (so "H100 PCIe" before "H100").
+# order: the first match wins (so "H100 PCIe" before "H100", the NVL cards' lower clocks before both).
 PEAK_BF16_TFLOPS: tuple[tuple[str, float], ...] = (
+    ("NVL", 835.0),  # H100 NVL, H200 NVL
     ("H200", 989.4),
     ("GH200", 989.4),
     ("H100 PCIe", 756.0),

@@ -96,6 +96,9 @@ class DPORecipeConfig:
 
     def __post_init__(self):
         self.trl = check_trl_options(DPOConfig, self.trl, OWNED_DPO_FIELDS)
+        if self.data.packing != "none":
+            raise ConfigError(f"data.packing={self.data.packing}: DPO trains padded batches (TRL 1.16's DPO loss takes one "
+                              "sequence per row; docs/packing.md); remove data.packing")
 
 
 @dataclass

@@ -29,6 +29,7 @@ from ..config import ConfigError
 from ..io import atomic_write_json
 from ..models.loading import LoadedModel
 from ..viz.eval_report import attention_figures
+from .throughput import ThroughputCallback
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +148,9 @@ class BenchmarkEvalCallback(TrainerCallback):
         _log_scores(self.trainer, control, scores[0])
         if self.settings.best_metric is not None:
             self._keep_if_best(state, control, scores[0])
+        for callback in self.trainer.callback_handler.callbacks:
+            if isinstance(callback, ThroughputCallback):  # it may have started this step's clock before we evaluated
+                callback.restart_clock()
 
     def _keep_if_best(self, state, control, scores: dict[str, float]) -> None:
         """A new best score saves this step's checkpoint, which transformers then keeps as `best_model_checkpoint`."""

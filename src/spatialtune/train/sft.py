@@ -74,6 +74,8 @@ class DataConfig:
             raise ConfigError("data: give data.train_file or data.sources, not both")
         if not 0.0 <= self.view_dropout < 1.0:
             raise ConfigError(f"data.view_dropout must be in [0, 1), got {self.view_dropout}")
+        if self.packing == "packed" and self.max_length is None:
+            raise ConfigError("data.packing=packed needs data.max_length (the row size); set it, or use padding_free")
 
 
 @dataclass

@@ -23,17 +23,19 @@ from ..models.flops import ModelFlops, model_flops, peak_flops
 
 log = logging.getLogger(__name__)
 
-COUNTS = ("samples", "tokens", "visual_tokens", "positions", "context_sq", "patches", "patch_context", "patch_window_context")
+IGNORE_INDEX = -100  # unlabelled positions in `labels`
 
 
 @dataclass(frozen=True)
 class BatchCounts:
-    """What one batch holds: samples, real (unpadded) text-sequence tokens and the visual ones among them, all positions
-    (padding included), Σ n² over samples, vision patches, Σ P² and Σ P·min(P, window) over images of P patches."""
+    """What one batch holds: samples, real (unpadded) text-sequence tokens, the visual ones among them and the scored
+    ones (labelled: what the LM head projects), all positions (padding included), Σ n² over samples, vision patches,
+    Σ P² and Σ P·min(P, window) over images of P patches."""
 
     samples: float
     tokens: float
     visual_tokens: float
+    scored: float
     positions: float
     context_sq: float
     patches: float
@@ -66,14 +68,27 @@ def _sequences(inputs: Mapping[str, Any], pad_token_id: int | None, rows_per_sam
     return mask, positions, starts
 
 
+def _scored(inputs: Mapping[str, Any], tokens: torch.Tensor) -> torch.Tensor:
+    """The positions TRL's fused LM head projects: the labelled ones after the shift (SFT `labels`, DPO's
+    `completion_mask`), GRPO's completion tokens; every real token where a batch says neither."""
+    if "completion_ids" in inputs:
+        return inputs["completion_mask"].double().sum()
+    if inputs.get("completion_mask") is not None:
+        return inputs["completion_mask"][..., 1:].double().sum()
+    if inputs.get("labels") is not None:
+        return (inputs["labels"][..., 1:] != IGNORE_INDEX).double().sum()
+    return tokens
+
+
 def batch_counts(inputs: Mapping[str, Any], *, pad_token_id: int | None, merge: int = 2, window_patches: int = 0,
                  rows_per_sample: int = 1) -> torch.Tensor:
     """`BatchCounts` of a batch as one float64 tensor on its device (no host synchronisation): tokens are the real
     positions of `input_ids` (attention mask, or not the pad token in a packed batch), visual tokens the images' merged
-    patches, Σ n² = Σ over real tokens of (2·position + 1)."""
+    patches, scored tokens the labelled positions, Σ n² = Σ over real tokens of (2·position + 1)."""
     mask, positions, samples = _sequences(inputs, pad_token_id, rows_per_sample)
     real = mask.double()
     tokens, positions_all = real.sum(), real.new_full((), mask.numel())  # new_full: no host-to-device copy
+    scored = _scored(inputs, tokens).to(tokens.device)
     context_sq = ((2 * positions.double() + 1) * real).sum()
     grids = inputs.get("image_grid_thw")
     if grids is not None and len(grids):
@@ -83,7 +98,7 @@ def batch_counts(inputs: Mapping[str, Any], *, pad_token_id: int | None, merge: 
     else:
         vision = [tokens * 0] * 4
     patch_sum, visual, patch_context, window_context = vision
-    return torch.stack([samples.double(), tokens, visual, positions_all, context_sq, patch_sum,
+    return torch.stack([samples.double(), tokens, visual, scored, positions_all, context_sq, patch_sum,
                         patch_context, window_context])
 
 
@@ -100,7 +115,7 @@ def throughput_metrics(counts: BatchCounts, seconds: float, flops: ModelFlops | 
         "throughput/padding_fraction": 1 - counts.tokens / counts.positions if counts.positions else 0.0,
     }
     if flops is not None:
-        achieved = flops.step_flops(tokens=counts.tokens, context_sq=counts.context_sq, patches=counts.patches,
+        achieved = flops.step_flops(tokens=counts.tokens, scored=counts.scored, context_sq=counts.context_sq, patches=counts.patches,
                                     patch_context=counts.patch_context, patch_window_context=counts.patch_window_context,
                                     vision_trained=vision_trained) / seconds
         metrics["throughput/tflops_per_second"] = achieved / 1e12
@@ -131,12 +146,15 @@ class ThroughputCallback(TrainerCallback):
                               window_patches=self.flops.window_patches if self.flops else 0)
         self.totals = counts if self.totals is None else self.totals + counts.to(self.totals.device)
 
-    def _restart_clock(self, *args, **kwargs) -> None:
+    def restart_clock(self, *args, **kwargs) -> None:
+        """Time from now on is training time again (after an evaluation, a save, the log)."""
         self.mark = time.perf_counter()
 
-    on_train_begin = on_evaluate = on_save = _restart_clock  # evaluation and saving are not training time
+    on_train_begin = on_evaluate = on_save = restart_clock  # evaluation and saving are not training time
 
     def on_step_end(self, args, state, control, **kwargs):
+        if control.should_log and torch.cuda.is_available():
+            torch.cuda.synchronize()  # the interval that ends in a log line holds all of its queued GPU work
         now = time.perf_counter()
         self.seconds, self.mark = self.seconds + now - self.mark, now
 
@@ -183,7 +201,7 @@ def attach_throughput(trainer: Trainer) -> ThroughputCallback:
             reduce = (lambda t: accelerator.reduce(t.to(accelerator.device), "sum")) if accelerator.num_processes > 1 else None
             logs = {**logs, **meter.metrics(reduce, accelerator.num_processes)}
         write_log(logs, *args, **kwargs)
-        meter.mark = time.perf_counter()  # logging itself is not training time
+        meter.restart_clock()  # logging itself is not training time
 
     trainer.compute_loss = counted_compute_loss
     trainer.log = log_with_throughput
