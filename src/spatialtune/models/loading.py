@@ -14,7 +14,7 @@ import yaml
 from peft import PeftModel
 from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor, PreTrainedModel, ProcessorMixin
 
-from ..config import ConfigError
+from ..config import ConfigError, from_dict
 from ..errors import SpatialtuneError
 from ..geometry import Convention, convention_for_model_type
 from ..registry import did_you_mean
@@ -250,14 +250,23 @@ def adapter_base(path: Path, dtype: str = "auto", attn_implementation: str | Non
 def _load_sharded(path: Path, dtype: str, min_pixels: int | None, max_pixels: int | None,
                   attn_implementation: str | None) -> LoadedModel:
     """A full fine-tune's FSDP or ZeRO checkpoint (`models.sharded`) as a plain model: the run's start model, built as
-    the run built it (`adapter_base`), holding the gathered weights."""
-    if run_model_section(path) is None:
+    the run built it (`adapter_base`, with the spatial-linking module of `model.spatial_linking`: its weights are among
+    the shards, and no `spatial_linking.json` is written beside them), holding the gathered weights."""
+    section = run_model_section(path)
+    if section is None:
         raise UnknownModelError(f"{path}: a sharded FSDP/ZeRO checkpoint outside a run folder; give its checkpoint-N "
                                 f"folder inside the run (the run's {CONFIG_FILE} names the model it fits)")
     loaded = adapter_base(path, dtype, attn_implementation)
+    attach_configured_linking(loaded.model, loaded.processor, configured_linking(section))
     load_full_weights(loaded.model, read_sharded_state_dict(path), path)
     set_pixel_budget(loaded.processor, min_pixels, max_pixels)
     return LoadedModel(loaded.model, loaded.processor, loaded.family, str(path))
+
+
+def configured_linking(section: dict) -> SpatialLinkingSettings | None:
+    """The `spatial_linking` settings of a run's `model` section (as read by `run_model_section`); None when off."""
+    settings = section.get("spatial_linking")
+    return None if settings is None else from_dict(SpatialLinkingSettings, settings, "model.spatial_linking")
 
 
 def _load_adapter(path: Path, dtype: str, min_pixels: int | None, max_pixels: int | None, attn_implementation: str | None,
