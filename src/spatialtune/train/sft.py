@@ -197,7 +197,7 @@ def run_sft(
             raise DatasetError(config.data.train_file or "data.sources", [], f"no trainable records left (skipped {len(prepared.skipped)})")
 
         # 3. With training.auto_batch_size: the largest per-device batch that fits, by real steps on the longest rows.
-        training = fitted_training(config.training, model, collator, prepared.rows, loaded.processor, run.dir)
+        training = fitted_training(config.training, model, collator, prepared.rows, loaded.processor, run.dir, config.trl)
 
         # 4. TRL trainer with assistant-only loss; our collator keeps the structured columns.
         args = trl_arguments(SFTConfig, defaults={**TRL_DEFAULTS, **linking_trl_defaults(model)}, options=config.trl, typed={
