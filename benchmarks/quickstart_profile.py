@@ -38,7 +38,7 @@ from spatialtune.models.loading import load_model
 from spatialtune.models.patch_embed import PatchConv3d, is_patchwise
 from spatialtune.models.rope import rope_index_function
 from spatialtune.pipelines.quickstart import QuickstartSettings
-from spatialtune.train.fused_head import compact_fused_lm_head
+from spatialtune.train.fused_head import SFT_OUTPUTS, compact_fused_lm_head
 
 SECONDS: dict[str, list[float]] = defaultdict(list)
 ORIGINAL_DECISION = trl_utils._use_triton
@@ -66,7 +66,7 @@ def use_cuts(model, on: bool) -> None:
 def train_steps(model, collator, rows: list[dict], steps: int, batch_size: int, lr: float, variants: list[str]) -> None:
     """`steps` full fine-tuning steps as SFTTrainer takes them: collate, fused-head forward, token-mean NLL, AdamW; each
     step once per variant (with and without the cuts), in alternating order, on the same batch."""
-    add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))  # as SFTTrainer does
+    add_fused_lm_head(model, outputs=SFT_OUTPUTS)  # as SFTTrainer does
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, fused=True)  # transformers 5 default: adamw_torch_fused
     for step in range(steps):

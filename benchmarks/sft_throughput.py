@@ -26,7 +26,6 @@ from pathlib import Path
 import torch
 from PIL import Image
 from transformers import Qwen2_5_VLForConditionalGeneration
-from trl.trainer.utils import add_fused_lm_head
 
 from spatialtune.data.collate import SpatialCollator
 from spatialtune.data.dataset import prepare_rows
@@ -35,7 +34,7 @@ from spatialtune.models.flops import model_flops, peak_flops
 from spatialtune.models.loading import family_of, load_model, set_pixel_budget
 from spatialtune.models.rope import rope_index_function
 from spatialtune.models.tiny import build_tiny
-from spatialtune.train.fused_head import compact_fused_lm_head
+from spatialtune.train.fused_head import add_compact_fused_lm_head
 from spatialtune.train.throughput import BatchCounts, batch_counts, throughput_metrics
 
 MODES = ("none", "padding_free", "packed")
@@ -161,8 +160,7 @@ def main() -> None:
               f"(+ attention {12 * flops.text_attention_width}·n), per labelled token 6·N_head = {6 * flops.head_params:.3e}, "
               f"per patch 2·N_vision = {2 * flops.vision_params:.3e}")
         return
-    compact_fused_lm_head()  # as every recipe: labelled positions only, on CPU too
-    add_fused_lm_head(model)
+    add_compact_fused_lm_head(model)  # as every recipe: labelled positions only, on CPU too
     model = apply_adapters(model, AdapterSettings())  # the recipe's default: vision tower frozen, the rest trains
     if args.gpu:
         model.gradient_checkpointing_enable()

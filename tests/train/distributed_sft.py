@@ -72,16 +72,21 @@ class Ending(TrainerCallback):
         self.model = model
 
 
-def save_fsdp2_shards(model: torch.nn.Module, run_dir: Path, checkpoint: Path, to: Path) -> Path:
-    """`model` sharded over the processes with FSDP2 and saved as the Trainer saves an FSDP SHARDED_STATE_DICT
-    checkpoint, in a copy of the run folder (config, trainer state; no plain weights)."""
-    state = process_state()
+def run_copy(run_dir: Path, checkpoint: Path, to: Path) -> Path:
+    """A copy of the run folder at `to` (config) with an empty `checkpoint` (trainer state only) for the shards."""
     target = to / checkpoint.name
-    if state.is_main_process:
+    if process_state().is_main_process:
         target.mkdir(parents=True)
         shutil.copyfile(run_dir / CONFIG_FILE, to / CONFIG_FILE)
         shutil.copyfile(checkpoint / "trainer_state.json", target / "trainer_state.json")
-    state.wait_for_everyone()
+    process_state().wait_for_everyone()
+    return target
+
+
+def save_fsdp2_shards(model: torch.nn.Module, run_dir: Path, checkpoint: Path, to: Path) -> Path:
+    """`model` sharded over the processes with FSDP2 and saved as the Trainer saves an FSDP SHARDED_STATE_DICT
+    checkpoint, in a copy of the run folder (config, trainer state; no plain weights)."""
+    state, target = process_state(), run_copy(run_dir, checkpoint, to)
     fully_shard(model, mesh=init_device_mesh("cpu", (state.num_processes,)))
     assert all(p.to_local().numel() < p.numel() for p in model.parameters() if p.numel() > 1)  # each holds a part
     dcp.save({"model": get_model_state_dict(model)}, storage_writer=dcp.FileSystemWriter(str(target / "pytorch_model_fsdp_0")))
@@ -96,12 +101,7 @@ def save_zero3_shards(model: torch.nn.Module, run_dir: Path, checkpoint: Path, t
 
     # DeepSpeed's CPU backend JIT-compiles a shared-memory all-reduce (about a minute) when none is cached; gloo suffices
     sys.modules["deepspeed.comm.torch"].build_shm_op = lambda: None
-    state, target = process_state(), to / checkpoint.name
-    if state.is_main_process:
-        target.mkdir(parents=True)
-        shutil.copyfile(run_dir / CONFIG_FILE, to / CONFIG_FILE)
-        shutil.copyfile(checkpoint / "trainer_state.json", target / "trainer_state.json")
-    state.wait_for_everyone()
+    target = run_copy(run_dir, checkpoint, to)
     config = {"train_micro_batch_size_per_gpu": 1, "zero_optimization": {"stage": 3},
               "zero_allow_untested_optimizer": True, "zero_force_ds_cpu_optimizer": False}
     engine, *_ = deepspeed.initialize(model=model, optimizer=torch.optim.AdamW(model.parameters(), lr=0.0), config=config)

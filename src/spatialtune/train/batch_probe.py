@@ -29,12 +29,11 @@ from accelerate.utils.memory import clear_device_cache, should_reduce_batch_size
 from peft import PeftModel
 from torch import nn
 from trl.models.selective_activation_checkpointing import enable_selective_activation_checkpointing
-from trl.trainer.utils import add_fused_lm_head
 
 from ..data.collate import sequence_layout
 from ..io import atomic_write_json
 from .common import process_state
-from .fused_head import compact_fused_lm_head
+from .fused_head import SFT_OUTPUTS, add_compact_fused_lm_head
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +68,6 @@ def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
-FUSED_OUTPUTS = ("log_probs", "entropy", "is_top1")  # what SFTTrainer's fused head computes (its loss and metrics)
 # Per-module state that turning checkpointing (and the input-gradient hooks it brings) on changes, put back afterwards.
 CHECKPOINTING_STATE = ("gradient_checkpointing", "_gradient_checkpointing_func", "_require_grads_hooks", "_require_grads_hook")
 MISSING = object()
@@ -116,27 +114,21 @@ def stepped_as_in_training(model: nn.Module, checkpointing: Mapping[str, Any] | 
     checkpointing when `checkpointing` is not None; on leaving, the model's forward, checkpointing flags and hooks
     are as they were."""
     head_owner = model.get_base_model() if isinstance(model, PeftModel) else model
-    instance_attrs = [(head_owner, "forward"), (model, "gradient_checkpointing_enable")]
-    saved_attrs = [(owner, name, vars(owner).get(name, MISSING)) for owner, name in instance_attrs]
     modules = list(model.modules())
-    saved_state = [{name: vars(m).get(name, MISSING) for name in CHECKPOINTING_STATE} for m in modules]
+    attributes = [(head_owner, "forward"), (model, "gradient_checkpointing_enable"),
+                  *((m, name) for m in modules for name in CHECKPOINTING_STATE)]
+    saved = [(owner, name, vars(owner).get(name, MISSING)) for owner, name in attributes]
     saved_hooks = [set(m._forward_hooks) for m in modules]
     try:
-        compact_fused_lm_head()  # on CPU too, as prepare_trainer makes it for training (train/fused_head.py)
-        add_fused_lm_head(head_owner, outputs=FUSED_OUTPUTS)
+        add_compact_fused_lm_head(model, outputs=SFT_OUTPUTS)  # as SFTTrainer, on CPU too (train/fused_head.py)
         if checkpointing is not None:
             enable_checkpointing(model, checkpointing)
         yield
     finally:
-        for m, state, hooks in zip(modules, saved_state, saved_hooks):
+        for m, hooks in zip(modules, saved_hooks):
             for key in set(m._forward_hooks) - hooks:
                 del m._forward_hooks[key]
-            for name, value in state.items():
-                if value is MISSING:
-                    vars(m).pop(name, None)
-                else:
-                    setattr(m, name, value)
-        for owner, name, value in saved_attrs:
+        for owner, name, value in saved:
             if value is MISSING:
                 vars(owner).pop(name, None)
             else:

@@ -29,7 +29,6 @@ from ..config import ConfigError
 from ..io import atomic_write_json
 from ..models.loading import LoadedModel
 from ..viz.eval_report import attention_figures
-from .throughput import ThroughputCallback
 
 log = logging.getLogger(__name__)
 
@@ -79,16 +78,18 @@ def check_evaluation(eval_file: str | None, evaluate: Evaluator | None) -> None:
         raise ConfigError("an evaluator was given but data.eval_file is not set: name the records to evaluate on")
 
 
-def _log_scores(trainer: Trainer, control, scores: dict[str, float]) -> None:
-    """Log the scores as `eval_<name>` through transformers' own `Trainer.log` (training.log, progress, trackers).
+def _log_scores(trainer: Trainer, control, scores: dict[str, float]) -> dict[str, float]:
+    """Log the scores as `eval_<name>` through transformers' own `Trainer.log` (training.log, progress, trackers); returns them.
 
     TRL's trainers override `log` to add their running training metrics (and clear them); evaluation scores must not
     take those away from the next training log line, so the base class's method is called. Logging clears
     `should_log`, which this step's training log line still needs.
     """
     should_log = control.should_log
-    Trainer.log(trainer, {f"eval_{name}": value for name, value in scores.items()})
+    metrics = {f"eval_{name}": value for name, value in scores.items()}
+    Trainer.log(trainer, metrics)
     control.should_log = should_log
+    return metrics
 
 
 def log_images(trainer: Trainer, figures: list[dict], step: int) -> int:
@@ -145,12 +146,11 @@ class BenchmarkEvalCallback(TrainerCallback):
             finally:
                 model.train(was_training)
         broadcast_object_list(scores)
-        _log_scores(self.trainer, control, scores[0])
+        metrics = _log_scores(self.trainer, control, scores[0])
         if self.settings.best_metric is not None:
             self._keep_if_best(state, control, scores[0])
-        for callback in self.trainer.callback_handler.callbacks:
-            if isinstance(callback, ThroughputCallback):  # it may have started this step's clock before we evaluated
-                callback.restart_clock()
+        # announced as `Trainer.evaluate` announces one (the throughput meter restarts its clock: not training time)
+        self.trainer.callback_handler.on_evaluate(self.trainer.args, state, control, metrics)
 
     def _keep_if_best(self, state, control, scores: dict[str, float]) -> None:
         """A new best score saves this step's checkpoint, which transformers then keeps as `best_model_checkpoint`."""

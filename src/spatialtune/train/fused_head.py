@@ -16,8 +16,11 @@ from typing import Callable
 
 import torch
 import trl.trainer.utils as trl_utils
+from peft import PeftModel
+from torch import nn
 
 CPU_COMPACTING = "_spatialtune_compacts_cpu"  # marks the wrapped decision, so that wrapping twice is a no-op
+SFT_OUTPUTS = ("log_probs", "entropy", "is_top1")  # what SFTTrainer's fused head computes (its loss and metrics)
 
 
 def compact_fused_lm_head() -> bool:
@@ -35,3 +38,12 @@ def compact_fused_lm_head() -> bool:
     setattr(compact, CPU_COMPACTING, True)
     trl_utils._use_triton = compact
     return True
+
+
+def add_compact_fused_lm_head(model: nn.Module, outputs: tuple[str, ...] = ("log_probs",)) -> nn.Module:
+    """TRL's fused LM head on `model` (on its base model under PEFT, as TRL's trainers add it), scoring the labelled
+    positions only; returns the module whose forward now takes `fused_lm_head=True`."""
+    compact_fused_lm_head()
+    owner = model.get_base_model() if isinstance(model, PeftModel) else model
+    trl_utils.add_fused_lm_head(owner, outputs=outputs)
+    return owner

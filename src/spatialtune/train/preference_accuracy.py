@@ -12,18 +12,15 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from peft import PeftModel
-from trl.trainer.utils import add_fused_lm_head
 
 from ..data.preference import SpatialPreferenceCollator
-from .fused_head import compact_fused_lm_head
+from .fused_head import add_compact_fused_lm_head
 
 
 def pair_logps(model, processor, rows: list[dict[str, Any]], batch_size: int = 8) -> list[tuple[float, float]]:
     """(chosen, rejected) log-probability of each preference row's answer, summed over its tokens; patches `model` with
     TRL's fused LM head (its ordinary forward is unchanged)."""
-    add_fused_lm_head(model.get_base_model() if isinstance(model, PeftModel) else model)
-    compact_fused_lm_head()
+    add_compact_fused_lm_head(model)
     collator = SpatialPreferenceCollator(processor)
     was_training = model.training
     model.eval()
